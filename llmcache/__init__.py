@@ -1,0 +1,81 @@
+"""llmcache: a fast, tenant-safe, fail-open cache for LLM calls that shows what it saved.
+
+    import llmcache
+
+    cache = llmcache.Cache(workspace="acme")          # memory, then disk; no server needed
+
+    @cache.cached(namespace="research", ignore=("client",))
+    def ask(client, question: str, model: str = "gpt-4o-mini") -> str: ...
+
+    client = cache.wrap(OpenAI())                      # same methods, cached
+    cache.report()                                     # money and time saved
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ._backend import Backend
+from ._cache import Cache
+from ._codec import register_type
+from ._config import get_default_cache, set_default_cache
+from ._decorator import CacheInfo
+from ._errors import (
+    BackendError,
+    ConfigError,
+    KeyDerivationError,
+    LLMCacheError,
+    MissingDependencyError,
+)
+from ._info import CallInfo, info
+from ._options import Options, options
+from ._pricing import set_price
+from ._registry import register_backend
+from ._site import MISS, CallSite
+from ._stats import CacheStats, Health, TierHealth, TierStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MISS",
+    "Backend",
+    "BackendError",
+    "Cache",
+    "CacheInfo",
+    "CacheStats",
+    "CallInfo",
+    "CallSite",
+    "ConfigError",
+    "Health",
+    "KeyDerivationError",
+    "LLMCacheError",
+    "MissingDependencyError",
+    "Options",
+    "TierHealth",
+    "TierStats",
+    "__version__",
+    "cached",
+    "get_default_cache",
+    "info",
+    "options",
+    "register_backend",
+    "register_type",
+    "set_default_cache",
+    "set_price",
+]
+
+
+def cached(
+    function: Callable[..., Any] | None = None,
+    *,
+    namespace: str | None = None,
+    ttl: float | None = None,
+    ignore: Iterable[str] = (),
+    version: str | int | None = None,
+    usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+) -> Any:
+    """Cache a function in the default cache (configured from LLMCACHE_* variables)."""
+    return get_default_cache().cached(
+        function, namespace=namespace, ttl=ttl, ignore=ignore, version=version, usage=usage
+    )

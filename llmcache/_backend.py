@@ -1,0 +1,144 @@
+"""The backend contract: what a tier must do to hold llmcache entries.
+
+A backend stores opaque bytes under string keys with a TTL. It knows nothing of entries,
+MACs or codecs; the core signs and verifies everything it reads. Backends raise on failure
+(any exception); the core's resilience layer turns failures into misses, so a backend need
+not be defensive. Only `get`, `set`, `delete`, `delete_prefix`, `incr_counters`,
+`read_counters` and `close` must be written; the async methods default to running the sync
+ones on a small thread pool (never on the event loop), and a backend with a native async
+client overrides them.
+
+Third-party backends are written exactly like ours: subclass `Backend`, implement
+`from_url`, and register the class under the ``llmcache.backends`` entry point group with the
+URL scheme as the name.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import functools
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+__all__ = ["Backend"]
+
+_T = TypeVar("_T")
+_EXECUTOR: concurrent.futures.ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        with _EXECUTOR_LOCK:
+            if _EXECUTOR is None:
+                _EXECUTOR = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=8, thread_name_prefix="llmcache-io"
+                )
+    return _EXECUTOR
+
+
+async def run_in_thread(function: Callable[..., _T], *args: Any) -> _T:
+    """Run blocking I/O off the event loop, on llmcache's own bounded pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(function, *args))
+
+
+class Backend(abc.ABC):
+    """A tier that stores bytes under string keys, with a TTL in seconds (None: no expiry)."""
+
+    #: Visible to other processes or machines: such a tier needs an explicit secret.
+    shared: ClassVar[bool] = False
+    #: Survives the process (disk, Redis): generations and the ledger are kept here.
+    persistent: ClassVar[bool] = True
+    #: Can take a cross-process lock (`try_lock`), for single-flight across processes.
+    supports_locks: ClassVar[bool] = False
+
+    #: A display name without credentials, e.g. ``redis://127.0.0.1:6379/0``.
+    name: str = "backend"
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Backend:
+        """Build the backend from a tier URL; raise ConfigError for a bad URL."""
+
+    # -- required -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The bytes stored under `key`, or None."""
+
+    @abc.abstractmethod
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store `value` under `key` for `ttl` seconds (None: until evicted)."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key` if present."""
+
+    @abc.abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key that starts with `prefix` (never the whole store); return count."""
+
+    @abc.abstractmethod
+    def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
+        """Atomically add `deltas` to the numeric fields of the counter record `key`."""
+
+    @abc.abstractmethod
+    def read_counters(self, key: str) -> dict[str, float]:
+        """All fields of the counter record `key` ({} if absent)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""
+
+    # -- optional -------------------------------------------------------------------------
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Bytes for each key, in order (None where absent)."""
+        return [self.get(key) for key in keys]
+
+    def try_lock(self, key: str, ttl: float) -> str | None:
+        """Take a lock that expires after `ttl` seconds; a token if taken, else None."""
+        return None
+
+    def unlock(self, key: str, token: str) -> None:
+        """Release a lock taken with `try_lock`, only if `token` still holds it."""
+
+    def size(self) -> tuple[int, int] | None:
+        """(entries, bytes) held, if the backend can tell cheaply."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for `llmcache doctor`: server version, location, limits."""
+        return {}
+
+    def ping(self) -> None:
+        """Raise if the backend is unusable; the default reads one key."""
+        self.get("llmc-ping")
+
+    # -- async (defaults run the sync methods on a thread pool) ---------------------------
+    async def aget(self, key: str) -> bytes | None:
+        return await run_in_thread(self.get, key)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await run_in_thread(self.get_many, keys)
+
+    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        await run_in_thread(self.set, key, value, ttl)
+
+    async def adelete(self, key: str) -> None:
+        await run_in_thread(self.delete, key)
+
+    async def atry_lock(self, key: str, ttl: float) -> str | None:
+        return await run_in_thread(self.try_lock, key, ttl)
+
+    async def aunlock(self, key: str, token: str) -> None:
+        await run_in_thread(self.unlock, key, token)
+
+    async def aclose(self) -> None:
+        await run_in_thread(self.close)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

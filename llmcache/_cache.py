@@ -1,0 +1,383 @@
+"""`Cache`: the tiers, the workspace's keys, namespaces, and the operations on all of them."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._backend import Backend
+from ._config import load_or_create_secret
+from ._disk import DiskTier
+from ._errors import ConfigError
+from ._keys import KeySchedule, check_name
+from ._ledger import Ledger
+from ._memory import MemoryTier
+from ._namespaces import WORKSPACE_FIELD, GenerationWatcher, Namespace, generations_key
+from ._registry import backend_from_url, load_providers
+from ._resilience import FAILED, GuardedTier
+from ._stats import CacheStats, Health, TierHealth, TierStats
+
+if TYPE_CHECKING:
+    from ._decorator import CachedDecorator
+    from ._report import Report
+    from ._site import CallSite
+
+__all__ = ["Cache"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+DEFAULT_TIERS = ("memory", "disk")
+_SECRET_HINT = (
+    "set LLMCACHE_SECRET or pass Cache(secret=...) with the same value in every process that "
+    "shares the tier; make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+)
+
+
+def _as_secret(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+
+class Cache:
+    """A cache for LLM calls: a workspace, its secret, and an ordered list of tiers.
+
+    Args:
+        workspace: the tenant name; entries of different workspaces never mix.
+        secret: signs keys and entries. Required when any tier is shared (Redis, Upstash);
+            the embedded default generates one and keeps it, mode 0600, in the cache folder.
+        tiers: tier URLs or `Backend` objects, fastest first. Default: memory, then disk.
+        ttl: default time to live of new entries in seconds (None: no expiry).
+        namespace: default namespace of `cached` functions.
+        enabled: False makes every cached call go straight to the real function.
+        compress_above: lz4-compress entries larger than this many bytes.
+        lock_ttl: how long a cross-process single-flight lock lives (a crashed leader
+            blocks nobody longer than this); waiters give up and call after `lock_wait`.
+    """
+
+    def __init__(
+        self,
+        workspace: str = "default",
+        secret: str | bytes | None = None,
+        tiers: Sequence[str | Backend] | None = None,
+        ttl: float | None = None,
+        namespace: str = "default",
+        enabled: bool = True,
+        compress_above: int = 1024,
+        lock_ttl: float = 60.0,
+        lock_wait: float | None = None,
+        generation_poll: float = 0.5,
+    ) -> None:
+        check_name("workspace", workspace)
+        check_name("namespace", namespace)
+        if ttl is not None and ttl <= 0:
+            raise ConfigError("ttl must be a positive number of seconds, or None for no expiry")
+        backends = [backend_from_url(t) if isinstance(t, str) else t for t in (tiers or DEFAULT_TIERS)]
+        if not backends:
+            raise ConfigError("a cache needs at least one tier, e.g. tiers=['memory']")
+        for backend in backends:
+            if not isinstance(backend, Backend):
+                raise ConfigError(f"tier {backend!r} is neither a URL nor a Backend")
+        self.memory: MemoryTier | None = None
+        if isinstance(backends[0], MemoryTier):
+            self.memory = backends[0]
+            backends = backends[1:]
+        if any(isinstance(b, MemoryTier) for b in backends):
+            raise ConfigError("the memory tier must come first in the list of tiers")
+        self.workspace = workspace
+        self.default_namespace = namespace
+        self.ttl = ttl
+        self.enabled = enabled
+        self.compress_above = compress_above
+        self.lock_ttl = lock_ttl
+        self.lock_wait = lock_ttl if lock_wait is None else lock_wait
+        self.tiers = [GuardedTier(b) for b in backends]
+        self.keys = KeySchedule(self._resolve_secret(secret, backends), workspace)
+        self.mac_key = self.keys.mac_key
+        persistent = [t for t in self.tiers if t.backend.persistent]
+        self._persistent = persistent
+        # The most shared tier holds counters (ledger) and takes cross-process locks.
+        self._authority: GuardedTier | None = persistent[-1] if persistent else None
+        lockers = [t for t in self.tiers if t.backend.supports_locks]
+        self.lock_tier: GuardedTier | None = lockers[-1] if lockers else None
+        self.ledger = Ledger(workspace)
+        self._namespaces: dict[str, Namespace] = {}
+        self._local_generations: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.sites: list[CallSite] = []
+        # In-flight real calls, for single-flight: by fingerprint, per thread and per loop.
+        self.flights: dict[int, Any] = {}
+        self.flight_lock = threading.Lock()
+        self.async_flights: dict[int, tuple[Any, Any]] = {}
+        self._watcher: GenerationWatcher | None = None
+        self._generation_poll = generation_poll
+        self.closed = False
+
+    # -- configuration ---------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_secret(secret: str | bytes | None, backends: Sequence[Backend]) -> bytes:
+        if secret is not None:
+            value = _as_secret(secret)
+            if len(value) < 16:
+                raise ConfigError(f"the secret is too short (under 16 bytes); {_SECRET_HINT}")
+            return value
+        shared = [b.name for b in backends if b.shared]
+        if shared:
+            raise ConfigError(
+                f"tier {shared[0]} is shared with other processes or machines, so the cache "
+                f"needs an explicit secret (without one, anyone could forge entries): "
+                f"{_SECRET_HINT}"
+            )
+        disks = [b for b in backends if isinstance(b, DiskTier)]
+        if disks:
+            return load_or_create_secret(Path(disks[0].directory))
+        import secrets
+
+        return secrets.token_bytes(32)  # memory only: nothing outlives the process
+
+    # -- the public surface ------------------------------------------------------------------------
+    def cached(
+        self,
+        function: _F | None = None,
+        *,
+        namespace: str | None = None,
+        ttl: float | None = None,
+        ignore: Iterable[str] = (),
+        version: str | int | None = None,
+        usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+    ) -> Any:
+        """Cache a function (sync or async); use bare or with arguments.
+
+        Args:
+            namespace: group of entries, invalidated together (default: the cache's).
+            ttl: time to live of this function's entries in seconds.
+            ignore: parameter names left out of the key (clients, loggers, callbacks).
+            version: bump it when the function's behaviour changes; it salts the key.
+            usage: returns model / tokens / cost of a result for the ledger; by default a
+                result's own ``.usage`` and ``.model`` are read when present.
+        """
+        from ._decorator import CachedDecorator
+
+        decorator = CachedDecorator(
+            self, namespace=namespace, ttl=ttl, ignore=ignore, version=version, usage=usage
+        )
+        return decorator(function) if function is not None else decorator
+
+    def site(
+        self,
+        identity: str,
+        *,
+        returns: Any = None,
+        namespace: str | None = None,
+        ttl: float | None = None,
+        version: str | int | None = None,
+        provider: str | None = None,
+    ) -> CallSite:
+        """A call site keyed by plain request data: the extension point provider adapters use."""
+        from ._site import CallSite
+
+        return CallSite(
+            self,
+            identity,
+            returns=returns,
+            namespace=namespace,
+            ttl=ttl,
+            version=version,
+            provider=provider,
+        )
+
+    def wrap(self, client: Any, **options: Any) -> Any:
+        """Return a caching wrapper of a provider client, e.g. ``cache.wrap(OpenAI())``."""
+        providers = load_providers()
+        for provider in providers:
+            if provider.can_wrap(client):
+                return provider.wrap(self, client, **options)
+        names = ", ".join(p.name for p in providers) or "none installed"
+        raise ConfigError(
+            f"no provider adapter can wrap a {type(client).__qualname__} (adapters: {names}); "
+            f"for OpenAI clients install: pip install 'llmcache[openai]'"
+        )
+
+    def namespace(self, name: str | None = None) -> Namespace:
+        name = name or self.default_namespace
+        found = self._namespaces.get(name)
+        if found is None:
+            with self._lock:
+                found = self._namespaces.setdefault(name, Namespace(name, self.keys))
+        return found
+
+    def load(self, namespace: Namespace) -> Namespace:
+        """Read the namespace's current generation (once; the watcher keeps it fresh)."""
+        if not namespace.loaded:
+            self._apply_generations(self._read_generations(), only=namespace)
+            self._start_watcher()
+        return namespace
+
+    def invalidate(self, namespace: str | None = None) -> None:
+        """Make every entry of `namespace` (default: of the cache's default namespace)
+        unreachable in O(1), in this process at once and in every other within a second."""
+        name = check_name("namespace", namespace or self.default_namespace)
+        self._bump(name)
+
+    def delete(self, key: str) -> None:
+        """Remove the entry with this signed key (see ``fn.cache_key(...)``) from every tier."""
+        if self.memory is not None:
+            self.memory.discard_where(key)
+        for tier in self.tiers:
+            tier.call("delete", key)
+
+    def clear(self) -> int:
+        """Remove this workspace's entries from every tier (never anything else's)."""
+        self._bump(WORKSPACE_FIELD)
+        removed = 0
+        if self.memory is not None:
+            removed += self.memory.size()[0]
+            self.memory.clear()
+        for tier in self.tiers:
+            count = tier.call("delete_prefix", self.keys.workspace_prefix())
+            removed += count if isinstance(count, int) else 0
+        return removed
+
+    def stats(self) -> CacheStats:
+        hits = sum(s.counters.hits for s in self.sites)
+        misses = sum(s.counters.misses for s in self.sites)
+        coalesced = sum(s.counters.coalesced for s in self.sites)
+        bypassed = sum(s.counters.bypassed for s in self.sites)
+        calls = hits + misses + coalesced + bypassed
+        tiers: list[TierStats] = []
+        if self.memory is not None:
+            entries, size = self.memory.size()
+            memory_hits = sum(s.counters.memory_hits for s in self.sites)
+            memory_misses = sum(s.counters.memory_misses for s in self.sites)
+            writes = sum(s.counters.memory_writes for s in self.sites)
+            tiers.append(
+                TierStats(name="memory", hits=memory_hits, misses=memory_misses, errors=0,
+                          integrity_failures=0, writes=writes, entries=entries, bytes=size)
+            )
+        for tier in self.tiers:
+            size_info = tier.call("size")
+            entries_count, size_bytes = size_info if isinstance(size_info, tuple) else (None, None)
+            c = tier.counters
+            tiers.append(
+                TierStats(name=tier.name, hits=c.hits, misses=c.misses, errors=c.errors,
+                          integrity_failures=c.integrity_failures, writes=c.writes,
+                          entries=entries_count, bytes=size_bytes)
+            )
+        return CacheStats(
+            workspace=self.workspace, enabled=self.enabled, calls=calls, hits=hits,
+            misses=misses, hit_rate=(hits + coalesced) / calls if calls else 0.0,
+            coalesced=coalesced, bypassed=bypassed,
+            unstorable=sum(s.counters.unstorable for s in self.sites), tiers=tiers,
+        )
+
+    def health(self) -> Health:
+        tiers = []
+        if self.memory is not None:
+            tiers.append(TierHealth(name="memory", state="closed", last_error=None,
+                                    last_error_age_s=None, latency_ms=None, queued_writes=0,
+                                    dropped_writes=0, errors=0))
+        now = time.time()
+        for tier in self.tiers:
+            tiers.append(
+                TierHealth(
+                    name=tier.name, state=tier.state, last_error=tier.last_error,
+                    last_error_age_s=None if tier.last_error_at is None else now - tier.last_error_at,
+                    latency_ms=tier.latency_ms, queued_writes=tier.queued_writes,
+                    dropped_writes=tier.dropped_writes, errors=tier.counters.errors,
+                )
+            )
+        return Health(ok=all(t.state == "closed" for t in tiers), tiers=tiers)
+
+    def report(
+        self,
+        since: datetime.date | datetime.datetime | str | int | None = None,
+        by: Sequence[str] = ("namespace", "model"),
+    ) -> Report:
+        """Calls, hits, money spent and saved, time saved: from the ledger of every process."""
+        from ._report import build_report
+
+        return build_report(self, since=since, by=by)
+
+    def flush(self) -> None:
+        """Write pending ledger counts to the shared tier now (it also happens every second)."""
+        self.ledger.flush(self._write_counters)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._watcher is not None:
+            self._watcher.stopped.set()
+        self.flush()
+        for tier in self.tiers:
+            tier.call("close")
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        names = (["memory"] if self.memory else []) + [t.name for t in self.tiers]
+        return f"<llmcache.Cache workspace={self.workspace!r} tiers={names}>"
+
+    def _repr_html_(self) -> str:
+        return self.stats()._repr_html_()
+
+    # -- counters: generations and ledger --------------------------------------------------------
+    def _write_counters(self, key: str, deltas: dict[str, float]) -> bool:
+        if self._authority is None:
+            assert self.memory is not None or not self.tiers
+            if self.memory is not None:
+                self.memory.incr_counters(key, deltas)
+            return True
+        return self._authority.call("incr_counters", key, deltas) is not FAILED
+
+    def read_counters(self, key: str) -> dict[str, float]:
+        if self._authority is None:
+            return self.memory.read_counters(key) if self.memory is not None else {}
+        found = self._authority.call("read_counters", key)
+        return found if isinstance(found, dict) else {}
+
+    def _read_generations(self) -> dict[str, int]:
+        """Generations from every persistent tier and this process, the highest of each."""
+        merged = dict(self._local_generations)
+        for tier in self._persistent:
+            found = tier.call("read_counters", generations_key(self.workspace))
+            if isinstance(found, dict):
+                for field, value in found.items():
+                    merged[field] = max(merged.get(field, 0), int(value))
+        return merged
+
+    def _apply_generations(self, generations: Mapping[str, int], only: Namespace | None = None) -> None:
+        workspace_generation = generations.get(WORKSPACE_FIELD, 0)
+        targets = [only] if only is not None else list(self._namespaces.values())
+        for namespace in targets:
+            namespace.set_generation(workspace_generation, generations.get(namespace.name, 0))
+
+    def _bump(self, field: str) -> None:
+        stored = False
+        for tier in self._persistent:
+            result = tier.call("incr_counters", generations_key(self.workspace), {field: 1})
+            stored = stored or result is not FAILED
+        if not stored:
+            # No persistent tier took it (none configured, or all down): bump in this process
+            # so at least it stops serving the old entries at once.
+            current = self._read_generations().get(field, 0)
+            with self._lock:
+                self._local_generations[field] = current + 1
+        self._apply_generations(self._read_generations())
+
+    def _start_watcher(self) -> None:
+        if self._watcher is None and self._persistent and not self.closed:
+            with self._lock:
+                if self._watcher is None:
+                    self._watcher = GenerationWatcher(self, self._generation_poll, Cache._tick)
+                    self._watcher.start()
+
+    @staticmethod
+    def _tick(cache: Cache) -> None:
+        cache._apply_generations(cache._read_generations())
+        cache.flush()

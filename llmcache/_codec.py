@@ -1,0 +1,148 @@
+"""Values ↔ JSON, with a type tag that is resolved only from types this process knows.
+
+No pickle, and never an import by name: a tag read from a tier is looked up in the registry
+(types passed to `register_type`, return annotations of decorated functions, types provider
+adapters register). An unknown tag makes the entry a miss.
+
+Tags:
+    ``json``       plain JSON values (str, numbers, bools, None, lists and dicts of them)
+    ``tuple``      a tuple of JSON values
+    ``bytes``      bytes, as base64 text
+    ``model:<n>``  a registered pydantic model, by `model_validate_json`
+    ``annotation`` any value of the decorated function's return annotation, by TypeAdapter
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, TypeAdapter
+
+__all__ = ["Unstorable", "ValueCodec", "register_type", "registered_type"]
+
+_REGISTRY: dict[str, type[BaseModel]] = {}
+_REGISTRY_LOCK = threading.Lock()
+_IMMUTABLE = (str, int, bool, type(None))
+# orjson serialises these natively, but they would come back as str / dict: refuse them in
+# the plain-JSON path so they go through a faithful codec instead.
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_STRICT |= orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+class Unstorable(Exception):
+    """A value that no codec can store faithfully (internal: the call still succeeds)."""
+
+
+def _tag_of(cls: type[BaseModel]) -> str:
+    return f"model:{cls.__module__}.{cls.__qualname__}"
+
+
+def register_type(cls: type[BaseModel]) -> type[BaseModel]:
+    """Let cached values of this pydantic model type be decoded (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        raise TypeError(f"register_type expects a pydantic BaseModel subclass, got {cls!r}")
+    with _REGISTRY_LOCK:
+        _REGISTRY[_tag_of(cls)] = cls
+    return cls
+
+
+def registered_type(tag: str) -> type[BaseModel] | None:
+    return _REGISTRY.get(tag)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Pydantic model classes named anywhere in a type annotation."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _is_plain(annotation: Any) -> bool:
+    """True when a return annotation adds nothing the plain JSON codec does not do."""
+    plain = (str, int, float, bool, dict, list, type(None), Any, object)
+    if annotation in plain or annotation is None:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (dict, list):
+        return all(_is_plain(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+class ValueCodec:
+    """How one decorated function's results are stored; built once, at decoration time."""
+
+    __slots__ = ("_adapter", "_annotation")
+
+    def __init__(self, return_annotation: Any = None) -> None:
+        for model in _models_in(return_annotation):
+            register_type(model)
+        rich = return_annotation is not None and not _is_plain(return_annotation)
+        self._annotation = return_annotation
+        self._adapter: TypeAdapter[Any] | None = None
+        if rich:
+            try:
+                self._adapter = TypeAdapter(return_annotation)
+            except Exception:  # an annotation pydantic cannot handle: use the runtime path
+                self._adapter = None
+
+    def encode(self, value: Any) -> tuple[str, bytes, bool]:
+        """(tag, value JSON, immutable?) of a value; raises Unstorable if none fits."""
+        kind = type(value)
+        if kind in _IMMUTABLE or (kind is float and math.isfinite(value)):
+            return "json", orjson.dumps(value), True
+        if isinstance(value, BaseModel) and (
+            self._adapter is None or type(value) is self._annotation
+        ):
+            register_type(type(value))
+            return _tag_of(type(value)), value.__pydantic_serializer__.to_json(value), False
+        if self._adapter is not None:
+            try:
+                return "annotation", self._adapter.dump_json(value), False
+            except Exception:
+                pass  # the value does not match its annotation: try the runtime codecs
+        if kind is bytes:
+            return "bytes", orjson.dumps(base64.b64encode(value).decode("ascii")), True
+        if kind in (dict, list, tuple):
+            try:
+                data = orjson.dumps(value, option=_STRICT)
+            except (orjson.JSONEncodeError, TypeError) as error:
+                raise Unstorable(f"{kind.__name__} holds a value JSON cannot store") from error
+            round_trip = orjson.loads(data)
+            if kind is tuple:
+                round_trip = tuple(round_trip)
+            if round_trip != value:  # NaN, enums, subclasses...: would not come back equal
+                raise Unstorable(f"{kind.__name__} does not survive a JSON round trip")
+            return ("tuple" if kind is tuple else "json"), data, False
+        raise Unstorable(
+            f"values of type {kind.__qualname__} cannot be cached: return JSON data or a "
+            f"pydantic model, or annotate the function's return type"
+        )
+
+    def decoder(self, tag: str) -> Callable[[bytes], Any]:
+        """The function that turns a stored value JSON back into a fresh value."""
+        if tag == "json":
+            return orjson.loads
+        if tag.startswith("model:"):
+            model = _REGISTRY.get(tag)
+            if model is None:
+                raise Unstorable(f"unknown type tag {tag!r}: register_type() it to decode")
+            return model.model_validate_json
+        if tag == "annotation" and self._adapter is not None:
+            return self._adapter.validate_json
+        if tag == "tuple":
+            return lambda data: tuple(orjson.loads(data))
+        if tag == "bytes":
+            return lambda data: base64.b64decode(orjson.loads(data))
+        raise Unstorable(f"unknown type tag {tag!r}")
+
+    def decode(self, tag: str, data: bytes) -> Any:
+        return self.decoder(tag)(data)

@@ -1,0 +1,92 @@
+"""Configuration from LLMCACHE_* environment variables, secrets, and the default cache.
+
+Variables:
+    LLMCACHE_WORKSPACE   workspace (tenant) name, default "default"
+    LLMCACHE_SECRET      the workspace secret (required when a shared tier is configured)
+    LLMCACHE_TIERS       comma-separated tier URLs, default "memory,disk"
+    LLMCACHE_DIR         folder of the disk tier and of a generated secret
+    LLMCACHE_TTL         default time to live in seconds (unset: no expiry)
+    LLMCACHE_DISABLE     "1" turns the default cache off (calls go straight through)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._cache import Cache
+
+__all__ = ["env_settings", "get_default_cache", "load_or_create_secret", "set_default_cache"]
+
+_SECRET_FILE = "secret"
+_DEFAULT: Cache | None = None
+_DEFAULT_LOCK = threading.Lock()
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def load_or_create_secret(directory: Path) -> bytes:
+    """The embedded default's secret: kept in the cache folder, readable by the owner only."""
+    path = directory / _SECRET_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except ValueError as error:
+        raise ConfigError(f"{path} does not hold a hex secret; delete it to make a new one") from error
+    directory.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    try:
+        # O_EXCL: if another process creates it first, use theirs.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex())
+    return secret
+
+
+def env_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Cache keyword arguments from LLMCACHE_* variables."""
+    env = os.environ if environ is None else environ
+    settings: dict[str, Any] = {}
+    if env.get("LLMCACHE_WORKSPACE"):
+        settings["workspace"] = env["LLMCACHE_WORKSPACE"]
+    if env.get("LLMCACHE_SECRET"):
+        settings["secret"] = env["LLMCACHE_SECRET"]
+    if env.get("LLMCACHE_TIERS"):
+        settings["tiers"] = [t.strip() for t in env["LLMCACHE_TIERS"].split(",") if t.strip()]
+    if env.get("LLMCACHE_TTL"):
+        try:
+            settings["ttl"] = float(env["LLMCACHE_TTL"])
+        except ValueError:
+            raise ConfigError(
+                f"LLMCACHE_TTL={env['LLMCACHE_TTL']!r} is not a number of seconds"
+            ) from None
+    if env.get("LLMCACHE_DISABLE", "").strip().lower() in _TRUE:
+        settings["enabled"] = False
+    return settings
+
+
+def get_default_cache() -> Cache:
+    """The process-wide cache behind `llmcache.cached`, built from LLMCACHE_* on first use."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                from ._cache import Cache
+
+                _DEFAULT = Cache(**env_settings())
+    return _DEFAULT
+
+
+def set_default_cache(cache: Cache | None) -> None:
+    """Replace the default cache (None: rebuild it from the environment on next use)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        _DEFAULT = cache

@@ -1,0 +1,188 @@
+"""`@cache.cached`: the wrapper is specialised once, at decoration time.
+
+The hit path is the product, so the wrapper does the least it can: a contextvar read, the
+argument binding, one orjson call, one xxh3 call and one LRU lookup; everything else
+(options, the first read of a namespace's generation, lower tiers, misses) goes through the
+`CallSite`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+from xxhash import xxh3_128_intdigest
+
+from ._canonical import _SORTED, Binder, _default, canonical_bytes, describe
+from ._errors import ConfigError
+from ._info import remember
+from ._options import current_options
+from ._record import NOT_SHARED
+from ._site import CallSite
+
+if TYPE_CHECKING:
+    from ._cache import Cache
+
+__all__ = ["CacheInfo", "CachedDecorator"]
+
+
+class CacheInfo(NamedTuple):
+    """Counters of one cached function in this process (like functools' CacheInfo)."""
+
+    hits: int
+    misses: int
+    coalesced: int
+    bypassed: int
+    memory_hits: int
+    unstorable: int
+
+
+def _return_annotation(function: Callable[..., Any]) -> Any:
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # forward references that do not resolve: use the raw annotation
+        annotation = inspect.signature(function).return_annotation
+        return None if annotation is inspect.Signature.empty or isinstance(annotation, str) else annotation
+    return hints.get("return")
+
+
+class CachedDecorator:
+    """Holds a decorator's arguments; calling it on a function returns the cached wrapper."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        namespace: str | None,
+        ttl: float | None,
+        ignore: Iterable[str],
+        version: str | int | None,
+        usage: Callable[[Any], Mapping[str, Any] | None] | None,
+    ) -> None:
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        if ttl is not None and ttl <= 0:
+            raise ConfigError("ttl must be a positive number of seconds")
+        self.cache = cache
+        self.namespace = namespace
+        self.ttl = ttl
+        self.ignore = tuple(ignore)
+        self.version = version
+        self.usage = usage
+
+    def __call__(self, function: Callable[..., Any]) -> Any:
+        if not callable(function):
+            raise TypeError(f"cached() decorates functions, not {type(function).__qualname__}")
+        site = CallSite(
+            self.cache,
+            describe(function),
+            returns=_return_annotation(function),
+            namespace=self.namespace,
+            ttl=self.ttl,
+            version=self.version,
+            usage=self.usage,
+        )
+        binder = Binder(function, self.ignore)
+        if inspect.iscoroutinefunction(function):
+            wrapper = _async_wrapper(function, site, binder)
+        else:
+            wrapper = _sync_wrapper(function, site, binder)
+        _attach(wrapper, site, binder)
+        return wrapper
+
+
+def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
+    cache = site.cache
+    namespace = site.namespace
+    counters = site.counters
+    ledger_hit = cache.ledger.hit
+    bind = binder.bind
+    key_prefix = site.key_prefix
+    namespace_name = namespace.name
+    dumps = orjson.dumps
+    memory = cache.memory
+    where = site.identity
+
+    def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        return canonical_bytes(bind(args, kwargs), where)
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if memory is not None and current_options() is None and cache.enabled and namespace.loaded:
+            try:
+                body = dumps(bind(args, kwargs), option=_SORTED, default=_default)
+            except Exception:
+                return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
+            seed, prefix = namespace.state
+            fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
+            record = memory.lookup(fingerprint)
+            if record is not None:
+                value = record.shared
+                if value is NOT_SHARED:
+                    value = record.decoder(record.value_json)  # type: ignore[misc]
+                counters.memory_hits += 1
+                ledger_hit(namespace_name, record)
+                remember(value, record, "memory", True, namespace_name)
+                return value
+        return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
+
+    return wrapper
+
+
+def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
+    cache = site.cache
+    namespace = site.namespace
+    counters = site.counters
+    ledger_hit = cache.ledger.hit
+    bind = binder.bind
+    key_prefix = site.key_prefix
+    namespace_name = namespace.name
+    dumps = orjson.dumps
+    memory = cache.memory
+    where = site.identity
+
+    def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        return canonical_bytes(bind(args, kwargs), where)
+
+    @functools.wraps(function)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if memory is not None and current_options() is None and cache.enabled and namespace.loaded:
+            try:
+                body = dumps(bind(args, kwargs), option=_SORTED, default=_default)
+            except Exception:
+                return await site.arun(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
+            seed, prefix = namespace.state
+            fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
+            record = memory.lookup(fingerprint)
+            if record is not None:
+                value = record.shared
+                if value is NOT_SHARED:
+                    value = record.decoder(record.value_json)  # type: ignore[misc]
+                counters.memory_hits += 1
+                ledger_hit(namespace_name, record)
+                remember(value, record, "memory", True, namespace_name)
+                return value
+        return await site.arun(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
+
+    return wrapper
+
+
+def _attach(wrapper: Any, site: CallSite, binder: Binder) -> None:
+    """Hang introspection off the wrapper, as cachetools and functools do."""
+
+    def cache_key(*args: Any, **kwargs: Any) -> str:
+        """The signed key this call would use (under the current `options`)."""
+        return site.key(binder.bind(args, kwargs))
+
+    def cache_info() -> CacheInfo:
+        c = site.counters
+        return CacheInfo(c.hits, c.misses, c.coalesced, c.bypassed, c.memory_hits, c.unstorable)
+
+    wrapper.cache_key = cache_key
+    wrapper.cache_info = cache_info
+    wrapper.cache = site.cache
+    wrapper.cache_site = site

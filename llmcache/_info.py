@@ -1,0 +1,75 @@
+"""`llmcache.info(result)`: was this result a hit, from which tier, and what did it save.
+
+Results are remembered by identity in a small bounded map (holding a reference, so an id is
+never reused while remembered). Nothing is attached to the result itself, so a pydantic
+response keeps its exact schema. The `CallInfo` is built only when asked for; a hit pays for
+one dict store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from ._record import Record
+from ._stats import render_html, render_table
+
+__all__ = ["CallInfo", "info", "remember"]
+
+_CAPACITY = 4096
+_SEEN: dict[int, tuple[Any, Record | None, str | None, bool, str]] = {}
+
+
+class CallInfo(BaseModel):
+    """How one cached call was served."""
+
+    hit: bool
+    tier: str | None  # the tier that served a hit; None for a miss
+    key: str | None  # the signed key (None when the result was not stored)
+    namespace: str
+    age_s: float | None  # how old the entry was when it was served
+    model: str | None
+    cost_usd: float | None  # what the original (missed) call cost; None if unknown
+    saved_cost_usd: float | None  # what this hit saved; 0 for a miss, None if unknown
+    saved_time_s: float | None  # the original call's latency, saved by this hit
+
+    def _pairs(self) -> list[tuple[str, object]]:
+        return [(name, getattr(self, name)) for name in type(self).model_fields]
+
+    def __str__(self) -> str:
+        return render_table(("field", "value"), self._pairs())
+
+    def _repr_html_(self) -> str:
+        return render_html(("field", "value"), self._pairs(), "llmcache call info")
+
+
+def remember(result: Any, record: Record | None, tier: str | None, hit: bool, ns: str) -> None:
+    if len(_SEEN) >= _CAPACITY:
+        # Forget the older half at once: amortised O(1) and no per-call bookkeeping.
+        for stale in list(_SEEN)[: _CAPACITY // 2]:
+            _SEEN.pop(stale, None)
+    _SEEN[id(result)] = (result, record, tier, hit, ns)
+
+
+def info(result: Any) -> CallInfo | None:
+    """How `result` was served, if it came from a cached call recently; else None."""
+    seen = _SEEN.get(id(result))
+    if seen is None or seen[0] is not result:
+        return None
+    _, record, tier, hit, namespace = seen
+    meta = record.meta if record is not None else {}
+    cost = meta.get("cost_usd")
+    latency = meta.get("latency_s")
+    return CallInfo(
+        hit=hit,
+        tier=tier if hit else None,
+        key=record.signed_key if record is not None else None,
+        namespace=namespace,
+        age_s=(time.time() - record.created) if (record is not None and hit) else None,
+        model=meta.get("model"),
+        cost_usd=cost,
+        saved_cost_usd=(cost if hit else 0.0) if (cost is not None or not hit) else None,
+        saved_time_s=(latency if hit else 0.0),
+    )

@@ -1,0 +1,78 @@
+"""Fingerprints and signed keys, derived from the workspace secret.
+
+* The fingerprint is xxh3-128 of the canonical request bytes, seeded from the secret, the
+  workspace, the namespace and its generation: fast enough for the hit path, and nobody
+  without the secret can aim a collision. The in-process memory tier keys on it directly.
+* The signed key names an entry in a shared tier:
+  ``llmc:<workspace>:<namespace>:<generation>:<keyed BLAKE2b of the fingerprint>``. It has a
+  fixed length whatever the prompt size and contains no prompt text.
+* The MAC key authenticates entries (see `_entry`). Each purpose has its own subkey, so a
+  value computed for one purpose is useless for another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ._errors import ConfigError
+
+__all__ = ["KEY_PREFIX", "KeySchedule", "check_name"]
+
+KEY_PREFIX = "llmc"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Workspace and namespace names appear in keys, so they must be short and plain."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"{kind} name {name!r} is not valid: use 1-64 letters, digits, '_', '.' or '-', "
+            f"starting with a letter or digit (it becomes part of every key)"
+        )
+    return name
+
+
+def _subkey(secret: bytes, workspace: str, purpose: bytes) -> bytes:
+    return hashlib.blake2b(
+        workspace.encode(), key=secret[:64], person=purpose, digest_size=32
+    ).digest()
+
+
+class KeySchedule:
+    """All key material of one workspace, derived once from its secret."""
+
+    __slots__ = ("_fingerprint_key", "_mac_key", "_name_key", "workspace")
+
+    def __init__(self, secret: bytes, workspace: str) -> None:
+        if len(secret) < 16:
+            raise ConfigError("the cache secret must be at least 16 bytes long")
+        # Secrets longer than BLAKE2b's 64-byte key limit are hashed down first.
+        key = secret if len(secret) <= 64 else hashlib.blake2b(secret).digest()
+        self.workspace = check_name("workspace", workspace)
+        self._fingerprint_key = _subkey(key, workspace, b"llmc-fingerprint")
+        self._name_key = _subkey(key, workspace, b"llmc-signed-key")
+        self._mac_key = _subkey(key, workspace, b"llmc-entry-mac")
+
+    @property
+    def mac_key(self) -> bytes:
+        return self._mac_key
+
+    def seed(self, namespace: str, generation: str) -> int:
+        """The 64-bit xxh3 seed for one namespace generation of this workspace."""
+        material = f"{namespace}\0{generation}".encode()
+        digest = hashlib.blake2b(material, key=self._fingerprint_key, digest_size=8).digest()
+        return int.from_bytes(digest, "big")
+
+    def key_prefix(self, namespace: str, generation: str) -> str:
+        return f"{KEY_PREFIX}:{self.workspace}:{namespace}:{generation}:"
+
+    def workspace_prefix(self) -> str:
+        return f"{KEY_PREFIX}:{self.workspace}:"
+
+    def signed_key(self, prefix: str, fingerprint: int) -> str:
+        """The shared-tier name of an entry: prefix + keyed BLAKE2b of the fingerprint."""
+        digest = hashlib.blake2b(
+            fingerprint.to_bytes(16, "big"), key=self._name_key, digest_size=16
+        ).hexdigest()
+        return prefix + digest

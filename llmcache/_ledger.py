@@ -1,0 +1,227 @@
+"""The ledger: what every miss cost and what every hit saved, per namespace, model and day.
+
+A miss's usage and cost go into its entry's metadata, so every later hit, in any process,
+knows what it saved. Counting happens in memory (a hit adds to a small list) and is flushed
+in the background to the most shared tier as counter records, one per workspace and day::
+
+    llmc-ledger:<workspace>:<YYYY-MM-DD>  field "<namespace>|<model>|<metric>" → number
+
+so a report covers every process and survives kernel restarts. Money spent and money saved
+are kept apart, and calls whose price is unknown are counted as such, never as $0.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ._pricing import call_cost
+from ._record import Record
+
+__all__ = ["METRICS", "Ledger", "usage_meta"]
+
+METRICS = (
+    "calls",
+    "hits",
+    "misses",
+    "spent_usd",
+    "saved_usd",
+    "spent_s",
+    "saved_s",
+    "input_tokens",
+    "output_tokens",
+    "saved_input_tokens",
+    "saved_output_tokens",
+    "unpriced_misses",
+    "unpriced_hits",
+)
+(
+    _CALLS,
+    _HITS,
+    _MISSES,
+    _SPENT_USD,
+    _SAVED_USD,
+    _SPENT_S,
+    _SAVED_S,
+    _IN,
+    _OUT,
+    _SAVED_IN,
+    _SAVED_OUT,
+    _UNPRICED_MISSES,
+    _UNPRICED_HITS,
+) = range(len(METRICS))
+_NO_MODEL = "-"
+UsageHook = Callable[[Any], Mapping[str, Any] | None]
+
+
+def _first(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def usage_meta(result: Any, hook: UsageHook | None = None, provider: str | None = None) -> dict[str, Any]:
+    """Model, tokens and cost of a result, from a `usage=` hook or from a `.usage` it has.
+
+    The hook returns a mapping with any of: model, provider, input_tokens, output_tokens,
+    cached_tokens, cost_usd (given cost wins over the price lookup).
+    """
+    if hook is not None:
+        described = hook(result)
+        if not described:
+            return {}
+        data = dict(described)
+    else:
+        usage = _first(result, "usage")
+        if usage is None:
+            return {}
+        details = _first(usage, "prompt_tokens_details", "input_tokens_details")
+        data = {
+            "model": _first(result, "model"),
+            "input_tokens": _first(usage, "prompt_tokens", "input_tokens"),
+            "output_tokens": _first(usage, "completion_tokens", "output_tokens"),
+            "cached_tokens": _first(details, "cached_tokens") if details is not None else None,
+        }
+    meta: dict[str, Any] = {}
+    model = data.get("model")
+    if model:
+        meta["model"] = str(model)
+    chosen_provider = data.get("provider") or provider
+    if chosen_provider:
+        meta["provider"] = str(chosen_provider)
+    tokens = {k: int(data.get(k) or 0) for k in ("input_tokens", "output_tokens", "cached_tokens")}
+    if tokens["input_tokens"] or tokens["output_tokens"]:
+        meta.update(tokens)
+    cost = data.get("cost_usd")
+    if cost is None and meta.get("model") and ("input_tokens" in meta):
+        cost = call_cost(
+            meta["model"],
+            meta.get("provider"),
+            tokens["input_tokens"],
+            tokens["output_tokens"],
+            tokens["cached_tokens"],
+        )
+    if cost is not None:
+        meta["cost_usd"] = float(cost)
+    return meta
+
+
+def day_of(epoch_day: int) -> str:
+    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=epoch_day)).isoformat()
+
+
+class Ledger:
+    """In-memory counters per (day, namespace, model), flushed to a counter store."""
+
+    def __init__(self, workspace: str) -> None:
+        self.workspace = workspace
+        self._pending: dict[tuple[int, str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def key_for(self, epoch_day: int) -> str:
+        return f"llmc-ledger:{self.workspace}:{day_of(epoch_day)}"
+
+    def _bucket(self, namespace: str, model: str) -> list[float]:
+        slot = (int(time.time() // 86400), namespace, model)
+        bucket = self._pending.get(slot)
+        if bucket is None:
+            with self._lock:
+                bucket = self._pending.setdefault(slot, [0.0] * len(METRICS))
+        return bucket
+
+    def hit(self, namespace: str, record: Record) -> None:
+        """Count a hit and what it saved (called on the hit path: keep it cheap)."""
+        meta = record.meta
+        bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
+        bucket[_CALLS] += 1
+        bucket[_HITS] += 1
+        bucket[_SAVED_S] += meta.get("latency_s", 0.0)
+        if meta:
+            cost = meta.get("cost_usd")
+            if cost is None:
+                if "input_tokens" in meta:
+                    bucket[_UNPRICED_HITS] += 1
+            else:
+                bucket[_SAVED_USD] += cost
+            bucket[_SAVED_IN] += meta.get("input_tokens", 0)
+            bucket[_SAVED_OUT] += meta.get("output_tokens", 0)
+
+    def miss(self, namespace: str, meta: Mapping[str, Any]) -> None:
+        """Count a real call, what it cost and how long it took."""
+        bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
+        bucket[_CALLS] += 1
+        bucket[_MISSES] += 1
+        bucket[_SPENT_S] += meta.get("latency_s", 0.0)
+        cost = meta.get("cost_usd")
+        if cost is None:
+            if "input_tokens" in meta:
+                bucket[_UNPRICED_MISSES] += 1
+        else:
+            bucket[_SPENT_USD] += cost
+        bucket[_IN] += meta.get("input_tokens", 0)
+        bucket[_OUT] += meta.get("output_tokens", 0)
+
+    def take_pending(self) -> dict[tuple[int, str, str], list[float]]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def restore(self, pending: Mapping[tuple[int, str, str], list[float]]) -> None:
+        """Put back counts whose flush failed, so nothing is lost."""
+        with self._lock:
+            for slot, values in pending.items():
+                bucket = self._pending.setdefault(slot, [0.0] * len(METRICS))
+                for i, value in enumerate(values):
+                    bucket[i] += value
+
+    def flush(self, write: Callable[[str, dict[str, float]], bool]) -> bool:
+        """Send pending counts through `write(key, deltas)`; keep those it could not send."""
+        pending = self.take_pending()
+        by_day: dict[int, dict[str, float]] = {}
+        for (epoch_day, namespace, model), values in pending.items():
+            fields = by_day.setdefault(epoch_day, {})
+            safe_model = model.replace("|", "/")
+            for metric, value in zip(METRICS, values, strict=True):
+                if value:
+                    field = f"{namespace}|{safe_model}|{metric}"
+                    fields[field] = fields.get(field, 0.0) + value
+        failed: dict[tuple[int, str, str], list[float]] = {}
+        for epoch_day, fields in by_day.items():
+            if fields and not write(self.key_for(epoch_day), fields):
+                failed.update({s: v for s, v in pending.items() if s[0] == epoch_day})
+        if failed:
+            self.restore(failed)
+        return not failed
+
+    def rows(
+        self, read: Callable[[str], Mapping[str, float] | None], days: Iterable[int]
+    ) -> list[dict[str, Any]]:
+        """Stored counts plus unflushed ones, as one dict per (day, namespace, model)."""
+        rows: dict[tuple[int, str, str], dict[str, Any]] = {}
+
+        def row(epoch_day: int, namespace: str, model: str) -> dict[str, Any]:
+            slot = (epoch_day, namespace, model)
+            if slot not in rows:
+                rows[slot] = {"day": day_of(epoch_day), "namespace": namespace, "model": model}
+                rows[slot].update(dict.fromkeys(METRICS, 0.0))
+            return rows[slot]
+
+        wanted = set(days)
+        for epoch_day in sorted(wanted):
+            for field, value in (read(self.key_for(epoch_day)) or {}).items():
+                namespace, model, metric = field.rsplit("|", 2)
+                if metric in METRICS:
+                    row(epoch_day, namespace, model)[metric] += float(value)
+        with self._lock:
+            pending = {s: list(v) for s, v in self._pending.items()}
+        for (epoch_day, namespace, model), values in pending.items():
+            if epoch_day in wanted:
+                target = row(epoch_day, namespace, model.replace("|", "/"))
+                for metric, value in zip(METRICS, values, strict=True):
+                    target[metric] += value
+        return [rows[slot] for slot in sorted(rows)]

@@ -1,0 +1,80 @@
+"""Namespace generations: O(1) invalidation, seen by every process within a second.
+
+A namespace's entries are keyed under its current generation, so bumping the generation
+makes all of them unreachable at once, without a scan. Generations are counters in the
+persistent tiers (``llmc-meta:<workspace>:generations``, one field per namespace, plus the
+field ``*`` that `clear()` bumps for the whole workspace). A background thread re-reads
+them twice a second, so the memory tier of every other process stops serving an invalidated
+namespace within a second, whether the shared tier is Redis, Upstash or the disk file.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ._keys import KeySchedule, check_name
+
+if TYPE_CHECKING:
+    from ._cache import Cache
+
+__all__ = ["GenerationWatcher", "Namespace", "generations_key"]
+
+WORKSPACE_FIELD = "*"
+
+
+def generations_key(workspace: str) -> str:
+    return f"llmc-meta:{workspace}:generations"
+
+
+class Namespace:
+    """One namespace of a cache: its name and the key material of its current generation.
+
+    `state` is one tuple, replaced whole, so a reader never sees a seed from one generation
+    with a key prefix from another.
+    """
+
+    __slots__ = ("generation", "keys", "loaded", "name", "state")
+
+    def __init__(self, name: str, keys: KeySchedule) -> None:
+        self.name = check_name("namespace", name)
+        self.keys = keys
+        self.loaded = False
+        self.generation = ""
+        self.state: tuple[int, str] = (0, "")
+        self.set_generation(0, 0)
+        self.loaded = False
+
+    def set_generation(self, workspace_generation: int, namespace_generation: int) -> None:
+        generation = f"{workspace_generation}.{namespace_generation}"
+        if generation != self.generation:
+            self.state = (
+                self.keys.seed(self.name, generation),
+                self.keys.key_prefix(self.name, generation),
+            )
+            self.generation = generation
+        self.loaded = True
+
+
+class GenerationWatcher(threading.Thread):
+    """Polls the shared generations (and flushes the ledger) until its cache is gone."""
+
+    def __init__(self, cache: Cache, interval: float, tick: Callable[[Cache], None]) -> None:
+        super().__init__(name="llmcache-watcher", daemon=True)
+        self._cache = weakref.ref(cache)
+        self._interval = interval
+        self._tick = tick
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self._interval):
+            cache = self._cache()
+            if cache is None:
+                return
+            try:
+                self._tick(cache)
+            except Exception:  # never let the watcher die: the next tick tries again
+                pass
+            del cache
