@@ -1,14 +1,14 @@
 """llmcache: a fast, tenant-safe, fail-open cache for LLM calls that shows what it saved.
 
-    import llmcache
+import llmcache
 
-    cache = llmcache.Cache(workspace="acme")          # memory, then disk; no server needed
+cache = llmcache.Cache(workspace="acme")          # memory, then disk; no server needed
 
-    @cache.cached(namespace="research", ignore=("client",))
-    def ask(client, question: str, model: str = "gpt-4o-mini") -> str: ...
+@cache.cached(namespace="research", ignore=("client",))
+def ask(client, question: str, model: str = "gpt-4o-mini") -> str: ...
 
-    client = cache.wrap(OpenAI())                      # same methods, cached
-    cache.report()                                     # money and time saved
+client = cache.wrap(OpenAI())                      # same methods, cached
+cache.report()                                     # money and time saved
 """
 
 from __future__ import annotations

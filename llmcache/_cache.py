@@ -22,7 +22,6 @@ from ._resilience import FAILED, GuardedTier
 from ._stats import CacheStats, Health, TierHealth, TierStats
 
 if TYPE_CHECKING:
-    from ._decorator import CachedDecorator
     from ._report import Report
     from ._site import CallSite
 
@@ -73,7 +72,9 @@ class Cache:
         check_name("namespace", namespace)
         if ttl is not None and ttl <= 0:
             raise ConfigError("ttl must be a positive number of seconds, or None for no expiry")
-        backends = [backend_from_url(t) if isinstance(t, str) else t for t in (tiers or DEFAULT_TIERS)]
+        backends = [
+            backend_from_url(t) if isinstance(t, str) else t for t in (tiers or DEFAULT_TIERS)
+        ]
         if not backends:
             raise ConfigError("a cache needs at least one tier, e.g. tiers=['memory']")
         for backend in backends:
@@ -252,39 +253,75 @@ class Cache:
             memory_misses = sum(s.counters.memory_misses for s in self.sites)
             writes = sum(s.counters.memory_writes for s in self.sites)
             tiers.append(
-                TierStats(name="memory", hits=memory_hits, misses=memory_misses, errors=0,
-                          integrity_failures=0, writes=writes, entries=entries, bytes=size)
+                TierStats(
+                    name="memory",
+                    hits=memory_hits,
+                    misses=memory_misses,
+                    errors=0,
+                    integrity_failures=0,
+                    writes=writes,
+                    entries=entries,
+                    bytes=size,
+                )
             )
         for tier in self.tiers:
             size_info = tier.call("size")
             entries_count, size_bytes = size_info if isinstance(size_info, tuple) else (None, None)
             c = tier.counters
             tiers.append(
-                TierStats(name=tier.name, hits=c.hits, misses=c.misses, errors=c.errors,
-                          integrity_failures=c.integrity_failures, writes=c.writes,
-                          entries=entries_count, bytes=size_bytes)
+                TierStats(
+                    name=tier.name,
+                    hits=c.hits,
+                    misses=c.misses,
+                    errors=c.errors,
+                    integrity_failures=c.integrity_failures,
+                    writes=c.writes,
+                    entries=entries_count,
+                    bytes=size_bytes,
+                )
             )
         return CacheStats(
-            workspace=self.workspace, enabled=self.enabled, calls=calls, hits=hits,
-            misses=misses, hit_rate=(hits + coalesced) / calls if calls else 0.0,
-            coalesced=coalesced, bypassed=bypassed,
-            unstorable=sum(s.counters.unstorable for s in self.sites), tiers=tiers,
+            workspace=self.workspace,
+            enabled=self.enabled,
+            calls=calls,
+            hits=hits,
+            misses=misses,
+            hit_rate=(hits + coalesced) / calls if calls else 0.0,
+            coalesced=coalesced,
+            bypassed=bypassed,
+            unstorable=sum(s.counters.unstorable for s in self.sites),
+            tiers=tiers,
         )
 
     def health(self) -> Health:
         tiers = []
         if self.memory is not None:
-            tiers.append(TierHealth(name="memory", state="closed", last_error=None,
-                                    last_error_age_s=None, latency_ms=None, queued_writes=0,
-                                    dropped_writes=0, errors=0))
+            tiers.append(
+                TierHealth(
+                    name="memory",
+                    state="closed",
+                    last_error=None,
+                    last_error_age_s=None,
+                    latency_ms=None,
+                    queued_writes=0,
+                    dropped_writes=0,
+                    errors=0,
+                )
+            )
         now = time.time()
         for tier in self.tiers:
             tiers.append(
                 TierHealth(
-                    name=tier.name, state=tier.state, last_error=tier.last_error,
-                    last_error_age_s=None if tier.last_error_at is None else now - tier.last_error_at,
-                    latency_ms=tier.latency_ms, queued_writes=tier.queued_writes,
-                    dropped_writes=tier.dropped_writes, errors=tier.counters.errors,
+                    name=tier.name,
+                    state=tier.state,
+                    last_error=tier.last_error,
+                    last_error_age_s=None
+                    if tier.last_error_at is None
+                    else now - tier.last_error_at,
+                    latency_ms=tier.latency_ms,
+                    queued_writes=tier.queued_writes,
+                    dropped_writes=tier.dropped_writes,
+                    errors=tier.counters.errors,
                 )
             )
         return Health(ok=all(t.state == "closed" for t in tiers), tiers=tiers)
@@ -351,7 +388,9 @@ class Cache:
                     merged[field] = max(merged.get(field, 0), int(value))
         return merged
 
-    def _apply_generations(self, generations: Mapping[str, int], only: Namespace | None = None) -> None:
+    def _apply_generations(
+        self, generations: Mapping[str, int], only: Namespace | None = None
+    ) -> None:
         workspace_generation = generations.get(WORKSPACE_FIELD, 0)
         targets = [only] if only is not None else list(self._namespaces.values())
         for namespace in targets:

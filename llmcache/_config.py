@@ -38,7 +38,9 @@ def load_or_create_secret(directory: Path) -> bytes:
     except FileNotFoundError:
         pass
     except ValueError as error:
-        raise ConfigError(f"{path} does not hold a hex secret; delete it to make a new one") from error
+        raise ConfigError(
+            f"{path} does not hold a hex secret; delete it to make a new one"
+        ) from error
     directory.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(32)
     try:

@@ -46,7 +46,11 @@ def _return_annotation(function: Callable[..., Any]) -> Any:
         hints = typing.get_type_hints(function)
     except Exception:  # forward references that do not resolve: use the raw annotation
         annotation = inspect.signature(function).return_annotation
-        return None if annotation is inspect.Signature.empty or isinstance(annotation, str) else annotation
+        return (
+            None
+            if annotation is inspect.Signature.empty or isinstance(annotation, str)
+            else annotation
+        )
     return hints.get("return")
 
 
@@ -154,7 +158,9 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
             try:
                 body = dumps(bind(args, kwargs), option=_SORTED, default=_default)
             except Exception:
-                return await site.arun(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
+                return await site.arun(
+                    lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)
+                )
             seed, prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
             record = memory.lookup(fingerprint)

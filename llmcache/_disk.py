@@ -128,9 +128,11 @@ class DiskTier(Backend):
         return connection
 
     def get(self, key: str) -> bytes | None:
-        row = self._connection().execute(
-            "SELECT value, expires FROM entries WHERE key = ?", (key,)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT value, expires FROM entries WHERE key = ?", (key,))
+            .fetchone()
+        )
         if row is None:
             return None
         now = time.time()
@@ -179,8 +181,9 @@ class DiskTier(Backend):
         (total,) = connection.execute("SELECT bytes FROM totals WHERE id = 0").fetchone()
         if total <= self.max_bytes:
             return
-        connection.execute("DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?",
-                           (time.time(),))
+        connection.execute(
+            "DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?", (time.time(),)
+        )
         target = int(self.max_bytes * 0.9)
         while True:
             (total,) = connection.execute("SELECT bytes FROM totals WHERE id = 0").fetchone()
@@ -220,9 +223,7 @@ class DiskTier(Backend):
             raise
 
     def read_counters(self, key: str) -> dict[str, float]:
-        rows = self._connection().execute(
-            "SELECT field, value FROM counters WHERE key = ?", (key,)
-        )
+        rows = self._connection().execute("SELECT field, value FROM counters WHERE key = ?", (key,))
         return {field: value for field, value in rows}
 
     def try_lock(self, key: str, ttl: float) -> str | None:

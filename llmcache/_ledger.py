@@ -65,7 +65,9 @@ def _first(obj: Any, *names: str) -> Any:
     return None
 
 
-def usage_meta(result: Any, hook: UsageHook | None = None, provider: str | None = None) -> dict[str, Any]:
+def usage_meta(
+    result: Any, hook: UsageHook | None = None, provider: str | None = None
+) -> dict[str, Any]:
     """Model, tokens and cost of a result, from a `usage=` hook or from a `.usage` it has.
 
     The hook returns a mapping with any of: model, provider, input_tokens, output_tokens,

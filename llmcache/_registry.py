@@ -77,7 +77,9 @@ def scheme_of(url: str) -> str:
 def backend_from_url(url: str, **options: Any) -> Backend:
     """Build a tier from its URL, e.g. ``memory``, ``disk:///tmp/c``, ``redis://host:6379/0``."""
     if not isinstance(url, str) or not url.strip():
-        raise ConfigError(f"a tier must be a URL string like 'memory' or 'redis://...', got {url!r}")
+        raise ConfigError(
+            f"a tier must be a URL string like 'memory' or 'redis://...', got {url!r}"
+        )
     scheme = scheme_of(url)
     cls = backend_class(scheme)
     return cls.from_url(url if "://" in url else f"{scheme}://", **options)

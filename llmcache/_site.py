@@ -151,7 +151,12 @@ class CallSite:
         return MISS if found is None else self._serve(found, namespace)
 
     def put(
-        self, request: Mapping[str, Any], value: Any, *, latency_s: float, meta: Mapping[str, Any] | None = None
+        self,
+        request: Mapping[str, Any],
+        value: Any,
+        *,
+        latency_s: float,
+        meta: Mapping[str, Any] | None = None,
     ) -> Record | None:
         """Record a real call made by the adapter itself (e.g. a completed stream)."""
         opts = current_options()
@@ -492,9 +497,13 @@ class CallSite:
                 return None, token
         return None, None
 
-    def _meta(self, value: Any, latency_s: float, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _meta(
+        self, value: Any, latency_s: float, given: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         try:
-            meta = dict(given) if given is not None else usage_meta(value, self.usage, self.provider)
+            meta = (
+                dict(given) if given is not None else usage_meta(value, self.usage, self.provider)
+            )
         except Exception as error:  # a broken usage hook must not fail the call
             log.warning("llmcache: usage hook of %s failed: %r", self.identity, error)
             meta = {}
@@ -546,7 +555,9 @@ class CallSite:
             self.counters.unstorable += 1
             if not self._warned_unstorable:
                 self._warned_unstorable = True
-                log.warning("llmcache: %s returned a value that is not cached: %s", self.identity, error)
+                log.warning(
+                    "llmcache: %s returned a value that is not cached: %s", self.identity, error
+                )
             return None
         ttl = (opts.ttl if opts is not None else None) or self.ttl or self.cache.ttl
         now = time.time()
@@ -580,4 +591,3 @@ def _fresh(record: Record, opts: Options | None, now: float) -> bool:
     if record.expires != NO_EXPIRY and record.expires <= now:
         return False
     return opts is None or opts.max_age is None or now - record.created <= opts.max_age
-

@@ -23,8 +23,7 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 def render_html(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     return (
         f"<div class='llmcache'><strong>{html.escape(title)}</strong>"

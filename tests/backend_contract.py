@@ -1,0 +1,178 @@
+"""The contract every backend passes: one suite, run against memory, disk, Redis, Redis
+Cluster and Upstash (like dogpile's _GenericBackendTestSuite).
+
+Subclass `BackendContract` and provide a `backend` fixture that yields a fresh, empty
+backend; the cache-level tests build a `Cache` with that backend as its only tier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import pytest
+
+import llmcache
+from llmcache import Backend
+
+SECRET = "contract-suite-secret-0123456789"
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+class BackendContract:
+    """Behaviour every `llmcache.Backend` must have."""
+
+    # Backends whose clock is coarse (e.g. Redis PX is exact, SQLite uses time.time()).
+    ttl_slack = 0.3
+    # The memory tier is the cache's decoded fast tier, not a byte tier behind it.
+    holds_signed_entries = True
+
+    @pytest.fixture
+    def backend(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- bytes in, bytes out ---------------------------------------------------------------
+    def test_missing_key_is_none(self, backend: Backend) -> None:
+        assert backend.get(_unique("absent")) is None
+
+    def test_round_trips_arbitrary_bytes(self, backend: Backend) -> None:
+        payload = bytes(range(256)) * 64 + b"\x00\xff\x00"
+        key = _unique("llmc:contract:bytes")
+        backend.set(key, payload, None)
+        assert backend.get(key) == payload
+
+    def test_large_value(self, backend: Backend) -> None:
+        payload = os.urandom(512 * 1024)
+        key = _unique("llmc:contract:large")
+        backend.set(key, payload, 60)
+        assert backend.get(key) == payload
+
+    def test_overwrite_replaces(self, backend: Backend) -> None:
+        key = _unique("llmc:contract:over")
+        backend.set(key, b"one", None)
+        backend.set(key, b"two", None)
+        assert backend.get(key) == b"two"
+
+    def test_ttl_expires(self, backend: Backend) -> None:
+        key = _unique("llmc:contract:ttl")
+        backend.set(key, b"short", 0.2)
+        backend.set(key + "-long", b"long", 60)
+        assert backend.get(key) == b"short"
+        time.sleep(0.2 + self.ttl_slack)
+        assert backend.get(key) is None
+        assert backend.get(key + "-long") == b"long"
+
+    def test_delete(self, backend: Backend) -> None:
+        key = _unique("llmc:contract:del")
+        backend.set(key, b"x", None)
+        backend.delete(key)
+        assert backend.get(key) is None
+        backend.delete(key)  # deleting what is absent is not an error
+
+    def test_get_many_keeps_order_and_gaps(self, backend: Backend) -> None:
+        base = _unique("llmc:contract:many")
+        backend.set(base + ":a", b"A", None)
+        backend.set(base + ":c", b"C", None)
+        assert backend.get_many([base + ":a", base + ":b", base + ":c"]) == [b"A", None, b"C"]
+        assert backend.get_many([]) == []
+
+    def test_delete_prefix_removes_only_that_prefix(self, backend: Backend) -> None:
+        base = _unique("llmc:ws")
+        keys = [f"{base}:ns:{i}" for i in range(25)]
+        for key in keys:
+            backend.set(key, b"v", None)
+        other = base + "X:ns:0"  # shares a string prefix but is another workspace
+        backend.set(other, b"keep", None)
+        assert backend.delete_prefix(base + ":") == 25
+        assert all(v is None for v in backend.get_many(keys))
+        assert backend.get(other) == b"keep"
+
+    def test_counters_accumulate(self, backend: Backend) -> None:
+        key = _unique("llmc-ledger:contract")
+        assert backend.read_counters(key) == {}
+        backend.incr_counters(key, {"a|m|hits": 1, "a|m|saved_usd": 0.25})
+        backend.incr_counters(key, {"a|m|hits": 2, "b|m|hits": 1})
+        counters = backend.read_counters(key)
+        assert counters["a|m|hits"] == 3
+        assert counters["a|m|saved_usd"] == pytest.approx(0.25)
+        assert counters["b|m|hits"] == 1
+
+    def test_locks_exclude_and_expire(self, backend: Backend) -> None:
+        if not backend.supports_locks:
+            pytest.skip(f"{type(backend).__name__} does not take locks (by design)")
+        key = _unique("llmc:contract:lock")
+        token = backend.try_lock(key, 0.3)
+        assert token
+        assert backend.try_lock(key, 0.3) is None
+        backend.unlock(key, "not-the-token")
+        assert backend.try_lock(key, 0.3) is None
+        backend.unlock(key, token)
+        second = backend.try_lock(key, 0.3)
+        assert second and second != token
+        time.sleep(0.3 + self.ttl_slack)
+        assert backend.try_lock(key, 5) is not None  # an expired lock is free again
+
+    def test_async_methods(self, backend: Backend) -> None:
+        key = _unique("llmc:contract:async")
+
+        async def scenario() -> None:
+            await backend.aset(key, b"async-value", 30)
+            assert await backend.aget(key) == b"async-value"
+            assert await backend.aget_many([key, key + "-none"]) == [b"async-value", None]
+            await backend.adelete(key)
+            assert await backend.aget(key) is None
+
+        asyncio.run(scenario())
+
+    # -- through a Cache: signed entries, tamper detection ------------------------------------
+    def _cache(self, backend: Backend, workspace: str = "contract") -> llmcache.Cache:
+        if not self.holds_signed_entries:
+            pytest.skip("the memory tier holds decoded records, tested in test_core")
+        return llmcache.Cache(workspace=workspace, secret=SECRET, tiers=[backend])
+
+    def test_cache_miss_then_hit_from_this_tier(self, backend: Backend) -> None:
+        cache = self._cache(backend)
+        calls: list[str] = []
+
+        @cache.cached(namespace=_unique("n").replace("-", ""))
+        def ask(question: str) -> dict[str, Any]:
+            calls.append(question)
+            return {"answer": question.upper(), "n": [1, 2]}
+
+        assert ask("hello") == {"answer": "HELLO", "n": [1, 2]}
+        first = ask("hello")
+        first["n"].append(3)  # mutating a hit must not change the next one
+        assert ask("hello") == {"answer": "HELLO", "n": [1, 2]}
+        assert calls == ["hello"]
+        assert cache.tiers[0].counters.hits == 2
+        assert backend.get(ask.cache_key("hello")) is not None
+
+    def test_cache_tampered_entry_is_a_counted_miss(self, backend: Backend) -> None:
+        cache = self._cache(backend)
+        calls: list[str] = []
+
+        @cache.cached(namespace=_unique("t").replace("-", ""))
+        def ask(question: str) -> str:
+            calls.append(question)
+            return "answer " + question
+
+        ask("a")
+        ask("b")
+        key_a, key_b = ask.cache_key("a"), ask.cache_key("b")
+        stored = backend.get(key_a)
+        assert stored is not None
+        flipped = bytearray(stored)
+        flipped[-1] ^= 0x01
+        backend.set(key_a, bytes(flipped), None)
+        assert ask("a") == "answer a"  # recomputed, not an exception
+        backend.set(key_a, stored[:-5], None)  # truncated
+        assert ask("a") == "answer a"
+        backend.set(key_b, stored, None)  # a valid entry moved to another key
+        assert ask("b") == "answer b"
+        assert calls == ["a", "b", "a", "a", "b"]
+        assert cache.tiers[0].counters.integrity_failures == 3
