@@ -9,7 +9,6 @@ not serialise natively. An argument that cannot be canonicalised is an error tha
 from __future__ import annotations
 
 import base64
-import dataclasses
 import decimal
 import inspect
 import pathlib
@@ -35,7 +34,7 @@ def _default(obj: Any) -> Any:
         return hook(obj)
     if isinstance(obj, set | frozenset):
         # Sets have no order: sort the members by their own canonical bytes.
-        members = sorted(orjson.dumps(m, option=_SORTED_ANY_KEYS, default=_default) for m in obj)
+        members = sorted(canonical_value(m) for m in obj)
         return orjson.Fragment(b"[" + b",".join(members) + b"]")
     model_dump = getattr(obj, "model_dump", None)
     if model_dump is not None and hasattr(type(obj), "model_fields"):
@@ -54,17 +53,40 @@ def canonical_value(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=_SORTED, default=_default)
     except orjson.JSONEncodeError:
+        pass
+    try:
         return orjson.dumps(value, option=_SORTED_ANY_KEYS, default=_default)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_widen_integers(value), option=_SORTED_ANY_KEYS, default=_default)
+
+
+_INT64 = (-(2**63), 2**64 - 1)
+
+
+def _widen_integers(value: Any) -> Any:
+    """Replace integers orjson cannot hold (beyond 64 bits) with a tagged decimal string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _INT64[0] <= value <= _INT64[1] else {"__int__": str(value)}
+    if isinstance(value, dict):
+        return {k: _widen_integers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_widen_integers(v) for v in value]
+    return value
 
 
 def canonical_bytes(arguments: Mapping[str, Any], where: str) -> bytes:
-    """Canonical bytes of bound arguments; a clear `KeyDerivationError` names a bad one."""
+    """Canonical bytes of bound arguments; a clear `KeyDerivationError` names a bad one.
+
+    The first attempt is the one the hit path makes; the fallbacks run only for inputs that
+    the first cannot take, so they never change the key of an input it can.
+    """
+    for option in (_SORTED, _SORTED_ANY_KEYS):
+        try:
+            return orjson.dumps(arguments, option=option, default=_default)
+        except (orjson.JSONEncodeError, TypeError, RecursionError):
+            pass
     try:
-        return orjson.dumps(arguments, option=_SORTED, default=_default)
-    except (orjson.JSONEncodeError, TypeError, RecursionError):
-        pass
-    try:
-        return orjson.dumps(arguments, option=_SORTED_ANY_KEYS, default=_default)
+        return orjson.dumps(_widen_integers(arguments), option=_SORTED_ANY_KEYS, default=_default)
     except (orjson.JSONEncodeError, TypeError, RecursionError):
         raise _explain(arguments, where) from None
 
@@ -152,7 +174,3 @@ def describe(function: Callable[..., Any]) -> str:
     module = getattr(function, "__module__", None) or "?"
     qualname = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
     return f"{module}.{qualname}"
-
-
-def is_dataclass_instance(value: Any) -> bool:
-    return dataclasses.is_dataclass(value) and not isinstance(value, type)

@@ -79,7 +79,7 @@ class DiskTier(Backend):
         timeout: float = 2.0,
     ) -> None:
         self.directory = Path(directory) if directory else default_directory()
-        self.max_bytes = parse_size(max_bytes)
+        self.max_bytes = parse_size(max_bytes, "max_bytes")
         self.timeout = float(timeout)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

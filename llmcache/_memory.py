@@ -28,7 +28,7 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb":
 _UNITS |= {"mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
 
 
-def parse_size(text: str | int) -> int:
+def parse_size(text: str | int, what: str = "size") -> int:
     """'256MiB', '1g', '4096' → bytes."""
     if isinstance(text, int):
         return text
@@ -36,7 +36,7 @@ def parse_size(text: str | int) -> int:
     digits = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = raw[len(digits) :]
     if not digits or unit not in _UNITS:
-        raise ConfigError(f"cannot read size {text!r}: write it like 256MiB, 64MB or 1048576")
+        raise ConfigError(f"cannot read {what} {text!r}: write it like 256MiB, 64MB or 1048576")
     return int(float(digits) * _UNITS[unit])
 
 
@@ -65,9 +65,9 @@ class MemoryTier(Backend):
         max_bytes: int | str = DEFAULT_MAX_BYTES,
         max_item_bytes: int | str | None = None,
     ) -> None:
-        self.max_bytes = parse_size(max_bytes)
+        self.max_bytes = parse_size(max_bytes, "max_bytes")
         item_cap = DEFAULT_MAX_ITEM_BYTES if max_item_bytes is None else max_item_bytes
-        self.max_item_bytes = min(parse_size(item_cap), self.max_bytes)
+        self.max_item_bytes = min(parse_size(item_cap, "max_item_bytes"), self.max_bytes)
         if self.max_bytes <= 0:
             raise ConfigError("memory tier max_bytes must be positive")
         self._lru: cachetools.LRUCache[Hashable, Record | _Blob] = cachetools.LRUCache(

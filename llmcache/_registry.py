@@ -23,6 +23,8 @@ _BUILTIN: dict[str, str] = {
     "disk": "llmcache._disk:DiskTier",
 }
 _REGISTERED: dict[str, type[Backend]] = {}
+# The pip extra that brings each of our adapters' client libraries.
+_EXTRAS = {"redis": "redis", "rediss": "redis", "redis+cluster": "redis", "upstash": "upstash"}
 
 
 def register_backend(scheme: str, backend: type[Backend]) -> None:
@@ -62,7 +64,7 @@ def backend_class(scheme: str) -> type[Backend]:
     except ImportError as error:
         raise MissingDependencyError(
             f"the {scheme}:// tier needs a package that is not installed ({error}); "
-            f"install it with: pip install 'llmcache[{scheme.split('+')[0].rstrip('s')}]'"
+            f"install it with: pip install 'llmcache[{_EXTRAS.get(scheme, scheme)}]'"
         ) from error
     return cls
 
