@@ -46,13 +46,28 @@ def client(rest: UpstashRestServer) -> Iterator[upstash_redis.Redis]:
     c.close()
 
 
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One shared raw HTTP client: creating an httpx client builds an SSL context (~50 ms, far
+    more under tracing), which would blur the timing assertions below."""
+    with httpx.Client() as c:
+        yield c
+
+
 def raw_post(
-    rest: UpstashRestServer, path: str, body: object, *, b64: bool = True, timeout: float = 5.0
+    http: httpx.Client,
+    rest: UpstashRestServer,
+    path: str,
+    body: object,
+    *,
+    b64: bool = True,
+    timeout: float = 5.0,
 ) -> httpx.Response:
+    """POST like the SDK does, but with plain httpx (and a timeout)."""
     headers = {"Authorization": f"Bearer {rest.token}"}
     if b64:
         headers["Upstash-Encoding"] = "base64"
-    return httpx.post(rest.url + path, json=body, headers=headers, timeout=timeout)
+    return http.post(rest.url + path, json=body, headers=headers, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------- RedisServer
@@ -197,56 +212,60 @@ async def test_upstash_async_client(rest: UpstashRestServer) -> None:
         await client.close()
 
 
-def test_upstash_wire_format(rest: UpstashRestServer) -> None:
-    r = raw_post(rest, "/", ["SET", "k", "v\x00"])
+def test_upstash_wire_format(rest: UpstashRestServer, http: httpx.Client) -> None:
+    r = raw_post(http, rest, "/", ["SET", "k", "v\x00"])
     assert r.status_code == 200 and r.json() == {"result": "OK"}
-    r = raw_post(rest, "/", ["RPUSH", "l", "x", "y"])
+    r = raw_post(http, rest, "/", ["RPUSH", "l", "x", "y"])
     assert r.json() == {"result": 2}  # ints stay ints
-    r = raw_post(rest, "/", ["LRANGE", "l", 0, -1])  # int arguments are fine
+    r = raw_post(http, rest, "/", ["LRANGE", "l", 0, -1])  # int arguments are fine
     assert r.json() == {"result": [base64.b64encode(b"x").decode(), "eQ=="]}
-    assert raw_post(rest, "/", ["GET", "k"], b64=False).json() == {"result": "v\x00"}
+    assert raw_post(http, rest, "/", ["GET", "k"], b64=False).json() == {"result": "v\x00"}
 
-    r = raw_post(rest, "/", ["INCR", "k"])
+    r = raw_post(http, rest, "/", ["INCR", "k"])
     assert r.status_code == 400
     assert r.json() == {"error": "ERR value is not an integer or out of range"}
-    r = raw_post(rest, "/pipeline", [["GET", "k"], ["NOSUCHCMD"], ["EXISTS", "k"]])
+    r = raw_post(http, rest, "/pipeline", [["GET", "k"], ["NOSUCHCMD"], ["EXISTS", "k"]])
     assert r.status_code == 200
     body = r.json()
     assert body[0] == {"result": "dgA="} and body[2] == {"result": 1}
     assert body[1]["error"].startswith("ERR unknown command")
 
     # an aborted transaction runs nothing; every entry is an error
-    r = raw_post(rest, "/multi-exec", [["SET", "k", "new"], ["NOSUCHCMD"]])
+    r = raw_post(http, rest, "/multi-exec", [["SET", "k", "new"], ["NOSUCHCMD"]])
     assert [sorted(e) for e in r.json()] == [["error"], ["error"]]
-    assert raw_post(rest, "/", ["GET", "k"], b64=False).json() == {"result": "v\x00"}
+    assert raw_post(http, rest, "/", ["GET", "k"], b64=False).json() == {"result": "v\x00"}
 
     # path style, and the token as a query parameter
-    r = httpx.get(f"{rest.url}/set/pk/pv?_token={rest.token}")
+    r = http.get(f"{rest.url}/set/pk/pv?_token={rest.token}")
     assert r.json() == {"result": "OK"}
-    assert raw_post(rest, "/get/pk", None, b64=False).json() == {"result": "pv"}
+    assert raw_post(http, rest, "/get/pk", None, b64=False).json() == {"result": "pv"}
     assert ["set", "pk", "pv"] in rest.commands
 
 
-def test_upstash_bad_token(rest: UpstashRestServer) -> None:
-    wrong = upstash_redis.Redis(url=rest.url, token="wrong", rest_retries=0)
-    with pytest.raises(UpstashError, match="Unauthorized"):
+def test_upstash_bad_token(rest: UpstashRestServer, http: httpx.Client) -> None:
+    with (
+        upstash_redis.Redis(url=rest.url, token="wrong", rest_retries=0) as wrong,
+        pytest.raises(UpstashError, match="Unauthorized"),
+    ):
         wrong.get("k")
-    r = httpx.post(rest.url, json=["GET", "k"], headers={"Authorization": "Bearer wrong"})
+    r = http.post(rest.url, json=["GET", "k"], headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401 and r.json() == {"error": "Unauthorized"}
 
     rest.mode = "bad_token"  # even the right token is rejected (revoked)
-    right = upstash_redis.Redis(url=rest.url, token=rest.token, rest_retries=0)
-    with pytest.raises(UpstashError, match="Unauthorized"):
-        right.get("k")
-    rest.mode = "ok"
-    assert right.get("k") is None
+    with upstash_redis.Redis(url=rest.url, token=rest.token, rest_retries=0) as right:
+        with pytest.raises(UpstashError, match="Unauthorized"):
+            right.get("k")
+        rest.mode = "ok"
+        assert right.get("k") is None
 
 
-def test_upstash_error_mode(rest: UpstashRestServer, client: upstash_redis.Redis) -> None:
+def test_upstash_error_mode(
+    rest: UpstashRestServer, client: upstash_redis.Redis, http: httpx.Client
+) -> None:
     rest.mode = "error"
     with pytest.raises(UpstashError):
         client.get("k")
-    r = raw_post(rest, "/", ["GET", "k"])
+    r = raw_post(http, rest, "/", ["GET", "k"])
     assert r.status_code == 500 and "error" in r.json()
     assert rest.requests == 2
     assert rest.commands == []  # nothing reached Redis
@@ -258,22 +277,21 @@ def test_upstash_error_mode(rest: UpstashRestServer, client: upstash_redis.Redis
         rest.mode = "broken"  # type: ignore[assignment]
 
 
-def test_upstash_hang_mode(rest: UpstashRestServer) -> None:
+def test_upstash_hang_mode(rest: UpstashRestServer, http: httpx.Client) -> None:
     rest.mode = "hang"
     started = time.monotonic()
     with pytest.raises(httpx.TimeoutException):
-        raw_post(rest, "/", ["GET", "k"], timeout=0.2)
+        raw_post(http, rest, "/", ["GET", "k"], timeout=0.2)
     assert time.monotonic() - started < 1.0
 
     # The SDK's httpx client has timeout=None; it only times out when one is configured on it.
-    sdk = upstash_redis.Redis(url=rest.url, token=rest.token, rest_retries=0)
-    sdk._http._client.timeout = httpx.Timeout(0.2)
-    with pytest.raises(httpx.TimeoutException):
-        sdk.get("k")
+    with upstash_redis.Redis(url=rest.url, token=rest.token, rest_retries=0) as sdk:
+        sdk._http._client.timeout = httpx.Timeout(0.2)
+        with pytest.raises(httpx.TimeoutException):
+            sdk.get("k")
 
-    rest.mode = "ok"  # hanging is over: the server answers again
-    assert sdk.get("k") is None
-    sdk.close()
+        rest.mode = "ok"  # hanging is over: the server answers again
+        assert sdk.get("k") is None
 
 
 def test_upstash_stop_and_restart_on_same_port(
@@ -292,10 +310,12 @@ def test_upstash_stop_and_restart_on_same_port(
     assert client.get("k") == "v"
 
 
-def test_upstash_stop_releases_hanging_requests(rest: UpstashRestServer) -> None:
+def test_upstash_stop_releases_hanging_requests(
+    rest: UpstashRestServer, http: httpx.Client
+) -> None:
     rest.mode = "hang"
     with pytest.raises(httpx.TimeoutException):
-        raw_post(rest, "/", ["GET", "k"], timeout=0.1)
+        raw_post(http, rest, "/", ["GET", "k"], timeout=0.1)
     started = time.monotonic()
     rest.stop()
     assert time.monotonic() - started < 1.0

@@ -177,7 +177,11 @@ class RedisServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = False  # once started, the port never changes
         if start:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self.close()  # nobody else holds a reference to clean up the temp dir
+                raise
 
     # ------------------------------------------------------------------ properties
 
