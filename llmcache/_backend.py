@@ -103,7 +103,7 @@ class Backend(abc.ABC):
         """Take a lock that expires after `ttl` seconds; a token if taken, else None."""
         return None
 
-    def unlock(self, key: str, token: str) -> None:
+    def unlock(self, key: str, token: str) -> None:  # noqa: B027 - optional, no-op by default
         """Release a lock taken with `try_lock`, only if `token` still holds it."""
 
     def size(self) -> tuple[int, int] | None:

@@ -121,7 +121,7 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
                 body = dumps(bind(args, kwargs), option=_SORTED, default=_default)
             except Exception:
                 return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
-            seed, prefix = namespace.state
+            seed, _prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
             record = memory.lookup(fingerprint)
             if record is not None:
@@ -161,7 +161,7 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
                 return await site.arun(
                     lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)
                 )
-            seed, prefix = namespace.state
+            seed, _prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
             record = memory.lookup(fingerprint)
             if record is not None:

@@ -13,6 +13,7 @@ record their access in memory and flush it with the next write, so a hit never w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
@@ -257,8 +258,6 @@ class DiskTier(Backend):
 
     def close(self) -> None:
         for connection in self.__dict__.pop("_all_connections", []):
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 connection.close()
-            except sqlite3.Error:
-                pass
         self._local = threading.local()

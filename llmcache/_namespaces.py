@@ -10,6 +10,7 @@ namespace within a second, whether the shared tier is Redis, Upstash or the disk
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable
@@ -73,8 +74,7 @@ class GenerationWatcher(threading.Thread):
             cache = self._cache()
             if cache is None:
                 return
-            try:
+            # Never let the watcher die: whatever failed, the next tick tries again.
+            with contextlib.suppress(Exception):
                 self._tick(cache)
-            except Exception:  # never let the watcher die: the next tick tries again
-                pass
             del cache

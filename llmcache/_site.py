@@ -256,7 +256,7 @@ class CallSite:
         for index, tier in enumerate(self.cache.tiers):
             data = tier.get(signed_key)
             found = self._verify(tier, data, signed_key, opts)
-            if found is not None:
+            if found is not None and data is not None:
                 self._promote(fingerprint, found[0], data, index)
                 return found
         return None
@@ -269,7 +269,7 @@ class CallSite:
         for index, tier in enumerate(self.cache.tiers):
             data = await tier.aget(signed_key)
             found = self._verify(tier, data, signed_key, opts)
-            if found is not None:
+            if found is not None and data is not None:
                 await self._apromote(fingerprint, found[0], data, index)
                 return found
         return None
@@ -379,9 +379,9 @@ class CallSite:
         future = loop.create_future()
         cache.async_flights[fingerprint] = (loop, future)
         try:
-            value, record = await self._alead(fingerprint, namespace, prefix, compute, opts)
-            future.set_result((record, value))
-            return value
+            result, stored = await self._alead(fingerprint, namespace, prefix, compute, opts)
+            future.set_result((stored, result))
+            return result
         except asyncio.CancelledError:
             future.cancel()
             raise

@@ -15,8 +15,13 @@ SECRET = "test-secret-0123456789abcdef"
 @pytest.fixture(autouse=True)
 def _isolated_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test touches the user's real cache folder or inherits LLMCACHE_* settings."""
-    for name in ("LLMCACHE_WORKSPACE", "LLMCACHE_SECRET", "LLMCACHE_TIERS", "LLMCACHE_TTL",
-                 "LLMCACHE_DISABLE"):
+    for name in (
+        "LLMCACHE_WORKSPACE",
+        "LLMCACHE_SECRET",
+        "LLMCACHE_TIERS",
+        "LLMCACHE_TTL",
+        "LLMCACHE_DISABLE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LLMCACHE_DIR", str(tmp_path / "llmcache-dir"))
     llmcache.set_default_cache(None)

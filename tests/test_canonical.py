@@ -19,8 +19,9 @@ json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
 json_scalars |= st.floats(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 

@@ -176,9 +176,8 @@ def test_options_bypass_refresh_no_store_max_age_ttl(memory_cache: llmcache.Cach
     with llmcache.options(sample=1):
         assert ask("q") == "q:10"
         assert ask("q") == "q:10"
-    with pytest.raises(llmcache.ConfigError):
-        with llmcache.options(ttl=-1):
-            pass
+    with pytest.raises(llmcache.ConfigError), llmcache.options(ttl=-1):
+        pass
 
 
 def test_options_are_scoped_to_their_thread_and_task(memory_cache: llmcache.Cache) -> None:

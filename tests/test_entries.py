@@ -18,8 +18,9 @@ json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st
 json_scalars |= st.floats(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=25,
 )
 KEYS = KeySchedule(b"k" * 32, "ws")
@@ -63,8 +64,8 @@ def test_json_values_round_trip(value: Any) -> None:
         text=st.text(),
         score=st.floats(allow_nan=False, allow_infinity=False),
         tags=st.lists(st.text(max_size=5), max_size=4),
-        usage=st.none() | st.builds(Usage, input_tokens=st.integers(0, 10**6),
-                                    output_tokens=st.integers(0, 10**6)),
+        usage=st.none()
+        | st.builds(Usage, input_tokens=st.integers(0, 10**6), output_tokens=st.integers(0, 10**6)),
         at=st.none() | st.datetimes(timezones=st.just(datetime.UTC)),
     )
 )
