@@ -19,7 +19,8 @@ from xxhash import xxh3_128_intdigest
 
 from ._canonical import _SORTED, Binder, _default, canonical_bytes, describe
 from ._errors import ConfigError
-from ._info import remember
+from . import _info
+from ._info import INFO_CAPACITY, forget_older_half
 from ._options import current_options
 from ._record import NOT_SHARED
 from ._site import CallSite
@@ -110,28 +111,36 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     dumps = orjson.dumps
     memory = cache.memory
     where = site.identity
+    seen = _info.SEEN
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return canonical_bytes(bind(args, kwargs), where)
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if memory is not None and current_options() is None and cache.enabled and namespace.loaded:
+        if current_options() is None and cache.enabled and namespace.loaded:
             try:
                 body = dumps(bind(args, kwargs), option=_SORTED, default=_default)
-            except Exception:
+            except Exception:  # the slow path canonicalises it, or names the bad argument
                 return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
-            seed, _prefix = namespace.state
+            seed, prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
-            record = memory.lookup(fingerprint)
-            if record is not None:
-                value = record.shared
-                if value is NOT_SHARED:
-                    value = record.decoder(record.value_json)  # type: ignore[misc]
-                counters.memory_hits += 1
-                ledger_hit(namespace_name, record)
-                remember(value, record, "memory", True, namespace_name)
-                return value
+            if memory is not None:
+                record = memory.lookup(fingerprint)
+                if record is not None:
+                    value = record.shared
+                    if value is NOT_SHARED:
+                        value = record.decoder(record.value_json)  # type: ignore[misc]
+                    counters.memory_hits += 1
+                    ledger_hit(namespace_name, record)
+                    seen[id(value)] = (value, record, "memory", True, namespace_name)
+                    if len(seen) > INFO_CAPACITY:
+                        forget_older_half()
+                    return value
+                counters.memory_misses += 1
+            return site.resolve(
+                fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
+            )
         return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
 
     return wrapper
@@ -148,30 +157,38 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
     dumps = orjson.dumps
     memory = cache.memory
     where = site.identity
+    seen = _info.SEEN
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return canonical_bytes(bind(args, kwargs), where)
 
     @functools.wraps(function)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if memory is not None and current_options() is None and cache.enabled and namespace.loaded:
+        if current_options() is None and cache.enabled and namespace.loaded:
             try:
                 body = dumps(bind(args, kwargs), option=_SORTED, default=_default)
             except Exception:
                 return await site.arun(
                     lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)
                 )
-            seed, _prefix = namespace.state
+            seed, prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
-            record = memory.lookup(fingerprint)
-            if record is not None:
-                value = record.shared
-                if value is NOT_SHARED:
-                    value = record.decoder(record.value_json)  # type: ignore[misc]
-                counters.memory_hits += 1
-                ledger_hit(namespace_name, record)
-                remember(value, record, "memory", True, namespace_name)
-                return value
+            if memory is not None:
+                record = memory.lookup(fingerprint)
+                if record is not None:
+                    value = record.shared
+                    if value is NOT_SHARED:
+                        value = record.decoder(record.value_json)  # type: ignore[misc]
+                    counters.memory_hits += 1
+                    ledger_hit(namespace_name, record)
+                    seen[id(value)] = (value, record, "memory", True, namespace_name)
+                    if len(seen) > INFO_CAPACITY:
+                        forget_older_half()
+                    return value
+                counters.memory_misses += 1
+            return await site.aresolve(
+                fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
+            )
         return await site.arun(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
 
     return wrapper

@@ -56,6 +56,9 @@ _UPSERT = (
 )
 
 
+_SELECT = "SELECT value, expires FROM entries WHERE key = ?"
+
+
 def default_directory() -> Path:
     """LLMCACHE_DIR, else the platform's per-user cache folder."""
     configured = os.environ.get("LLMCACHE_DIR")
@@ -129,19 +132,17 @@ class DiskTier(Backend):
         return connection
 
     def get(self, key: str) -> bytes | None:
-        row = (
-            self._connection()
-            .execute("SELECT value, expires FROM entries WHERE key = ?", (key,))
-            .fetchone()
-        )
+        connection = getattr(self._local, "connection", None) or self._connection()
+        row = connection.execute(_SELECT, (key,)).fetchone()
         if row is None:
             return None
         now = time.time()
         if row[1] is not None and row[1] <= now:
             return None
         if len(self._touched) < 10_000:
-            self._touched[key] = now
-        return bytes(row[0])
+            self._touched[key] = now  # flushed as the access time with the next write
+        value: bytes = row[0]
+        return value
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:

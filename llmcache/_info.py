@@ -16,10 +16,11 @@ from pydantic import BaseModel
 from ._record import Record
 from ._stats import render_html, render_table
 
-__all__ = ["CallInfo", "info", "remember"]
+__all__ = ["INFO_CAPACITY", "SEEN", "CallInfo", "forget_older_half", "info", "remember"]
 
-_CAPACITY = 4096
-_SEEN: dict[int, tuple[Any, Record | None, str | None, bool, str]] = {}
+INFO_CAPACITY = 4096
+# id(result) → (result, record, tier, hit, namespace); holding the result keeps its id unique.
+SEEN: dict[int, tuple[Any, Record | None, str | None, bool, str]] = {}
 
 
 class CallInfo(BaseModel):
@@ -45,17 +46,21 @@ class CallInfo(BaseModel):
         return render_html(("field", "value"), self._pairs(), "llmcache call info")
 
 
+def forget_older_half() -> None:
+    """Drop the older half at once: amortised O(1), and no per-call bookkeeping."""
+    for stale in list(SEEN)[: INFO_CAPACITY // 2]:
+        SEEN.pop(stale, None)
+
+
 def remember(result: Any, record: Record | None, tier: str | None, hit: bool, ns: str) -> None:
-    if len(_SEEN) >= _CAPACITY:
-        # Forget the older half at once: amortised O(1) and no per-call bookkeeping.
-        for stale in list(_SEEN)[: _CAPACITY // 2]:
-            _SEEN.pop(stale, None)
-    _SEEN[id(result)] = (result, record, tier, hit, ns)
+    SEEN[id(result)] = (result, record, tier, hit, ns)
+    if len(SEEN) > INFO_CAPACITY:
+        forget_older_half()
 
 
 def info(result: Any) -> CallInfo | None:
     """How `result` was served, if it came from a cached call recently; else None."""
-    seen = _SEEN.get(id(result))
+    seen = SEEN.get(id(result))
     if seen is None or seen[0] is not result:
         return None
     _, record, tier, hit, namespace = seen

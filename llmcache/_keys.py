@@ -42,7 +42,7 @@ def _subkey(secret: bytes, workspace: str, purpose: bytes) -> bytes:
 class KeySchedule:
     """All key material of one workspace, derived once from its secret."""
 
-    __slots__ = ("_fingerprint_key", "_mac_key", "_name_key", "workspace")
+    __slots__ = ("_fingerprint_key", "_mac_key", "_name_hasher", "_name_key", "workspace")
 
     def __init__(self, secret: bytes, workspace: str) -> None:
         if len(secret) < 16:
@@ -53,6 +53,8 @@ class KeySchedule:
         self._fingerprint_key = _subkey(key, workspace, b"llmc-fingerprint")
         self._name_key = _subkey(key, workspace, b"llmc-signed-key")
         self._mac_key = _subkey(key, workspace, b"llmc-entry-mac")
+        # Keyed BLAKE2b set-up costs more than hashing 16 bytes: copy a keyed hasher instead.
+        self._name_hasher = hashlib.blake2b(key=self._name_key, digest_size=16)
 
     @property
     def mac_key(self) -> bytes:
@@ -72,7 +74,6 @@ class KeySchedule:
 
     def signed_key(self, prefix: str, fingerprint: int) -> str:
         """The shared-tier name of an entry: prefix + keyed BLAKE2b of the fingerprint."""
-        digest = hashlib.blake2b(
-            fingerprint.to_bytes(16, "big"), key=self._name_key, digest_size=16
-        ).hexdigest()
-        return prefix + digest
+        hasher = self._name_hasher.copy()
+        hasher.update(fingerprint.to_bytes(16, "big"))
+        return prefix + hasher.hexdigest()

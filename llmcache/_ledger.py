@@ -12,6 +12,7 @@ are kept apart, and calls whose price is unknown are counted as such, never as $
 
 from __future__ import annotations
 
+import collections
 import datetime
 import threading
 import time
@@ -123,6 +124,9 @@ class Ledger:
     def __init__(self, workspace: str) -> None:
         self.workspace = workspace
         self._pending: dict[tuple[int, str, str], list[float]] = {}
+        # Hits are noted as (namespace, record) and summed later, off the hit path. The
+        # watcher drains them every half second, so they land in the right day's bucket.
+        self._hits: list[tuple[str, Record]] = []
         self._lock = threading.Lock()
 
     def key_for(self, epoch_day: int) -> str:
@@ -137,21 +141,45 @@ class Ledger:
         return bucket
 
     def hit(self, namespace: str, record: Record) -> None:
-        """Count a hit and what it saved (called on the hit path: keep it cheap)."""
-        meta = record.meta
-        bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
-        bucket[_CALLS] += 1
-        bucket[_HITS] += 1
-        bucket[_SAVED_S] += meta.get("latency_s", 0.0)
-        if meta:
+        """Count a hit (called on the hit path: one list append; summed in `_drain_hits`)."""
+        noted = self._hits
+        noted.append((namespace, record))
+        if len(noted) >= 4096:
+            self._drain_hits()
+
+    def _drain_hits(self) -> None:
+        """Sum the hits noted since the last drain into the per-day buckets."""
+        # Take a prefix of the one list, in place: a hit appended meanwhile (from another
+        # thread) lands after it and is kept for the next drain, never lost.
+        noted = self._hits
+        count = len(noted)
+        batch = noted[:count]
+        del noted[:count]
+        # Counting in C first makes the drain cost per distinct entry, not per hit; entries
+        # read afresh from a lower tier are distinct objects with equal metadata, so they are
+        # grouped by their metadata bytes and parsed once.
+        by_meta: dict[tuple[str, Any], list[Any]] = {}
+        for (namespace, record), count in collections.Counter(batch).items():
+            group = (namespace, record.meta_identity)
+            found = by_meta.get(group)
+            if found is None:
+                by_meta[group] = [record, count]
+            else:
+                found[1] += count
+        for (namespace, _), (record, count) in by_meta.items():
+            meta = record.meta
+            bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
+            bucket[_CALLS] += count
+            bucket[_HITS] += count
+            bucket[_SAVED_S] += meta.get("latency_s", 0.0) * count
             cost = meta.get("cost_usd")
             if cost is None:
                 if "input_tokens" in meta:
-                    bucket[_UNPRICED_HITS] += 1
+                    bucket[_UNPRICED_HITS] += count
             else:
-                bucket[_SAVED_USD] += cost
-            bucket[_SAVED_IN] += meta.get("input_tokens", 0)
-            bucket[_SAVED_OUT] += meta.get("output_tokens", 0)
+                bucket[_SAVED_USD] += cost * count
+            bucket[_SAVED_IN] += meta.get("input_tokens", 0) * count
+            bucket[_SAVED_OUT] += meta.get("output_tokens", 0) * count
 
     def miss(self, namespace: str, meta: Mapping[str, Any]) -> None:
         """Count a real call, what it cost and how long it took."""
@@ -169,6 +197,7 @@ class Ledger:
         bucket[_OUT] += meta.get("output_tokens", 0)
 
     def take_pending(self) -> dict[tuple[int, str, str], list[float]]:
+        self._drain_hits()
         with self._lock:
             pending, self._pending = self._pending, {}
         return pending
@@ -213,6 +242,7 @@ class Ledger:
                 rows[slot].update(dict.fromkeys(METRICS, 0.0))
             return rows[slot]
 
+        self._drain_hits()
         wanted = set(days)
         for epoch_day in sorted(wanted):
             for field, value in (read(self.key_for(epoch_day)) or {}).items():

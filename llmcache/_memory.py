@@ -91,17 +91,23 @@ class MemoryTier(Backend):
         return cls(**query)  # type: ignore[arg-type]
 
     # -- fast path for the core: records keyed by fingerprint ------------------------------
-    def lookup(self, key: Hashable) -> Record | None:
-        """A live record, or None. Expired records are dropped on sight."""
-        with self._lock:
-            try:
-                item = self._lru[key]
-            except KeyError:
-                return None
-            if item.expires != NO_EXPIRY and item.expires <= time.time():
-                del self._lru[key]
-                return None
-        return item if isinstance(item, Record) else None
+    def lookup(self, key: int) -> Record | None:
+        """A live record, or None. Expired records are dropped on sight.
+
+        Reads take no lock: under the GIL, cachetools' LRU read is a dict get plus an
+        OrderedDict.move_to_end, each atomic, and a read racing an eviction just misses
+        (cachetools ignores a move_to_end of a key that is gone). Writes are locked.
+        Records live under int fingerprints and byte blobs under str keys, so a record
+        lookup can never return a blob.
+        """
+        try:
+            item: Any = self._lru[key]
+        except KeyError:
+            return None
+        if item.expires != NO_EXPIRY and item.expires <= time.time():
+            self.discard(key)
+            return None
+        return item  # type: ignore[no-any-return]
 
     def store(self, key: Hashable, record: Record) -> bool:
         """Keep a record; False if it is larger than the per-item cap."""

@@ -55,10 +55,11 @@ class Record:
     """
 
     __slots__ = (
+        "_meta",
+        "_meta_json",
         "created",
         "decoder",
         "expires",
-        "meta",
         "shared",
         "signed_key",
         "size",
@@ -70,7 +71,7 @@ class Record:
         self,
         value_json: bytes,
         tag: str,
-        meta: dict[str, Any],
+        meta: dict[str, Any] | bytes,
         created: float,
         expires: float,
         signed_key: str,
@@ -78,7 +79,9 @@ class Record:
     ) -> None:
         self.value_json = value_json
         self.tag = tag
-        self.meta = meta
+        # Metadata arrives as a dict (from a real call) or as JSON (from a tier).
+        self._meta: dict[str, Any] | None = meta if isinstance(meta, dict) else None
+        self._meta_json = meta if isinstance(meta, bytes) else b""
         self.created = created
         self.expires = expires
         self.signed_key = signed_key
@@ -89,6 +92,23 @@ class Record:
         self.size = len(value_json) + len(signed_key) + 200
 
     @property
+    def meta(self) -> dict[str, Any]:
+        """Model, usage, cost and latency of the call that produced this entry."""
+        meta = self._meta
+        if meta is None:
+            try:
+                parsed = orjson.loads(self._meta_json) if self._meta_json else {}
+            except orjson.JSONDecodeError:
+                parsed = {}
+            meta = self._meta = parsed if isinstance(parsed, dict) else {}
+        return meta
+
+    @property
+    def meta_identity(self) -> Any:
+        """Equal for records whose metadata is the same stored bytes (cheap to compute)."""
+        return self._meta_json if self._meta is None else id(self)
+
+    @property
     def has_shared_value(self) -> bool:
         return self.shared is not NOT_SHARED
 
@@ -97,12 +117,16 @@ class Record:
         return None if self.expires == NO_EXPIRY else self.expires - now
 
 
+_KEYED: dict[bytes, Any] = {}  # mac key → a keyed BLAKE2b to copy (cheaper than keying anew)
+
+
 def _mac(mac_key: bytes, signed_key: str, header: bytes, payload: bytes) -> bytes:
-    h = hashlib.blake2b(key=mac_key, digest_size=_MAC_SIZE)
+    keyed = _KEYED.get(mac_key)
+    if keyed is None:
+        keyed = _KEYED[mac_key] = hashlib.blake2b(key=mac_key, digest_size=_MAC_SIZE)
+    h = keyed.copy()
     encoded_key = signed_key.encode()
-    h.update(len(encoded_key).to_bytes(2, "big"))
-    h.update(encoded_key)
-    h.update(header)
+    h.update(len(encoded_key).to_bytes(2, "big") + encoded_key + header)
     h.update(payload)
     return h.digest()
 
@@ -139,8 +163,9 @@ def decode_entry(data: bytes, signed_key: str, mac_key: bytes) -> Record:
         start = _HEAD.size
         tag = payload[start : start + tag_len].decode()
         start += tag_len
-        meta = orjson.loads(payload[start : start + meta_len]) if meta_len else {}
+        meta_json = payload[start : start + meta_len]
         value_json = payload[start + meta_len :]
     except Exception as error:  # a verified entry that does not parse: a bug, not an attack
         raise IntegrityError(f"entry does not parse: {error}") from error
-    return Record(value_json, tag, meta, created, expires or NO_EXPIRY, signed_key)
+    # The metadata is parsed when first read (by the ledger, off the hit path).
+    return Record(value_json, tag, meta_json, created, expires or NO_EXPIRY, signed_key)

@@ -109,6 +109,7 @@ class CallSite:
         # Function identity and version salt every key of this site.
         self.key_prefix = orjson.dumps([identity, version]) + b"\x00"
         self._warned_unstorable = False
+        self._decoders: dict[str, Callable[[bytes], Any]] = {}
         cache.sites.append(self)
 
     # -- public extension API (provider adapters) --------------------------------------------------
@@ -214,8 +215,23 @@ class CallSite:
         namespace, body, opts = self._prepare(make_body())
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
+        return self.resolve(fingerprint, namespace, prefix, compute, opts, True)
+
+    def resolve(
+        self,
+        fingerprint: int,
+        namespace: Namespace,
+        prefix: str,
+        compute: Callable[[], _T],
+        opts: Options | None,
+        check_memory: bool,
+    ) -> _T:
+        """Serve a keyed call: look it up (memory unless already checked), else call it."""
         if opts is None or not opts.refresh:
-            found = self._lookup(fingerprint, prefix, opts)
+            if check_memory:
+                found = self._lookup(fingerprint, prefix, opts)
+            else:
+                found = self._lower_lookup(fingerprint, prefix, opts) if self.cache.tiers else None
             if found is not None:
                 value: _T = self._serve(found, namespace)
                 return value
@@ -230,8 +246,24 @@ class CallSite:
         namespace, body, opts = await self._aprepare(make_body())
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
+        return await self.aresolve(fingerprint, namespace, prefix, compute, opts, True)
+
+    async def aresolve(
+        self,
+        fingerprint: int,
+        namespace: Namespace,
+        prefix: str,
+        compute: Callable[[], Awaitable[_T]],
+        opts: Options | None,
+        check_memory: bool,
+    ) -> _T:
         if opts is None or not opts.refresh:
-            found = await self._alookup(fingerprint, prefix, opts)
+            if check_memory:
+                found = await self._alookup(fingerprint, prefix, opts)
+            elif self.cache.tiers:
+                found = await self._alower_lookup(fingerprint, prefix, opts)
+            else:
+                found = None
             if found is not None:
                 value: _T = self._serve(found, namespace)
                 return value
@@ -252,6 +284,9 @@ class CallSite:
         found = self._memory_lookup(fingerprint, opts)
         if found is not None or not self.cache.tiers:
             return found
+        return self._lower_lookup(fingerprint, prefix, opts)
+
+    def _lower_lookup(self, fingerprint: int, prefix: str, opts: Options | None) -> Found | None:
         signed_key = self.cache.keys.signed_key(prefix, fingerprint)
         for index, tier in enumerate(self.cache.tiers):
             data = tier.get(signed_key)
@@ -265,6 +300,11 @@ class CallSite:
         found = self._memory_lookup(fingerprint, opts)
         if found is not None or not self.cache.tiers:
             return found
+        return await self._alower_lookup(fingerprint, prefix, opts)
+
+    async def _alower_lookup(
+        self, fingerprint: int, prefix: str, opts: Options | None
+    ) -> Found | None:
         signed_key = self.cache.keys.signed_key(prefix, fingerprint)
         for index, tier in enumerate(self.cache.tiers):
             data = await tier.aget(signed_key)
@@ -283,8 +323,11 @@ class CallSite:
             return None
         try:
             record = decode_entry(data, signed_key, self.cache.mac_key)
-            record.decoder = self.codec.decoder(record.tag)
-            value = record.decoder(record.value_json)
+            decoder = self._decoders.get(record.tag)
+            if decoder is None:
+                decoder = self._decoders[record.tag] = self.codec.decoder(record.tag)
+            record.decoder = decoder
+            value = decoder(record.value_json)
         except (IntegrityError, Unstorable, ValueError) as error:
             tier.counters.integrity_failures += 1
             log.warning("llmcache: ignoring an entry in %s: %s", tier.name, error)
