@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def measure(call: Callable[[], Any], *, batch: int = 200, batches: int = 200) -> tuple[float, float]:
+def measure(
+    call: Callable[[], Any], *, batch: int = 200, batches: int = 200
+) -> tuple[float, float]:
     """(median, p99) per-call time in microseconds.
 
     Calls are timed in batches (so the clock's own cost is spread out) after a warm-up; the

@@ -25,9 +25,10 @@ import orjson
 from xxhash import xxh3_128_intdigest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import llmcache  # noqa: E402
-from llmcache._record import decode_entry  # noqa: E402
-from _timing import measure, table  # noqa: E402
+from _timing import measure, table
+
+import llmcache
+from llmcache._record import decode_entry
 
 REQUEST: dict[str, Any] = {
     "model": "gpt-4o-mini",
@@ -123,7 +124,9 @@ def main() -> None:
     rows.append(("cachetools.cached, json.dumps key", median, p99, f"{median / floor_median:.2f}x"))
     hit_str, _ = ours(["memory"], returns_dict=False)
     str_median, p99 = measure(hit_str)
-    rows.append(("llmcache memory hit -> str", str_median, p99, f"{str_median / floor_median:.2f}x"))
+    rows.append(
+        ("llmcache memory hit -> str", str_median, p99, f"{str_median / floor_median:.2f}x")
+    )
     hit_dict, _ = ours(["memory"], returns_dict=True)
     dict_median, p99 = measure(hit_dict)
     rows.append(
@@ -160,7 +163,8 @@ def main() -> None:
 
 
 def _key(cache: llmcache.Cache) -> str:
-    rows = cache.tiers[0].backend._connection().execute("SELECT key FROM entries").fetchall()  # type: ignore[attr-defined]
+    backend: Any = cache.tiers[0].backend
+    rows = backend._connection().execute("SELECT key FROM entries").fetchall()
     return str(rows[0][0])
 
 

@@ -1,6 +1,6 @@
 """A decorated function: a miss, a hit, per-call options, and the stats.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 from __future__ import annotations

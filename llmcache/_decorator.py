@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 from xxhash import xxh3_128_intdigest
 
+from . import _info
 from ._canonical import _SORTED, Binder, _default, canonical_bytes, describe
 from ._errors import ConfigError
-from . import _info
 from ._info import INFO_CAPACITY, forget_older_half
 from ._options import current_options
 from ._record import NOT_SHARED
