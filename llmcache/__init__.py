@@ -29,6 +29,7 @@ from ._errors import (
     MissingDependencyError,
 )
 from ._info import CallInfo, info
+from ._jupyter import load_ipython_extension
 from ._options import Options, options
 from ._pricing import set_price
 from ._registry import register_backend
@@ -58,6 +59,7 @@ __all__ = [
     "cached",
     "get_default_cache",
     "info",
+    "load_ipython_extension",
     "options",
     "register_backend",
     "register_type",
