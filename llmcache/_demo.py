@@ -63,6 +63,7 @@ WORKLOAD: list[tuple[str, str, list[str]]] = [
         ],
     ),
 ]
+DEMO_PORT = 47821
 _SYSTEM = "You are a concise assistant. Answer in at most three sentences."
 
 
@@ -74,6 +75,7 @@ class DemoResult:
     requests: int
     real_calls: int = 0
     hits_by_tier: dict[str, int] = field(default_factory=dict)
+    from_earlier_runs: int = 0  # hits on entries stored before this run started
     saved_usd: float = 0.0
     saved_s: float = 0.0
     wall_s: float = 0.0
@@ -101,7 +103,15 @@ def _client(console: Console) -> tuple[Any, str, Any]:
         return OpenAI(), "real OpenAI API", None
     from .testing import FakeOpenAIServer
 
-    server = FakeOpenAIServer(latency_per_token=0.004, base_latency=0.15).start()
+    # The base URL is part of every key (two endpoints must not share entries), so the local
+    # server listens on the same port each run and a second run hits what the first stored.
+    try:
+        server = FakeOpenAIServer(
+            latency_per_token=0.004, base_latency=0.15, port=DEMO_PORT
+        ).start()
+    except OSError:
+        console.print(f"[yellow]port {DEMO_PORT} is busy: using another; a rerun will miss[/]")
+        server = FakeOpenAIServer(latency_per_token=0.004, base_latency=0.15).start()
     console.print(
         "[bold]mode:[/] local OpenAI-compatible server at "
         f"{server.base_url} (set OPENAI_API_KEY to use the real API)"
@@ -141,7 +151,7 @@ def run_demo(
                 temperature=0,
             )
 
-    started = time.perf_counter()
+    started, run_started = time.perf_counter(), time.time()
     try:
         with Progress(
             TextColumn("[bold]requests"),
@@ -154,7 +164,7 @@ def run_demo(
             task = progress.add_task("requests", total=requests)
             with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
                 for response in pool.map(one, _draw(requests, seed)):
-                    _tally(result, response)
+                    _tally(result, response, run_started)
                     progress.advance(task)
     finally:
         if server is not None:
@@ -162,7 +172,7 @@ def run_demo(
     result.wall_s = time.perf_counter() - started
     _summarise(console, cache, result)
     report = cache.report(by=("namespace", "model"))
-    console.print(str(report), highlight=False)
+    console.print(str(report), highlight=False, soft_wrap=True)
     report.to_html(html)
     result.html = html
     console.print(f"[bold]HTML report with the savings plot:[/] {html.resolve()}")
@@ -170,11 +180,13 @@ def run_demo(
     return result
 
 
-def _tally(result: DemoResult, response: Any) -> None:
+def _tally(result: DemoResult, response: Any, run_started: float) -> None:
     described = info(response)
     if described is None or not described.hit:
         result.real_calls += 1
         return
+    if described.age_s is not None and time.time() - described.age_s < run_started:
+        result.from_earlier_runs += 1
     tier = described.tier or "?"
     result.hits_by_tier[tier] = result.hits_by_tier.get(tier, 0) + 1
     result.saved_usd += described.saved_cost_usd or 0.0
@@ -189,11 +201,11 @@ def _summarise(console: Console, cache: Cache, result: DemoResult) -> None:
         f"{result.real_calls} real calls, {result.hits} served by the cache ({rate:.0%}; {tiers}); "
         f"saved ${result.saved_usd:.4f} and {result.saved_s:.1f} s of model time"
     )
-    persisted = sum(n for t, n in result.hits_by_tier.items() if t != "memory")
-    if persisted:
+    if result.from_earlier_runs:
         console.print(
-            f"[bold green]{persisted} responses came from the persistent tier[/]: they were "
-            f"paid for in an earlier run, so this run made {result.real_calls} real calls."
+            f"[bold green]{result.from_earlier_runs} of {result.requests} responses were "
+            f"stored by an earlier run[/] and served from the persistent tier "
+            f"(then memory): this run made {result.real_calls} real calls."
         )
     else:
         console.print(

@@ -444,6 +444,23 @@ class CallSite:
         self.counters.lower_hits -= 1  # counted as coalesced, not as a tier hit
         return result
 
+    def _just_finished(
+        self, fingerprint: int, namespace: Namespace, opts: Options | None
+    ) -> tuple[Any, Record] | None:
+        """A result an identical call stored between our lookup and our taking the lead.
+
+        Without this second look, a caller that missed just before another's flight ended
+        would find no flight to join and make a second real call.
+        """
+        memory = self.cache.memory
+        if memory is None or (opts is not None and opts.refresh):
+            return None
+        record = memory.lookup(fingerprint)
+        if record is None or not _fresh(record, opts, time.time()):
+            return None
+        self.counters.coalesced += 1
+        return self._follow(record, None, namespace), record
+
     def _lead(
         self,
         fingerprint: int,
@@ -452,6 +469,9 @@ class CallSite:
         compute: Callable[[], _T],
         opts: Options | None,
     ) -> tuple[_T, Record | None]:
+        finished = self._just_finished(fingerprint, namespace, opts)
+        if finished is not None:
+            return finished
         lock_tier, lock_key, token = self.cache.lock_tier, "", None
         if lock_tier is not None and (opts is None or not opts.refresh):
             lock_key = self.cache.keys.signed_key(prefix, fingerprint) + ":lock"
@@ -478,6 +498,9 @@ class CallSite:
         compute: Callable[[], Awaitable[_T]],
         opts: Options | None,
     ) -> tuple[_T, Record | None]:
+        finished = self._just_finished(fingerprint, namespace, opts)
+        if finished is not None:
+            return finished
         lock_tier, lock_key, token = self.cache.lock_tier, "", None
         if lock_tier is not None and (opts is None or not opts.refresh):
             lock_key = self.cache.keys.signed_key(prefix, fingerprint) + ":lock"
