@@ -17,7 +17,7 @@ from typing import Any
 
 from ._config import get_default_cache
 
-__all__ = ["llmcache_magic", "load_ipython_extension"]
+__all__ = ["llmcache_magic", "load_ipython_extension", "show_figures_inline"]
 
 _USAGE = "usage: %llmcache stats | report | health | on | off | clear"
 
@@ -44,6 +44,22 @@ def llmcache_magic(line: str) -> Any:
     return None
 
 
+def show_figures_inline(ipython: Any) -> None:
+    """Render matplotlib Figures (such as `Report.plot()`'s) inline as PNG.
+
+    `Report.plot()` builds its Figure without pyplot, so that it leaves no global state;
+    IPython only learns to display Figures once pyplot is imported, so register it here.
+    """
+    try:
+        from IPython.core.pylabtools import print_figure
+        from matplotlib.figure import Figure
+    except ImportError:  # the notebook extra is not installed: nothing to render
+        return
+    formatter = ipython.display_formatter.formatters["image/png"]
+    formatter.for_type(Figure, lambda figure: print_figure(figure, "png", bbox_inches="tight"))
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Called by `%load_ext llmcache`."""
     ipython.register_magic_function(llmcache_magic, magic_kind="line", magic_name="llmcache")
+    show_figures_inline(ipython)

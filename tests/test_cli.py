@@ -13,8 +13,12 @@ import pytest
 import llmcache
 
 
-def run(*args: str, env_dir: Path, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCACHE_", "OPENAI_"))}
+def run(
+    *args: str, env_dir: Path, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LLMCACHE_", "OPENAI_"))
+    }
     environment.update({"LLMCACHE_DIR": str(env_dir), "COLUMNS": "200", **env})
     return subprocess.run(
         [sys.executable, "-m", "llmcache", *args],
@@ -72,8 +76,9 @@ def test_report_table_json_and_html(populated: Path, tmp_path: Path) -> None:
     assert "rows" in data and "totals" in data
     assert data["totals"]["hits"] == 2 and data["totals"]["misses"] == 2
     html = tmp_path / "report.html"
-    with_html = run("report", "-w", "cli", "--html", str(html), "--since", "2000-01-01",
-                    env_dir=populated)
+    with_html = run(
+        "report", "-w", "cli", "--html", str(html), "--since", "2000-01-01", env_dir=populated
+    )
     assert with_html.returncode == 0, with_html.stderr
     assert "<img" in html.read_text() or "<svg" in html.read_text()
 
@@ -108,8 +113,9 @@ def test_doctor_ok_and_unusable_tier(tmp_path: Path) -> None:
     ok = run("doctor", env_dir=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "sqlite" in ok.stdout
-    bad = run("doctor", "--tiers", "memory,redis://127.0.0.1:1/0", "--secret", "x" * 32,
-              env_dir=tmp_path)
+    bad = run(
+        "doctor", "--tiers", "memory,redis://127.0.0.1:1/0", "--secret", "x" * 32, env_dir=tmp_path
+    )
     assert bad.returncode == 1
     assert "unusable" in bad.stderr
 
@@ -123,7 +129,9 @@ def test_doctor_ok_and_unusable_tier(tmp_path: Path) -> None:
         (("invalidate", "--namespace", "bad name"), "namespace name"),
     ],
 )
-def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+def test_bad_input_is_one_line_and_non_zero(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     result = run(*args, env_dir=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr

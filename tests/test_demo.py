@@ -12,9 +12,22 @@ def _demo(folder: Path, html: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCACHE_", "OPENAI_"))}
     env["COLUMNS"] = "200"
     return subprocess.run(
-        [sys.executable, "-m", "llmcache", "demo", "--requests", "150", "--dir", str(folder),
-         "--html", str(html)],
-        capture_output=True, text=True, env=env, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "llmcache",
+            "demo",
+            "--requests",
+            "150",
+            "--dir",
+            str(folder),
+            "--html",
+            str(html),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
 
 

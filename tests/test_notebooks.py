@@ -21,8 +21,13 @@ def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # never the real API in tests
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(
-        notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        notebook,
+        timeout=240,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
     ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("text/html" in o.get("data", {}) for o in outputs)  # tidy HTML renders
+    if path.stem == "cost_report":
+        assert any("image/png" in o.get("data", {}) for o in outputs)  # the plot, inline
