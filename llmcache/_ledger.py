@@ -5,8 +5,10 @@ knows what it saved. Counting happens in memory (a hit adds to a small list) and
 in the background to the most shared tier as counter records, one per workspace and day::
 
     llmc-ledger:<workspace>:<YYYY-MM-DD>  field "<namespace>|<model>|<metric>" → number
+    llmc-ledger:<workspace>:days          field "<YYYY-MM-DD>" → flushes that day (an index)
 
-so a report covers every process and survives kernel restarts. Money spent and money saved
+so a report covers every process and survives kernel restarts; the index lets a report of
+"everything" read only the days that have counts. Money spent and money saved
 are kept apart, and calls whose price is unknown are counted as such, never as $0.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 from ._pricing import call_cost
 from ._record import Record
 
-__all__ = ["METRICS", "Ledger", "usage_meta"]
+__all__ = ["METRICS", "Ledger", "day_of", "epoch_day_of", "usage_meta"]
 
 METRICS = (
     "calls",
@@ -114,8 +116,17 @@ def usage_meta(
     return meta
 
 
+_EPOCH = datetime.date(1970, 1, 1)
+
+
 def day_of(epoch_day: int) -> str:
-    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=epoch_day)).isoformat()
+    return (_EPOCH + datetime.timedelta(days=epoch_day)).isoformat()
+
+
+def epoch_day_of(day: str | datetime.date) -> int:
+    """The epoch day of a date or of its ISO text ("YYYY-MM-DD"), in UTC like the ledger."""
+    date = datetime.date.fromisoformat(day) if isinstance(day, str) else day
+    return (date - _EPOCH).days
 
 
 class Ledger:
@@ -128,9 +139,25 @@ class Ledger:
         # watcher drains them every half second, so they land in the right day's bucket.
         self._hits: list[tuple[str, Record]] = []
         self._lock = threading.Lock()
+        # Two threads draining at once (the watcher, and a hit that filled the list) must not
+        # both take the same prefix: that would count it twice and drop what followed.
+        self._drain_lock = threading.Lock()
 
     def key_for(self, epoch_day: int) -> str:
         return f"llmc-ledger:{self.workspace}:{day_of(epoch_day)}"
+
+    @property
+    def days_key(self) -> str:
+        return f"llmc-ledger:{self.workspace}:days"
+
+    def recorded_days(self, read: Callable[[str], Mapping[str, float] | None]) -> list[int]:
+        """Epoch days that have stored counts (from the index), plus days with pending ones."""
+        days = {epoch_day_of(day) for day in (read(self.days_key) or {})}
+        with self._lock:
+            days.update(slot[0] for slot in self._pending)
+        if self._hits:
+            days.add(int(time.time() // 86400))
+        return sorted(days)
 
     def _bucket(self, namespace: str, model: str) -> list[float]:
         slot = (int(time.time() // 86400), namespace, model)
@@ -152,9 +179,10 @@ class Ledger:
         # Take a prefix of the one list, in place: a hit appended meanwhile (from another
         # thread) lands after it and is kept for the next drain, never lost.
         noted = self._hits
-        count = len(noted)
-        batch = noted[:count]
-        del noted[:count]
+        with self._drain_lock:
+            count = len(noted)
+            batch = noted[:count]
+            del noted[:count]
         # Counting in C first makes the drain cost per distinct entry, not per hit; entries
         # read afresh from a lower tier are distinct objects with equal metadata, so they are
         # grouped by their metadata bytes and parsed once.
@@ -222,9 +250,14 @@ class Ledger:
                     field = f"{namespace}|{safe_model}|{metric}"
                     fields[field] = fields.get(field, 0.0) + value
         failed: dict[tuple[int, str, str], list[float]] = {}
+        written: dict[str, float] = {}
         for epoch_day, fields in by_day.items():
             if fields and not write(self.key_for(epoch_day), fields):
                 failed.update({s: v for s, v in pending.items() if s[0] == epoch_day})
+            elif fields:
+                written[day_of(epoch_day)] = 1.0
+        if written:
+            write(self.days_key, written)  # best effort: a report also reads pending days
         if failed:
             self.restore(failed)
         return not failed

@@ -53,13 +53,27 @@ def _genai_price(
     try:
         result = calc_price(usage, model, provider_id=provider)
     except LookupError:
-        if provider is None:
+        if provider is None or _known_provider(provider):
+            # A provider genai-prices knows, without this model (e.g. a local model served
+            # through an OpenAI-compatible endpoint): unknown, not another provider's price.
             return None
-        try:  # the provider id may be ours, not genai-prices': let it match the model alone
+        try:  # the provider id is ours, not genai-prices': let it match the model alone
             result = calc_price(usage, model)
         except LookupError:
             return None
+    except Exception:  # malformed price data or usage must not fail a call: price unknown
+        return None
     return float(result.total_price)
+
+
+@lru_cache(maxsize=64)
+def _known_provider(provider: str) -> bool:
+    try:
+        from genai_prices import data_snapshot
+
+        return any(p.id == provider for p in data_snapshot.get_snapshot().providers)
+    except Exception:  # pragma: no cover - an incompatible genai-prices: assume not known
+        return False
 
 
 def call_cost(

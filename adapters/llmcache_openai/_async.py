@@ -1,0 +1,143 @@
+"""Cached endpoints of a wrapped `AsyncOpenAI` client: the async twins of `_sync`.
+
+Lookups that leave the memory tier, and stores of recorded streams, do not block the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from openai import omit
+
+from llmcache import MISS
+
+from ._common import (
+    ClientState,
+    Delegate,
+    Unreusable,
+    asks_for_usage,
+    bypassed,
+    reusable_response,
+    with_usage_requested,
+)
+from ._keys import request_of, uncacheable
+from ._parse import PARSE_CONTEXT, PARSE_SUPPORTED, response_format_key
+from ._sites import Sites
+from ._streaming import AsyncReplayStream, CachedAsyncStream, Recorder, replay_items
+
+__all__ = ["AsyncChat", "AsyncChatCompletions", "AsyncEmbeddings", "AsyncResponses"]
+
+
+class AsyncChatCompletions(Delegate):
+    """`client.chat.completions`: `create` and `parse` are cached."""
+
+    __slots__ = ("_sites", "_state")
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self._state = state
+        self._sites = sites
+
+    async def create(self, **kwargs: Any) -> Any:
+        if kwargs.get("stream") is True:
+            return await self._stream(kwargs)
+        create = self._inner.create
+        return await self._sites.chat.acall(
+            request_of(kwargs, self._state.fields), lambda: create(**kwargs)
+        )
+
+    async def _stream(self, kwargs: dict[str, Any]) -> Any:
+        site = self._sites.chat_stream
+        request = request_of(kwargs, self._state.fields)
+        include_usage = asks_for_usage(kwargs)
+        recording = await site.aget(request)
+        if recording is not MISS:
+            return AsyncReplayStream(replay_items(recording, include_usage))
+        if bypassed(site.cache):
+            return await self._inner.create(**kwargs)
+        recorder = Recorder(site, request, chat=True, hide_usage=not include_usage)
+        upstream = kwargs if include_usage else with_usage_requested(kwargs)
+        return CachedAsyncStream(await self._inner.create(**upstream), recorder)
+
+    async def parse(self, **kwargs: Any) -> Any:
+        if not PARSE_SUPPORTED:
+            return await self._inner.parse(**kwargs)
+        tools = kwargs.get("tools", omit)
+        if isinstance(tools, Iterable) and not isinstance(tools, list | tuple):
+            tools = kwargs["tools"] = list(tools)  # read twice: by the key and by the SDK
+        request = request_of(kwargs, self._state.fields)
+        if "response_format" in request:
+            request["response_format"] = response_format_key(request["response_format"])
+        parse = self._inner.parse
+        token = PARSE_CONTEXT.set((kwargs.get("response_format", omit), tools))
+        try:
+            return await self._sites.parse.acall(request, lambda: parse(**kwargs))
+        finally:
+            PARSE_CONTEXT.reset(token)
+
+
+class AsyncChat(Delegate):
+    """`client.chat`, whose `completions` is cached."""
+
+    __slots__ = ("completions",)
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self.completions = AsyncChatCompletions(inner.completions, state, sites)
+
+
+class AsyncResponses(Delegate):
+    """`client.responses`: `create` is cached (plain and streamed)."""
+
+    __slots__ = ("_sites", "_state")
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self._state = state
+        self._sites = sites
+
+    async def create(self, **kwargs: Any) -> Any:
+        if uncacheable(kwargs):
+            return await self._inner.create(**kwargs)
+        if kwargs.get("stream") is True:
+            return await self._stream(kwargs)
+        create = self._inner.create
+        try:
+
+            async def compute() -> Any:
+                return reusable_response(await create(**kwargs))
+
+            return await self._sites.responses.acall(
+                request_of(kwargs, self._state.fields), compute
+            )
+        except Unreusable as carried:
+            return carried.result
+
+    async def _stream(self, kwargs: dict[str, Any]) -> Any:
+        site = self._sites.responses_stream
+        request = request_of(kwargs, self._state.fields)
+        recording = await site.aget(request)
+        if recording is not MISS:
+            return AsyncReplayStream(replay_items(recording, False))
+        if bypassed(site.cache):
+            return await self._inner.create(**kwargs)
+        recorder = Recorder(site, request, chat=False)
+        return CachedAsyncStream(await self._inner.create(**kwargs), recorder)
+
+
+class AsyncEmbeddings(Delegate):
+    """`client.embeddings`: `create` is cached."""
+
+    __slots__ = ("_sites", "_state")
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self._state = state
+        self._sites = sites
+
+    async def create(self, **kwargs: Any) -> Any:
+        create = self._inner.create
+        return await self._sites.embeddings.acall(
+            request_of(kwargs, self._state.fields), lambda: create(**kwargs)
+        )

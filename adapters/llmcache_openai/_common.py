@@ -1,0 +1,101 @@
+"""Pieces the sync and async wrappers share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import llmcache
+
+from ._keys import client_fields
+
+__all__ = [
+    "ClientState",
+    "Delegate",
+    "Unreusable",
+    "asks_for_usage",
+    "bypassed",
+    "reusable_response",
+    "with_usage_requested",
+]
+
+
+class ClientState:
+    """What the wrappers of one client read from it on every call, computed once."""
+
+    __slots__ = ("client", "fields")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.fields = client_fields(client)
+
+    def refresh(self) -> None:
+        self.fields = client_fields(self.client)
+
+
+class Delegate:
+    """Forwards every attribute it does not define to the SDK object it wraps."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_inner":  # not set yet (copy, pickle): no endless recursion
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(self._inner)) | set(dir(type(self))))
+
+    def __repr__(self) -> str:
+        return f"<llmcache cached {self._inner!r}>"
+
+
+class Unreusable(Exception):  # a carrier, not an error the caller sees
+    """Carries a result that must reach the caller but not the cache (e.g. a failed response).
+
+    Raising it out of the real call makes the call site skip storing; the wrapper catches it
+    and returns the result.
+    """
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("result not cached")
+        self.result = result
+
+
+# A Responses API result is an answer worth reusing only once the model has finished;
+# "incomplete" (it hit max_output_tokens) is as reproducible as a finished one.
+_REUSABLE_STATUSES = frozenset({"completed", "incomplete", None})
+
+
+def reusable_response(response: Any) -> Any:
+    """`response` if it may be cached; otherwise raise `Unreusable` carrying it."""
+    if getattr(response, "status", None) not in _REUSABLE_STATUSES:
+        raise Unreusable(response)
+    return response
+
+
+def asks_for_usage(kwargs: Mapping[str, Any]) -> bool:
+    """True when the caller asked for the usage chunk of a chat completion stream."""
+    stream_options = kwargs.get("stream_options")
+    return isinstance(stream_options, Mapping) and bool(stream_options.get("include_usage"))
+
+
+def with_usage_requested(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The call's arguments, asking the API for the usage chunk (so the stream can be priced)."""
+    upstream = dict(kwargs)
+    given = kwargs.get("stream_options")
+    options = dict(given) if isinstance(given, Mapping) else {}
+    options["include_usage"] = True
+    upstream["stream_options"] = options
+    return upstream
+
+
+def bypassed(cache: llmcache.Cache) -> bool:
+    """True when the cache is switched off for this call (disabled, or options(bypass=True))."""
+    if not cache.enabled:
+        return True
+    with llmcache.options() as current:  # no changes: it yields the options in force
+        return current.bypass

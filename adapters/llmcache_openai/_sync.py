@@ -1,0 +1,142 @@
+"""Cached endpoints of a wrapped `OpenAI` client.
+
+Each method turns its keyword arguments into the keyed request (see `_keys`) and lets the
+call site do the rest: lookup, single-flight, the real call on a miss, storing, the ledger.
+Streams go through `_streaming`: a hit is replayed, a miss is recorded as it is consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from openai import omit
+
+from llmcache import MISS
+
+from ._common import (
+    ClientState,
+    Delegate,
+    Unreusable,
+    asks_for_usage,
+    bypassed,
+    reusable_response,
+    with_usage_requested,
+)
+from ._keys import request_of, uncacheable
+from ._parse import PARSE_CONTEXT, PARSE_SUPPORTED, response_format_key
+from ._sites import Sites
+from ._streaming import CachedStream, Recorder, ReplayStream, replay_items
+
+__all__ = ["Chat", "ChatCompletions", "Embeddings", "Responses"]
+
+
+class ChatCompletions(Delegate):
+    """`client.chat.completions`: `create` and `parse` are cached."""
+
+    __slots__ = ("_sites", "_state")
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self._state = state
+        self._sites = sites
+
+    def create(self, **kwargs: Any) -> Any:
+        if kwargs.get("stream") is True:
+            return self._stream(kwargs)
+        create = self._inner.create
+        return self._sites.chat.call(
+            request_of(kwargs, self._state.fields), lambda: create(**kwargs)
+        )
+
+    def _stream(self, kwargs: dict[str, Any]) -> Any:
+        site = self._sites.chat_stream
+        request = request_of(kwargs, self._state.fields)
+        include_usage = asks_for_usage(kwargs)
+        recording = site.get(request)
+        if recording is not MISS:
+            return ReplayStream(replay_items(recording, include_usage))
+        if bypassed(site.cache):
+            return self._inner.create(**kwargs)
+        recorder = Recorder(site, request, chat=True, hide_usage=not include_usage)
+        upstream = kwargs if include_usage else with_usage_requested(kwargs)
+        return CachedStream(self._inner.create(**upstream), recorder)
+
+    def parse(self, **kwargs: Any) -> Any:
+        if not PARSE_SUPPORTED:
+            return self._inner.parse(**kwargs)
+        tools = kwargs.get("tools", omit)
+        if isinstance(tools, Iterable) and not isinstance(tools, list | tuple):
+            tools = kwargs["tools"] = list(tools)  # read twice: by the key and by the SDK
+        request = request_of(kwargs, self._state.fields)
+        if "response_format" in request:
+            request["response_format"] = response_format_key(request["response_format"])
+        parse = self._inner.parse
+        token = PARSE_CONTEXT.set((kwargs.get("response_format", omit), tools))
+        try:
+            return self._sites.parse.call(request, lambda: parse(**kwargs))
+        finally:
+            PARSE_CONTEXT.reset(token)
+
+
+class Chat(Delegate):
+    """`client.chat`, whose `completions` is cached."""
+
+    __slots__ = ("completions",)
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self.completions = ChatCompletions(inner.completions, state, sites)
+
+
+class Responses(Delegate):
+    """`client.responses`: `create` is cached (plain and streamed)."""
+
+    __slots__ = ("_sites", "_state")
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self._state = state
+        self._sites = sites
+
+    def create(self, **kwargs: Any) -> Any:
+        if uncacheable(kwargs):
+            return self._inner.create(**kwargs)
+        if kwargs.get("stream") is True:
+            return self._stream(kwargs)
+        create = self._inner.create
+        try:
+            return self._sites.responses.call(
+                request_of(kwargs, self._state.fields),
+                lambda: reusable_response(create(**kwargs)),
+            )
+        except Unreusable as carried:
+            return carried.result
+
+    def _stream(self, kwargs: dict[str, Any]) -> Any:
+        site = self._sites.responses_stream
+        request = request_of(kwargs, self._state.fields)
+        recording = site.get(request)
+        if recording is not MISS:
+            return ReplayStream(replay_items(recording, False))
+        if bypassed(site.cache):
+            return self._inner.create(**kwargs)
+        recorder = Recorder(site, request, chat=False)
+        return CachedStream(self._inner.create(**kwargs), recorder)
+
+
+class Embeddings(Delegate):
+    """`client.embeddings`: `create` is cached."""
+
+    __slots__ = ("_sites", "_state")
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self._state = state
+        self._sites = sites
+
+    def create(self, **kwargs: Any) -> Any:
+        create = self._inner.create
+        return self._sites.embeddings.call(
+            request_of(kwargs, self._state.fields), lambda: create(**kwargs)
+        )

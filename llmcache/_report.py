@@ -1,0 +1,449 @@
+"""`cache.report()`: the ledger as a table, a DataFrame, HTML, and a plot of savings over time.
+
+The numbers come from the ledger's counters in the most shared tier (so they cover every
+process that used the workspace), plus this process's counts not yet written there. Days are
+UTC days, like the ledger's. Money spent on misses and money saved by hits are kept apart;
+calls whose price is unknown are counted as "unpriced" and never valued at $0: a money cell
+reads "unknown" when none of its calls was priced, and "≥ $x" when only some were.
+
+pandas and matplotlib (the ``notebook`` extra) are imported only by `to_pandas`, `plot` and
+`to_html`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import html
+import io
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigError, MissingDependencyError
+from ._ledger import day_of, epoch_day_of
+
+if TYPE_CHECKING:
+    from ._cache import Cache
+
+__all__ = ["GROUPS", "Report", "ReportRow", "build_report"]
+
+GROUPS = ("namespace", "model", "day")
+_COUNTS = (
+    "calls",
+    "hits",
+    "misses",
+    "unpriced_misses",
+    "unpriced_hits",
+    "input_tokens",
+    "output_tokens",
+    "saved_input_tokens",
+    "saved_output_tokens",
+)
+_AMOUNTS = ("spent_usd", "saved_usd", "spent_s", "saved_s")
+_NOTEBOOK_HINT = "install the notebook extra: pip install 'llmcache[notebook]'"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportRow:
+    """The counts of one group (e.g. one namespace and model) over the report's days.
+
+    `spent_usd` and `saved_usd` sum the calls whose price is known; `unpriced_misses` and
+    `unpriced_hits` count the others, whose cost is unknown (not zero).
+    """
+
+    group: dict[str, str]
+    calls: int = 0
+    hits: int = 0
+    misses: int = 0
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    spent_s: float = 0.0
+    saved_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    saved_input_tokens: int = 0
+    saved_output_tokens: int = 0
+    unpriced_misses: int = 0
+    unpriced_hits: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.calls if self.calls else 0.0
+
+    @property
+    def spent(self) -> float | None:
+        """Money spent on misses, or None when none of the priced-able calls had a price."""
+        return None if self.unpriced_misses and not self.spent_usd else self.spent_usd
+
+    @property
+    def saved(self) -> float | None:
+        """Money saved by hits, or None when none of them had a known price."""
+        return None if self.unpriced_hits and not self.saved_usd else self.saved_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.group)
+        data.update(calls=self.calls, hits=self.hits, misses=self.misses)
+        data["hit_rate"] = self.hit_rate
+        data.update(spent_usd=self.spent, saved_usd=self.saved)
+        data.update(unpriced_misses=self.unpriced_misses, unpriced_hits=self.unpriced_hits)
+        data.update(spent_s=self.spent_s, saved_s=self.saved_s)
+        data.update(input_tokens=self.input_tokens, output_tokens=self.output_tokens)
+        data.update(
+            saved_input_tokens=self.saved_input_tokens,
+            saved_output_tokens=self.saved_output_tokens,
+        )
+        return data
+
+
+def _summed(group: dict[str, str], rows: Iterable[Mapping[str, Any]]) -> ReportRow:
+    totals = dict.fromkeys(_COUNTS + _AMOUNTS, 0.0)
+    for row in rows:
+        for name in totals:
+            totals[name] += float(row.get(name, 0.0))
+    counts: dict[str, Any] = {name: round(totals[name]) for name in _COUNTS}
+    amounts: dict[str, Any] = {name: totals[name] for name in _AMOUNTS}
+    return ReportRow(group, **counts, **amounts)
+
+
+# -- formatting ------------------------------------------------------------------------------------
+def format_usd(value: float) -> str:
+    """$1,234.50, $0.0123, $0.0000456: about three significant digits below a dollar."""
+    if value == 0:
+        return "$0"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    decimals = min(max(2, 2 - math.floor(math.log10(abs(value)))), 10)
+    return f"${value:.{decimals}f}"
+
+
+def format_money(value: float, unpriced: int, has_usage: bool) -> str:
+    if unpriced and not value:
+        return "unknown"
+    if not value and not has_usage:
+        return "-"  # calls that reported no usage at all (e.g. plain functions)
+    return ("≥ " if unpriced else "") + format_usd(value)
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds else "0 s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+_HEADERS = (
+    "calls",
+    "hits",
+    "hit rate",
+    "spent (misses)",
+    "saved (hits)",
+    "time saved",
+    "tokens saved in / out",
+    "unpriced calls",
+)
+
+
+def _cells(row: ReportRow) -> list[str]:
+    has_usage = bool(
+        row.input_tokens + row.output_tokens + row.saved_input_tokens + row.saved_output_tokens
+    )
+    return [
+        f"{row.calls:,}",
+        f"{row.hits:,}",
+        f"{row.hit_rate:.1%}",
+        format_money(row.spent_usd, row.unpriced_misses, has_usage),
+        format_money(row.saved_usd, row.unpriced_hits, has_usage),
+        format_seconds(row.saved_s),
+        f"{row.saved_input_tokens:,} / {row.saved_output_tokens:,}",
+        f"{row.unpriced_misses + row.unpriced_hits:,}",
+    ]
+
+
+_STYLE = """
+.llmcache-report table { border-collapse: collapse; font-size: 13px; }
+.llmcache-report th, .llmcache-report td { padding: 3px 10px; border-bottom: 1px solid #ddd; }
+.llmcache-report th { text-align: left; background: #f4f4f4; }
+.llmcache-report td.num, .llmcache-report th.num { text-align: right; }
+.llmcache-report tr.total td { font-weight: bold; border-top: 2px solid #999; }
+.llmcache-report caption { text-align: left; padding: 4px 0; color: #333; }
+"""
+
+
+class Report:
+    """Calls, hits, money spent and saved, time saved: per group and in total.
+
+    Attributes:
+        rows: one `ReportRow` per group of `by` (e.g. per namespace and model).
+        totals: all rows together.
+        daily: one row per day from `first_day` to `last_day`, for the savings-over-time plot.
+    """
+
+    def __init__(
+        self,
+        workspace: str,
+        by: tuple[str, ...],
+        first_day: datetime.date,
+        last_day: datetime.date,
+        rows: list[ReportRow],
+        totals: ReportRow,
+        daily: list[ReportRow],
+    ) -> None:
+        self.workspace = workspace
+        self.by = by
+        self.first_day = first_day
+        self.last_day = last_day
+        self.rows = rows
+        self.totals = totals
+        self.daily = daily
+
+    # -- text and HTML ------------------------------------------------------------------------
+    def title(self) -> str:
+        total = self.totals
+        spent = format_money(total.spent_usd, total.unpriced_misses, True)
+        saved = format_money(total.saved_usd, total.unpriced_hits, True)
+        return (
+            f"llmcache report, workspace {self.workspace!r}, {self.first_day} to {self.last_day} "
+            f"(UTC): {total.calls:,} calls, {total.hit_rate:.1%} hits; spent {spent} on "
+            f"misses, saved {saved} and {format_seconds(total.saved_s)}"
+        )
+
+    def _table(self) -> tuple[list[str], list[list[str]], list[str]]:
+        headers = list(self.by) + list(_HEADERS)
+        body = [[row.group.get(name, "") for name in self.by] + _cells(row) for row in self.rows]
+        labels = ["total"] + [""] * (len(self.by) - 1) if self.by else []
+        return headers, body, labels + _cells(self.totals)
+
+    def __str__(self) -> str:
+        headers, body, total = self._table()
+        numeric = [False] * len(self.by) + [True] * len(_HEADERS)
+        widths = [max(len(r[i]) for r in [headers, *body, total]) for i in range(len(headers))]
+
+        def line(cells: Sequence[str]) -> str:
+            parts = [
+                c.rjust(w) if right else c.ljust(w)
+                for c, w, right in zip(cells, widths, numeric, strict=True)
+            ]
+            return "  ".join(parts).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        lines = [self.title(), line(headers), rule, *(line(r) for r in body)]
+        if body:
+            lines.append(rule)
+        lines.append(line(total))
+        if self.totals.unpriced_misses or self.totals.unpriced_hits:
+            lines.append("unknown / ≥: some calls used models without a known price (set_price)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _html_table(self) -> str:
+        headers, body, total = self._table()
+        first_numeric = len(self.by)
+
+        def cells(values: Sequence[str], tag: str) -> str:
+            return "".join(
+                f"<{tag}{' class=num' if i >= first_numeric else ''}>{html.escape(v)}</{tag}>"
+                for i, v in enumerate(values)
+            )
+
+        rows = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body)
+        return (
+            f"<table><caption>{html.escape(self.title())}</caption>"
+            f"<thead><tr>{cells(headers, 'th')}</tr></thead>"
+            f"<tbody>{rows}<tr class=total>{cells(total, 'td')}</tr></tbody></table>"
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<div class=llmcache-report><style>{_STYLE}</style>{self._html_table()}</div>"
+
+    # -- data ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workspace": self.workspace,
+            "first_day": self.first_day.isoformat(),
+            "last_day": self.last_day.isoformat(),
+            "by": list(self.by),
+            "rows": [row.to_dict() for row in self.rows],
+            "totals": self.totals.to_dict(),
+            "daily": [row.to_dict() for row in self.daily],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_pandas(self) -> Any:
+        """The rows as a DataFrame; unknown money is NaN (see the unpriced_* columns)."""
+        try:
+            import pandas
+        except ImportError as error:
+            raise MissingDependencyError(
+                f"Report.to_pandas() needs pandas; {_NOTEBOOK_HINT}"
+            ) from error
+        return pandas.DataFrame([row.to_dict() for row in self.rows]).astype(
+            {"spent_usd": "float64", "saved_usd": "float64"}, errors="ignore"
+        )
+
+    # -- plot ---------------------------------------------------------------------------------
+    def plot(self) -> Any:
+        """A matplotlib Figure: cumulative money and time saved per day (and money spent).
+
+        The figure is not registered with pyplot (no global state, nothing left open), so in
+        Jupyter it shows when it is the cell's value: ``report.plot()``, without a trailing
+        semicolon.
+        """
+        try:
+            from matplotlib import dates
+            from matplotlib.figure import Figure
+            from matplotlib.ticker import FuncFormatter
+        except ImportError as error:
+            raise MissingDependencyError(
+                f"Report.plot() needs matplotlib; {_NOTEBOOK_HINT}"
+            ) from error
+        # Each series starts from zero the day before the first day, so even a one-day report
+        # draws a line rather than a lone point.
+        first = datetime.date.fromisoformat(self.daily[0].group["day"]) if self.daily else None
+        start = (first or self.first_day) - datetime.timedelta(days=1)
+        days = [start] + [datetime.date.fromisoformat(row.group["day"]) for row in self.daily]
+        saved = _cumulative(row.saved_usd for row in self.daily)
+        spent = _cumulative(row.spent_usd for row in self.daily)
+        seconds = _cumulative(row.saved_s for row in self.daily)
+        most = seconds[-1] if seconds else 0.0
+        scale, unit = (
+            (3600.0, "hours") if most >= 7200 else (60.0, "minutes") if most >= 120 else (1, "s")
+        )
+
+        figure = Figure(figsize=(8, 5.5), layout="constrained")
+        money_axes, time_axes = figure.subplots(2, 1, sharex=True)
+        money_axes.plot(days, [0.0, *saved], marker="o", color="#2a9d8f", label="saved by hits")
+        money_axes.plot(days, [0.0, *spent], marker=".", color="#e76f51", label="spent on misses")
+        money_axes.set_ylim(bottom=0)
+        money_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_usd(v)))
+        money_axes.set_ylabel("US$, cumulative")
+        money_axes.legend(loc="upper left")
+        money_axes.grid(alpha=0.3)
+        time_axes.plot(days, [0.0, *(s / scale for s in seconds)], marker="o", color="#264653")
+        time_axes.set_ylim(bottom=0)
+        time_axes.set_ylabel(f"time saved, {unit}, cumulative")
+        time_axes.grid(alpha=0.3)
+        locator = dates.AutoDateLocator()  # type: ignore[no-untyped-call]
+        time_axes.xaxis.set_major_locator(locator)
+        time_axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+        unpriced = self.totals.unpriced_hits + self.totals.unpriced_misses
+        note = f" ({unpriced:,} unpriced calls not valued)" if unpriced else ""
+        figure.suptitle(
+            f"llmcache savings, workspace {self.workspace!r}: "
+            f"{format_money(self.totals.saved_usd, self.totals.unpriced_hits, True)} and "
+            f"{format_seconds(self.totals.saved_s)} saved{note}",
+            fontsize=11,
+        )
+        return figure
+
+    def to_html(self, path: str | Path, *, plot: bool = True) -> Path:
+        """Write a standalone HTML report (the table, and the plot as an embedded PNG)."""
+        image = ""
+        if plot:
+            buffer = io.BytesIO()
+            self.plot().savefig(buffer, format="png", dpi=110)
+            encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+            image = f'<p><img alt="savings over time" src="data:image/png;base64,{encoded}"></p>'
+        document = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(self.title())}</title>"
+            f"<style>body {{ font-family: sans-serif; margin: 2em; }} {_STYLE}</style></head>"
+            f"<body class=llmcache-report><h1>llmcache report</h1>"
+            f"{self._html_table()}{image}</body></html>"
+        )
+        target = Path(path)
+        target.write_text(document, encoding="utf-8")
+        return target
+
+
+def _cumulative(values: Iterable[float]) -> list[float]:
+    total, out = 0.0, []
+    for value in values:
+        total += value
+        out.append(total)
+    return out
+
+
+# -- building ----------------------------------------------------------------------------------
+def first_day_of(
+    since: datetime.date | datetime.datetime | str | int | None, today: int
+) -> int | None:
+    """The first epoch day a report covers (None: every day with counts)."""
+    if since is None:
+        return None
+    if isinstance(since, bool):
+        raise ConfigError("since= takes a date, a datetime, 'YYYY-MM-DD' or a number of days")
+    if isinstance(since, int):
+        if since < 0:
+            raise ConfigError("since=N means the last N days (today included): use N >= 1")
+        return today - max(since, 1) + 1
+    if isinstance(since, datetime.datetime):
+        if since.tzinfo is not None:
+            since = since.astimezone(datetime.UTC)
+        return epoch_day_of(since.date())
+    if isinstance(since, datetime.date):
+        return epoch_day_of(since)
+    if isinstance(since, str):
+        try:
+            return epoch_day_of(datetime.date.fromisoformat(since.strip()))
+        except ValueError as error:
+            raise ConfigError(f"since={since!r} is not a date like '2025-01-31'") from error
+    raise ConfigError("since= takes a date, a datetime, 'YYYY-MM-DD' or a number of days")
+
+
+def build_report(
+    cache: Cache,
+    since: datetime.date | datetime.datetime | str | int | None = None,
+    by: Sequence[str] = ("namespace", "model"),
+) -> Report:
+    """The report of `cache`'s workspace since `since` (default: every day with counts).
+
+    Args:
+        since: first day: a date, a datetime, "YYYY-MM-DD", or N for the last N days.
+        by: group rows by any of "namespace", "model" and "day" (() for one total row).
+    """
+    groups = (by,) if isinstance(by, str) else tuple(by)
+    unknown = [name for name in groups if name not in GROUPS]
+    if unknown or len(set(groups)) != len(groups):
+        raise ConfigError(f"by= takes distinct names among {GROUPS}, got {tuple(by)!r}")
+    cache.flush()  # this process's pending counts go in with everyone else's
+    today = int(time.time() // 86400)
+    first = first_day_of(since, today)
+    days = [
+        day
+        for day in cache.ledger.recorded_days(cache.read_counters)
+        if (first is None or day >= first) and day <= today
+    ]
+    raw = cache.ledger.rows(cache.read_counters, days)
+    grouped: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    daily: dict[str, list[Mapping[str, Any]]] = {}
+    for row in raw:
+        grouped.setdefault(tuple(str(row[name]) for name in groups), []).append(row)
+        daily.setdefault(str(row["day"]), []).append(row)
+    # From the first day with counts (or `since`, if later): never thousands of empty days.
+    start = min(days) if days else today
+    if first is not None:
+        start = min(max(first, start), today)
+    return Report(
+        workspace=cache.workspace,
+        by=groups,
+        first_day=datetime.date.fromisoformat(day_of(start)),
+        last_day=datetime.date.fromisoformat(day_of(today)),
+        rows=[
+            _summed(dict(zip(groups, key, strict=True)), grouped[key]) for key in sorted(grouped)
+        ],
+        totals=_summed({}, raw),
+        daily=[
+            _summed({"day": day_of(day)}, daily.get(day_of(day), []))
+            for day in range(start, today + 1)
+        ],
+    )
