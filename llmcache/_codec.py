@@ -135,7 +135,9 @@ class ValueCodec:
             model = _REGISTRY.get(tag)
             if model is None:
                 raise Unstorable(f"unknown type tag {tag!r}: register_type() it to decode")
-            return model.model_validate_json
+            # The validator's own method: one Python call fewer than model_validate_json.
+            validate: Callable[[bytes], Any] = model.__pydantic_validator__.validate_json
+            return validate
         if tag == "annotation" and self._adapter is not None:
             return self._adapter.validate_json
         if tag == "tuple":

@@ -20,7 +20,7 @@ from xxhash import xxh3_128_intdigest
 from . import _info
 from ._canonical import _SORTED, Binder, _default, canonical_bytes, describe
 from ._errors import ConfigError
-from ._info import INFO_CAPACITY, forget_older_half
+from ._info import INFO_CAPACITY, forget_older_half, weak_reference
 from ._options import current_options
 from ._record import NOT_SHARED
 from ._site import CallSite
@@ -133,7 +133,8 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
                         value = record.decoder(record.value_json)  # type: ignore[misc]
                     counters.memory_hits += 1
                     ledger_hit(namespace_name, record)
-                    seen[id(value)] = (value, record, "memory", True, namespace_name)
+                    held = weak_reference(value) if type(value).__weakrefoffset__ else value
+                    seen[id(value)] = (held, record, "memory", True, namespace_name)
                     if len(seen) > INFO_CAPACITY:
                         forget_older_half()
                     return value
@@ -181,7 +182,8 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
                         value = record.decoder(record.value_json)  # type: ignore[misc]
                     counters.memory_hits += 1
                     ledger_hit(namespace_name, record)
-                    seen[id(value)] = (value, record, "memory", True, namespace_name)
+                    held = weak_reference(value) if type(value).__weakrefoffset__ else value
+                    seen[id(value)] = (held, record, "memory", True, namespace_name)
                     if len(seen) > INFO_CAPACITY:
                         forget_older_half()
                     return value

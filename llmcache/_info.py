@@ -9,6 +9,7 @@ one dict store.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,8 +20,12 @@ from ._stats import render_html, render_table
 __all__ = ["INFO_CAPACITY", "SEEN", "CallInfo", "forget_older_half", "info", "remember"]
 
 INFO_CAPACITY = 4096
-# id(result) → (result, record, tier, hit, namespace); holding the result keeps its id unique.
+# id(result) → (result or a weak reference to it, record, tier, hit, namespace). Results that
+# take weak references (pydantic models, e.g. OpenAI responses) are held weakly, so thousands
+# of response trees are not kept alive; others (str, dict, list) are held, which also keeps
+# their id from being reused while remembered.
 SEEN: dict[int, tuple[Any, Record | None, str | None, bool, str]] = {}
+weak_reference = weakref.ref
 
 
 class CallInfo(BaseModel):
@@ -53,7 +58,8 @@ def forget_older_half() -> None:
 
 
 def remember(result: Any, record: Record | None, tier: str | None, hit: bool, ns: str) -> None:
-    SEEN[id(result)] = (result, record, tier, hit, ns)
+    held = weak_reference(result) if type(result).__weakrefoffset__ else result
+    SEEN[id(result)] = (held, record, tier, hit, ns)
     if len(SEEN) > INFO_CAPACITY:
         forget_older_half()
 
@@ -61,7 +67,12 @@ def remember(result: Any, record: Record | None, tier: str | None, hit: bool, ns
 def info(result: Any) -> CallInfo | None:
     """How `result` was served, if it came from a cached call recently; else None."""
     seen = SEEN.get(id(result))
-    if seen is None or seen[0] is not result:
+    if seen is None:
+        return None
+    held = seen[0]
+    if isinstance(held, weakref.ref):
+        held = held()
+    if held is not result:
         return None
     _, record, tier, hit, namespace = seen
     meta = record.meta if record is not None else {}

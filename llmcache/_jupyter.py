@@ -56,7 +56,10 @@ def show_figures_inline(ipython: Any) -> None:
     except ImportError:  # the notebook extra is not installed: nothing to render
         return
     formatter = ipython.display_formatter.formatters["image/png"]
-    formatter.for_type(Figure, lambda figure: print_figure(figure, "png", bbox_inches="tight"))
+    formatter.for_type(
+        Figure,
+        lambda figure: print_figure(figure, "png", bbox_inches="tight"),  # type: ignore[no-untyped-call]
+    )
 
 
 def load_ipython_extension(ipython: Any) -> None:

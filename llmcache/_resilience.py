@@ -154,7 +154,10 @@ class GuardedTier:
         return data
 
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
-        return await asyncio.wait_for(awaitable, self.async_timeout)
+        # asyncio.timeout, not wait_for: in Python 3.11 wait_for runs the awaitable as a new
+        # Task, which costs a Task and two extra trips through a busy event loop per call.
+        async with asyncio.timeout(self.async_timeout):
+            return await awaitable
 
     # -- writes ------------------------------------------------------------------------------
     def set(self, key: str, value: bytes, ttl: float | None) -> bool:
@@ -209,18 +212,19 @@ class GuardedTier:
         landed = 0
         try:
             while self._queue:
-                key, value, expires = self._queue.popleft()
+                # Peek, write, then pop: a write that fails stays where it was, and the queue
+                # never looks shorter than the writes it still owes.
+                key, value, expires = self._queue[0]
                 ttl = None if expires is None else expires - time.time()
-                if ttl is not None and ttl <= 0:
-                    continue
-                try:
-                    self.backend.set(key, value, ttl)
-                except Exception as error:
-                    self._queue.appendleft((key, value, expires))
-                    self.failed(error)
-                    break
-                landed += 1
-                self.counters.writes += 1
+                if ttl is None or ttl > 0:
+                    try:
+                        self.backend.set(key, value, ttl)
+                    except Exception as error:
+                        self.failed(error)
+                        break
+                    landed += 1
+                    self.counters.writes += 1
+                self._queue.popleft()
         finally:
             self._flushing = False
         return landed

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from xxhash import xxh3_128_intdigest
 
-from ._canonical import canonical_bytes, canonical_value
+from ._canonical import _default, canonical_bytes, canonical_value
 from ._codec import Unstorable, ValueCodec
 from ._info import remember
 from ._ledger import UsageHook, usage_meta
@@ -110,6 +110,10 @@ class CallSite:
         self.key_prefix = orjson.dumps([identity, version]) + b"\x00"
         self._warned_unstorable = False
         self._decoders: dict[str, Callable[[bytes], Any]] = {}
+        # Looked up once: the hit path reads these on every call.
+        self._memory = cache.memory
+        self._ledger_hit = cache.ledger.hit
+        self._namespace_name = self.namespace.name
         cache.sites.append(self)
 
     # -- public extension API (provider adapters) --------------------------------------------------
@@ -121,10 +125,54 @@ class CallSite:
 
     def call(self, request: Mapping[str, Any], compute: Callable[[], _T]) -> _T:
         """The cached result for `request`, or `compute()`'s (stored), single-flight."""
-        return self.run(lambda: canonical_bytes(request, self.identity), compute)
+        keyed = self._fast_key(request)
+        if keyed is None:
+            return self.run(lambda: canonical_bytes(request, self.identity), compute)
+        fingerprint, prefix = keyed
+        value = self.memory_hit(fingerprint)
+        if value is not MISS:
+            return value  # type: ignore[no-any-return]
+        return self.resolve(fingerprint, self.namespace, prefix, compute, None, False)
 
     async def acall(self, request: Mapping[str, Any], compute: Callable[[], Awaitable[_T]]) -> _T:
-        return await self.arun(lambda: canonical_bytes(request, self.identity), compute)
+        keyed = self._fast_key(request)
+        if keyed is None:
+            return await self.arun(lambda: canonical_bytes(request, self.identity), compute)
+        fingerprint, prefix = keyed
+        value = self.memory_hit(fingerprint)
+        if value is not MISS:
+            return value  # type: ignore[no-any-return]
+        return await self.aresolve(fingerprint, self.namespace, prefix, compute, None, False)
+
+    def _fast_key(self, request: Mapping[str, Any]) -> tuple[int, str] | None:
+        """(fingerprint, key prefix) when no option applies; None sends the call the long way."""
+        namespace = self.namespace
+        if current_options() is not None or not self.cache.enabled or not namespace.loaded:
+            return None
+        try:
+            body = orjson.dumps(request, option=orjson.OPT_SORT_KEYS, default=_default)
+        except Exception:  # the long way canonicalises it, or names what cannot be keyed
+            return None
+        seed, prefix = namespace.state
+        return xxh3_128_intdigest(self.key_prefix + body, seed), prefix
+
+    def memory_hit(self, fingerprint: int) -> Any:
+        """The memory tier's value for a fingerprint (counted, remembered), or MISS."""
+        memory = self._memory
+        if memory is None:
+            return MISS
+        record = memory.lookup(fingerprint)
+        if record is None:
+            self.counters.memory_misses += 1
+            return MISS
+        value = record.shared
+        if value is NOT_SHARED:
+            value = record.decoder(record.value_json)  # type: ignore[misc]
+        self.counters.memory_hits += 1
+        name = self._namespace_name
+        self._ledger_hit(name, record)
+        remember(value, record, "memory", True, name)
+        return value
 
     def get(self, request: Mapping[str, Any]) -> Any:
         """The cached value for `request` (counted as a hit), or MISS."""
