@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from ._record import Record
 from ._stats import render_html, render_table
 
-__all__ = ["INFO_CAPACITY", "SEEN", "CallInfo", "forget_older_half", "info", "remember"]
+__all__ = ["INFO_CAPACITY", "SEEN", "CallInfo", "forget_older_half", "info", "relay", "remember"]
 
 INFO_CAPACITY = 4096
 # id(result) → (result or a weak reference to it, record, tier, hit, namespace). Results that
@@ -64,15 +64,23 @@ def remember(result: Any, record: Record | None, tier: str | None, hit: bool, ns
         forget_older_half()
 
 
+def relay(source: Any, target: Any) -> None:
+    """Let `target` (e.g. a stream object) report what `source`, its content, reports."""
+    seen = SEEN.get(id(source))
+    if seen is not None and _held(seen[0]) is source:
+        remember(target, *seen[1:])
+
+
+def _held(held: Any) -> Any:
+    return held() if isinstance(held, weakref.ref) else held
+
+
 def info(result: Any) -> CallInfo | None:
     """How `result` was served, if it came from a cached call recently; else None."""
     seen = SEEN.get(id(result))
     if seen is None:
         return None
-    held = seen[0]
-    if isinstance(held, weakref.ref):
-        held = held()
-    if held is not result:
+    if _held(seen[0]) is not result:
         return None
     _, record, tier, hit, namespace = seen
     meta = record.meta if record is not None else {}

@@ -61,6 +61,8 @@ def backend_class(scheme: str) -> type[Backend]:
         )
     try:
         cls: type[Backend] = found.load()
+    except MissingDependencyError:
+        raise  # the adapter already says what to install
     except ImportError as error:
         raise MissingDependencyError(
             f"the {scheme}:// tier needs a package that is not installed ({error}); "

@@ -23,7 +23,7 @@ from xxhash import xxh3_128_intdigest
 
 from ._canonical import _default, canonical_bytes, canonical_value
 from ._codec import Unstorable, ValueCodec
-from ._info import remember
+from ._info import relay, remember
 from ._ledger import UsageHook, usage_meta
 from ._namespaces import Namespace
 from ._options import Options, current_options
@@ -224,7 +224,21 @@ class CallSite:
             data = self._entry_bytes(record)
             for tier in self.cache.tiers:
                 tier.set(record.signed_key, data, self._ttl_of(record))
+        remember(value, record, None, False, namespace.name)
         return record
+
+    def note_miss(self, result: Any) -> None:
+        """Make `llmcache.info(result)` report a miss (e.g. a live stream, not yet stored)."""
+        remember(result, None, None, False, self.namespace.name)
+
+    @staticmethod
+    def share_info(source: Any, target: Any) -> None:
+        """Make `llmcache.info(target)` report what it reports for `source`.
+
+        For adapters that hand out a wrapper around a cached value: a replayed stream
+        reports the hit its recording was; a recorded stream reports its stored miss.
+        """
+        relay(source, target)
 
     # -- the full path: options, key, lookup, single-flight miss -----------------------------
     def _bypassed(self, opts: Options | None) -> bool:

@@ -244,3 +244,21 @@ def test_changing_the_messages_while_streaming_does_not_move_the_entry(
             messages.append({"role": "assistant", "content": "partial"})
     list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
     assert server.requests == 1
+
+
+def test_info_reports_streams_on_miss_and_hit() -> None:
+    with FakeOpenAIServer() as server:
+        cache = llmcache.Cache(workspace="streams", tiers=["memory"])
+        client = cache.wrap(openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0))
+        request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        live = client.chat.completions.create(stream=True, **request)
+        during = llmcache.info(live)
+        assert during is not None and not during.hit and during.key is None
+        chunks = list(live)
+        after = llmcache.info(live)
+        assert after is not None and not after.hit and after.key is not None
+        replay = client.chat.completions.create(stream=True, **request)
+        replayed = llmcache.info(replay)
+        assert replayed is not None and replayed.hit and replayed.key == after.key
+        assert replayed.saved_cost_usd is not None and replayed.saved_cost_usd > 0
+        assert [c.model_dump() for c in replay] == [c.model_dump() for c in chunks]

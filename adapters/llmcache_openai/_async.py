@@ -53,7 +53,7 @@ class AsyncChatCompletions(Delegate):
         include_usage = asks_for_usage(kwargs)
         recording = await site.aget(request)
         if recording is not MISS:
-            return AsyncReplayStream(replay_items(recording, include_usage))
+            return AsyncReplayStream(replay_items(recording, include_usage), recording)
         if bypassed(site.cache):
             return await self._inner.create(**kwargs)
         recorder = Recorder(site, request, chat=True, hide_usage=not include_usage)
@@ -119,7 +119,7 @@ class AsyncResponses(Delegate):
         request = request_of(kwargs, self._state.fields)
         recording = await site.aget(request)
         if recording is not MISS:
-            return AsyncReplayStream(replay_items(recording, False))
+            return AsyncReplayStream(replay_items(recording, False), recording)
         if bypassed(site.cache):
             return await self._inner.create(**kwargs)
         recorder = Recorder(site, request, chat=False)

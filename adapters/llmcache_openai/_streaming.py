@@ -105,6 +105,7 @@ class Recorder:
         "_started",
         "_terminal",
         "chat",
+        "stream",
     )
 
     def __init__(
@@ -128,6 +129,12 @@ class Recorder:
         self._choices: set[int] = set()
         self._finished: set[int] = set()
         self._terminal = False
+        self.stream: Any = None
+
+    def announce(self, stream: Any) -> None:
+        """The live stream handed to the caller: `llmcache.info` on it reports this call."""
+        self.stream = stream
+        self._site.note_miss(stream)
 
     def add(self, item: Any) -> bool:
         """Record one item; True if the caller should see it."""
@@ -195,6 +202,8 @@ class Recorder:
     def _put(self, request: dict[str, Any], value: Any, latency: float) -> None:
         try:
             self._site.put(request, value, latency_s=latency)
+            if self.stream is not None:
+                self._site.share_info(value, self.stream)
         except Exception as error:  # the caller already has its chunks: never fail it here
             log.warning("llmcache: storing a %s stream failed: %r", self._site.identity, error)
 
@@ -205,6 +214,7 @@ class CachedStream(Generic[_T]):
     def __init__(self, stream: Any, recorder: Recorder) -> None:
         self._stream = stream
         self._recorder: Recorder | None = recorder
+        recorder.announce(self)
 
     @property
     def response(self) -> Any:
@@ -253,6 +263,7 @@ class CachedAsyncStream(Generic[_T]):
     def __init__(self, stream: Any, recorder: Recorder) -> None:
         self._stream = stream
         self._recorder: Recorder | None = recorder
+        recorder.announce(self)
 
     @property
     def response(self) -> Any:
@@ -307,8 +318,10 @@ class ReplayStream(Generic[_T]):
 
     response: Any = None  # no HTTP response behind a replay
 
-    def __init__(self, items: list[_T]) -> None:
+    def __init__(self, items: list[_T], recording: Any = None) -> None:
         self._items = iter(items)
+        if recording is not None:  # llmcache.info(stream) reports the recording's hit
+            CallSite.share_info(recording, self)
 
     def __iter__(self) -> Iterator[_T]:
         return self
@@ -336,8 +349,10 @@ class AsyncReplayStream(Generic[_T]):
 
     response: Any = None
 
-    def __init__(self, items: list[_T]) -> None:
+    def __init__(self, items: list[_T], recording: Any = None) -> None:
         self._items = iter(items)
+        if recording is not None:  # llmcache.info(stream) reports the recording's hit
+            CallSite.share_info(recording, self)
 
     def __aiter__(self) -> AsyncIterator[_T]:
         return self

@@ -55,7 +55,7 @@ class ChatCompletions(Delegate):
         include_usage = asks_for_usage(kwargs)
         recording = site.get(request)
         if recording is not MISS:
-            return ReplayStream(replay_items(recording, include_usage))
+            return ReplayStream(replay_items(recording, include_usage), recording)
         if bypassed(site.cache):
             return self._inner.create(**kwargs)
         recorder = Recorder(site, request, chat=True, hide_usage=not include_usage)
@@ -118,7 +118,7 @@ class Responses(Delegate):
         request = request_of(kwargs, self._state.fields)
         recording = site.get(request)
         if recording is not MISS:
-            return ReplayStream(replay_items(recording, False))
+            return ReplayStream(replay_items(recording, False), recording)
         if bypassed(site.cache):
             return self._inner.create(**kwargs)
         recorder = Recorder(site, request, chat=False)
