@@ -295,55 +295,11 @@ class Report:
         """A matplotlib Figure: cumulative money and time saved per day (and money spent).
 
         The figure is not registered with pyplot (no global state, nothing left open), so in
-        Jupyter it shows when it is the cell's value: ``report.plot()``, without a trailing
-        semicolon.
+        Jupyter it shows when it is the cell's value: ``report.plot()``.
         """
-        try:
-            from matplotlib import dates
-            from matplotlib.figure import Figure
-            from matplotlib.ticker import FuncFormatter
-        except ImportError as error:
-            raise MissingDependencyError(
-                f"Report.plot() needs matplotlib; {_NOTEBOOK_HINT}"
-            ) from error
-        # Each series starts from zero the day before the first day, so even a one-day report
-        # draws a line rather than a lone point.
-        first = datetime.date.fromisoformat(self.daily[0].group["day"]) if self.daily else None
-        start = (first or self.first_day) - datetime.timedelta(days=1)
-        days = [start] + [datetime.date.fromisoformat(row.group["day"]) for row in self.daily]
-        saved = _cumulative(row.saved_usd for row in self.daily)
-        spent = _cumulative(row.spent_usd for row in self.daily)
-        seconds = _cumulative(row.saved_s for row in self.daily)
-        most = seconds[-1] if seconds else 0.0
-        scale, unit = (
-            (3600.0, "hours") if most >= 7200 else (60.0, "minutes") if most >= 120 else (1, "s")
-        )
+        from ._report_plot import plot_report
 
-        figure = Figure(figsize=(8, 5.5), layout="constrained")
-        money_axes, time_axes = figure.subplots(2, 1, sharex=True)
-        money_axes.plot(days, [0.0, *saved], marker="o", color="#2a9d8f", label="saved by hits")
-        money_axes.plot(days, [0.0, *spent], marker=".", color="#e76f51", label="spent on misses")
-        money_axes.set_ylim(bottom=0)
-        money_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_usd(v)))
-        money_axes.set_ylabel("US$, cumulative")
-        money_axes.legend(loc="upper left")
-        money_axes.grid(alpha=0.3)
-        time_axes.plot(days, [0.0, *(s / scale for s in seconds)], marker="o", color="#264653")
-        time_axes.set_ylim(bottom=0)
-        time_axes.set_ylabel(f"time saved, {unit}, cumulative")
-        time_axes.grid(alpha=0.3)
-        locator = dates.AutoDateLocator()  # type: ignore[no-untyped-call]
-        time_axes.xaxis.set_major_locator(locator)
-        time_axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
-        unpriced = self.totals.unpriced_hits + self.totals.unpriced_misses
-        note = f" ({unpriced:,} unpriced calls not valued)" if unpriced else ""
-        figure.suptitle(
-            f"llmcache savings, workspace {self.workspace!r}: "
-            f"{format_money(self.totals.saved_usd, self.totals.unpriced_hits, True)} and "
-            f"{format_seconds(self.totals.saved_s)} saved{note}",
-            fontsize=11,
-        )
-        return figure
+        return plot_report(self)
 
     def to_html(self, path: str | Path, *, plot: bool = True) -> Path:
         """Write a standalone HTML report (the table, and the plot as an embedded PNG)."""
@@ -363,14 +319,6 @@ class Report:
         target = Path(path)
         target.write_text(document, encoding="utf-8")
         return target
-
-
-def _cumulative(values: Iterable[float]) -> list[float]:
-    total, out = 0.0, []
-    for value in values:
-        total += value
-        out.append(total)
-    return out
 
 
 # -- building ----------------------------------------------------------------------------------
