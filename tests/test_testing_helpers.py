@@ -31,6 +31,8 @@ def test_assert_calls_fails_with_a_useful_message(memory_cache: llmcache.Cache) 
     with assert_calls(memory_cache, real=1, hits=1):
         ask("q")
         ask("q")
-    with pytest.raises(AssertionError, match="expected 0 real call"):
-        with assert_calls(memory_cache, real=0):
-            ask("new")
+    with (
+        pytest.raises(AssertionError, match="expected 0 real call"),
+        assert_calls(memory_cache, real=0),
+    ):
+        ask("new")
