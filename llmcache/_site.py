@@ -604,6 +604,13 @@ class CallSite:
             if found is not None:
                 return found, None
             token = self.cache.lock_tier.call("try_lock", lock_key, self.cache.lock_ttl)
+            if isinstance(token, str):
+                # Double-checked: the holder may have stored its entry and let go of the lock
+                # between our lookup and our try_lock; then we follow instead of calling again.
+                found = self._lookup(fingerprint, prefix, opts)
+                if found is not None:
+                    self.cache.lock_tier.call("unlock", lock_key, token)
+                    return found, None
             if token is not None:  # taken (a str), or the tier failed (FAILED): call now
                 return None, token
         return None, None
@@ -621,6 +628,11 @@ class CallSite:
             if found is not None:
                 return found, None
             token = await self.cache.lock_tier.acall("try_lock", lock_key, self.cache.lock_ttl)
+            if isinstance(token, str):  # double-checked, as in _wait_for_other_process
+                found = await self._alookup(fingerprint, prefix, opts)
+                if found is not None:
+                    await self.cache.lock_tier.acall("unlock", lock_key, token)
+                    return found, None
             if token is not None:
                 return None, token
         return None, None

@@ -98,6 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     # HTTP/1.1 keep-alive, like the real service; httpx reuses connections.
     protocol_version = "HTTP/1.1"
+    # The reply goes out as two writes (headers, then body): with Nagle's algorithm on, the
+    # body waits for the client's delayed ACK of the headers, ~40 ms per request.
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         self.server.owner._handle(self)
@@ -182,8 +185,10 @@ class UpstashRestServer:
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # RESP2, whose reply shapes the REST API mirrors: redis-py 8 defaults to RESP3, where
+        # HGETALL is a map (and ZSCORE a double) that _encode would turn into "{...}" text.
         self._pool = ConnectionPool.from_url(
-            redis_url, socket_connect_timeout=2.0, socket_timeout=10.0
+            redis_url, socket_connect_timeout=2.0, socket_timeout=10.0, protocol=2
         )
         if start:
             self.start()

@@ -1,0 +1,363 @@
+"""`RedisBackend`: llmcache's Backend over redis-py, sync and asyncio, for one Redis server.
+
+Entries are plain string keys set with ``PX`` (millisecond TTL); a lookup is one ``GET``.
+Locks are ``SET NX PX`` with a random token, released by a compare-and-delete script, so a
+leader whose lock expired cannot release the lock of the next leader. Counters (ledger and
+namespace generations) are hashes updated with ``HINCRBYFLOAT`` inside ``MULTI``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import redis
+import redis.asyncio
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from llmcache import Backend, BackendError
+
+from ._connections import ConnectionStack
+from ._loops import PerLoop
+from ._options import RedisOptions, parse_options
+from ._stored import from_stored, to_stored
+
+__all__ = ["RedisBackend"]
+
+# What redis-py raises: RedisError and its subclasses, and the cluster client's own base
+# class, which is not a RedisError.
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    redis.RedisError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
+# Delete the lock only if it still holds our token (it may have expired and been retaken).
+UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+SCAN_COUNT = 1000  # keys per SCAN step: big steps, few round trips, no long server stall
+UNLINK_BATCH = 500
+
+
+def no_retry() -> Retry:
+    """redis-py 8 retries 10 times with backoff by default; a cache tier must not."""
+    return Retry(NoBackoff(), 0)
+
+
+def milliseconds(ttl: float) -> int:
+    return max(1, round(ttl * 1000))
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\^" else c for c in text)
+
+
+def backend_error(name: str, error: BaseException) -> BackendError:
+    """A redis-py exception as llmcache's, naming the tier (never its password)."""
+    return BackendError(f"{name}: {type(error).__name__}: {error}")
+
+
+def decode_counters(raw: Mapping[Any, Any]) -> dict[str, float]:
+    return {(k.decode() if isinstance(k, bytes) else str(k)): float(v) for k, v in raw.items()}
+
+
+class RedisBackend(Backend):
+    """A tier on one Redis server: ``redis://host:port/db`` or ``rediss://`` (TLS).
+
+    See `llmcache_redis._options` for the URL options (timeouts, entry encoding, pool
+    size). `size()` is not reported: ``DBSIZE`` counts every workspace's keys, and counting
+    ours would be a full SCAN.
+    """
+
+    shared: ClassVar[bool] = True
+    persistent: ClassVar[bool] = True
+    supports_locks: ClassVar[bool] = True
+    cluster: ClassVar[bool] = False
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
+        self.options: RedisOptions = parse_options(url, self.cluster, options)
+        self.name = self.options.name
+        self._as_text = self.options.base64_entries
+        self._redis: Any = self._make_client()  # None once closed (cluster: until connected)
+        self._connections = (
+            None if self._redis is None else ConnectionStack(self._redis.connection_pool)
+        )
+        self._async: PerLoop[Any] = PerLoop(self._make_async_client, _close_async_client)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        return cls(url, **options)
+
+    # -- clients -------------------------------------------------------------------------
+    def _connection_settings(self, asynchronous: bool = False) -> dict[str, Any]:
+        o = self.options
+        return {
+            "socket_timeout": o.async_timeout if asynchronous else o.timeout,
+            "socket_connect_timeout": (
+                o.async_connect_timeout if asynchronous else o.connect_timeout
+            ),
+            "health_check_interval": o.health_check_interval,
+            **o.extra,
+        }
+
+    def _make_client(self) -> Any:
+        # No I/O here: redis-py connects on first use, so a Redis that is down when the
+        # Cache is built costs nothing until the breaker probes it.
+        pool = redis.ConnectionPool.from_url(
+            self.options.client_url, retry=no_retry(), **self._connection_settings()
+        )
+        return redis.Redis.from_pool(pool)
+
+    def _make_async_client(self) -> Any:
+        # A bounded pool: a thousand concurrent tasks share a few dozen connections instead
+        # of opening one each. Waiting for a free connection is bounded too.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            self.options.client_url,
+            max_connections=self.options.max_connections,
+            timeout=1.0,
+            retry=no_retry(),
+            **self._connection_settings(asynchronous=True),
+        )
+        return redis.asyncio.Redis.from_pool(pool)
+
+    def _sync_client(self) -> Any:
+        client = self._redis
+        if client is None:
+            raise BackendError(f"{self.name}: the tier is closed")
+        return client
+
+    def _error(self, error: BaseException) -> BackendError:
+        return backend_error(self.name, error)
+
+    # -- the sync contract ---------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        # The hit path: one GET on a connection of our own stack (see _connections), not
+        # through Redis.execute_command, whose pool checkout costs as much as a cache hit.
+        stack = self._connections
+        if stack is None:
+            raise BackendError(f"{self.name}: the tier is closed")
+        try:
+            connection = stack.acquire()
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        try:
+            connection.send_command("GET", key)
+            data = connection.read_response()
+        except BaseException as error:
+            connection.disconnect()  # a reply may be pending or half read
+            stack.release(connection)
+            if isinstance(error, REDIS_ERRORS):
+                raise self._error(error) from error
+            raise
+        stack.release(connection)
+        return None if data is None else from_stored(data)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        try:
+            found = self._sync_client().execute_command("MGET", *keys)
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        return [None if data is None else from_stored(data) for data in found]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        stored = to_stored(value, self._as_text)
+        try:
+            if ttl is None:
+                self._sync_client().execute_command("SET", key, stored)
+            else:
+                self._sync_client().execute_command("SET", key, stored, "PX", milliseconds(ttl))
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    def delete(self, key: str) -> None:
+        try:
+            self._sync_client().execute_command("UNLINK", key)
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix:
+            raise ValueError("delete_prefix needs a prefix: it never empties the whole store")
+        try:
+            return self._delete_matching(glob_escape(prefix) + "*")
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    def _delete_matching(self, pattern: str) -> int:
+        """SCAN + UNLINK in batches: never KEYS, never FLUSHDB."""
+        client = self._sync_client()
+        removed = 0
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
+            batch.append(key)
+            if len(batch) >= UNLINK_BATCH:
+                removed += client.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += client.unlink(*batch)
+        return removed
+
+    def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
+        if not deltas:
+            return
+        try:
+            # One hash per record, so one slot even on a cluster; MULTI makes the fields of
+            # one flush land together.
+            pipe = self._sync_client().pipeline(transaction=True)
+            for field, delta in deltas.items():
+                pipe.hincrbyfloat(key, field, delta)
+            pipe.execute()
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    def read_counters(self, key: str) -> dict[str, float]:
+        try:
+            raw = self._sync_client().hgetall(key)
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        return decode_counters(raw)
+
+    def try_lock(self, key: str, ttl: float) -> str | None:
+        token = secrets.token_hex(16)
+        try:
+            taken = self._sync_client().execute_command(
+                "SET", key, token, "NX", "PX", milliseconds(ttl)
+            )
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        return token if taken else None
+
+    def unlock(self, key: str, token: str) -> None:
+        try:
+            self._sync_client().eval(UNLOCK_SCRIPT, 1, key, token)
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    def describe(self) -> dict[str, Any]:
+        try:
+            info = self._sync_client().info()
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        return {**self._settings(), **server_facts(info)}
+
+    def _settings(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "location": self.name,
+            "timeout_s": o.timeout,
+            "connect_timeout_s": o.connect_timeout,
+            "entry_encoding": "base64" if o.base64_entries else "binary",
+            "parser": "hiredis" if redis.utils.HIREDIS_AVAILABLE else "python",
+        }
+
+    def ping(self) -> None:
+        try:
+            self._sync_client().ping()
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    def close(self) -> None:
+        self._async.close_all()
+        stack, self._connections = self._connections, None
+        if stack is not None:
+            stack.close()
+        client, self._redis = self._redis, None
+        if client is not None:
+            client.close()
+
+    # -- asyncio: one client per running loop --------------------------------------------
+    async def _aclient(self) -> Any:
+        client = self._async.clients.get(asyncio.get_running_loop())
+        return client if client is not None else await self._async.create()
+
+    async def aget(self, key: str) -> bytes | None:
+        client = self._async.clients.get(asyncio.get_running_loop())
+        if client is None:
+            client = await self._async.create()
+        try:
+            data = await client.execute_command("GET", key)
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        return None if data is None else from_stored(data)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        client = await self._aclient()
+        try:
+            found = await client.execute_command("MGET", *keys)
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        return [None if data is None else from_stored(data) for data in found]
+
+    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        stored = to_stored(value, self._as_text)
+        client = await self._aclient()
+        try:
+            if ttl is None:
+                await client.execute_command("SET", key, stored)
+            else:
+                await client.execute_command("SET", key, stored, "PX", milliseconds(ttl))
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    async def adelete(self, key: str) -> None:
+        client = await self._aclient()
+        try:
+            await client.execute_command("UNLINK", key)
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    async def atry_lock(self, key: str, ttl: float) -> str | None:
+        token = secrets.token_hex(16)
+        client = await self._aclient()
+        try:
+            taken = await client.execute_command("SET", key, token, "NX", "PX", milliseconds(ttl))
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        return token if taken else None
+
+    async def aunlock(self, key: str, token: str) -> None:
+        client = await self._aclient()
+        try:
+            await client.eval(UNLOCK_SCRIPT, 1, key, token)
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+
+    async def aclose(self) -> None:
+        """Close this loop's client now; the sync client and other loops' too."""
+        await self._async.close_current()
+        self.close()
+
+
+async def _close_async_client(client: Any) -> None:
+    await client.aclose()
+
+
+def server_facts(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The INFO fields that matter for a cache: version, memory limit, eviction policy."""
+    policy = info.get("maxmemory_policy")
+    facts = {
+        "server": "redis",
+        "redis_version": info.get("redis_version"),
+        "mode": info.get("redis_mode"),
+        "used_memory": info.get("used_memory_human"),
+        "maxmemory": info.get("maxmemory"),
+        "maxmemory_policy": policy,
+    }
+    if policy == "noeviction":
+        facts["warning"] = (
+            "maxmemory-policy is noeviction: when Redis is full, writes fail instead of "
+            "evicting old entries; allkeys-lru suits a cache"
+        )
+    return facts

@@ -1,0 +1,308 @@
+"""`UpstashBackend`: llmcache's Backend over the upstash-redis REST SDK, sync and asyncio.
+
+URL: ``upstash://TOKEN@host[:port][?tls=0&timeout=0.25&connect_timeout=0.5]`` talks to
+``https://host`` (``http://`` with ``tls=0``, for a local test endpoint). A bare
+``upstash://`` takes the endpoint and the token from ``UPSTASH_REDIS_REST_URL`` and
+``UPSTASH_REDIS_REST_TOKEN``; a URL with a host but no token takes the token from the latter.
+
+Commands are the same as the Redis adapter's (GET/MGET, SET PX, SET NX PX locks released by
+a compare-and-delete script, HINCRBYFLOAT counters in one ``/multi-exec`` request), and
+values are stored in the text form of ``_stored``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, NoReturn
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import httpx
+import upstash_redis
+import upstash_redis.asyncio
+
+from llmcache import Backend, BackendError, ConfigError
+
+from ._loops import PerLoop
+from ._stored import from_text, to_text
+
+__all__ = ["UpstashBackend"]
+
+DEFAULT_TIMEOUT = 0.25
+DEFAULT_CONNECT_TIMEOUT = 0.5
+SCAN_COUNT = 1000
+DELETE_BATCH = 500
+UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _milliseconds(ttl: float) -> int:
+    return max(1, round(ttl * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\^" else c for c in text)
+
+
+def _number(name: str, value: str, minimum: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number >= minimum:
+        raise ConfigError(f"Upstash tier option {name}={value!r} must be a number >= {minimum}")
+    return number
+
+
+def parse_url(url: str) -> tuple[str, str, dict[str, str]]:
+    """``upstash://...`` → (REST endpoint URL, token, options); ConfigError if incomplete."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "upstash":
+        raise ConfigError(f"not an Upstash tier URL: {url.split('://')[0]}://")
+    options = dict(parse_qsl(parts.query))
+    token = unquote(parts.password or parts.username or "")
+    if parts.hostname:
+        tls = options.pop("tls", "1").lower()
+        if tls not in _TRUE + _FALSE:
+            raise ConfigError("Upstash tier option tls must be 1 or 0")
+        scheme = "https" if tls in _TRUE else "http"
+        try:
+            port = parts.port
+        except ValueError as error:
+            raise ConfigError(f"bad port in Upstash tier URL: {error}") from None
+        endpoint = f"{scheme}://{parts.hostname}{'' if port is None else f':{port}'}"
+        endpoint += parts.path.rstrip("/")
+    else:
+        endpoint = os.environ.get("UPSTASH_REDIS_REST_URL", "").rstrip("/")
+    token = token or os.environ.get("UPSTASH_REDIS_REST_TOKEN", "")
+    if not endpoint or not token:
+        raise ConfigError(
+            "the Upstash tier needs its REST URL and token: write upstash://TOKEN@host, or "
+            "set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN and write upstash://"
+        )
+    if not endpoint.startswith(("https://", "http://")):
+        raise ConfigError(f"UPSTASH_REDIS_REST_URL must start with https://, not {endpoint!r}")
+    return endpoint, token, options
+
+
+class UpstashBackend(Backend):
+    """A tier on an Upstash Redis database, over its REST API: ``upstash://TOKEN@host``."""
+
+    shared: ClassVar[bool] = True
+    persistent: ClassVar[bool] = True
+    supports_locks: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        endpoint: str,
+        token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self.endpoint = endpoint
+        self._token = token
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.name = "upstash://" + endpoint.split("://", 1)[1]
+        self._client: Any = self._bounded(
+            upstash_redis.Redis(endpoint, token, **self._sdk_settings())
+        )
+        self._async: PerLoop[Any] = PerLoop(self._make_async_client, _close_async_client)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> UpstashBackend:
+        endpoint, token, query = parse_url(url)
+        settings = {**query, **{k: str(v) for k, v in options.items()}}
+        unknown = set(settings) - {"timeout", "connect_timeout"}
+        if unknown:
+            raise ConfigError(f"unknown Upstash tier option(s): {', '.join(sorted(unknown))}")
+        return cls(
+            endpoint,
+            token,
+            timeout=_number("timeout", settings.get("timeout", str(DEFAULT_TIMEOUT)), 0.001),
+            connect_timeout=_number(
+                "connect_timeout",
+                settings.get("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT)),
+                0.001,
+            ),
+        )
+
+    # -- the SDK, configured to fail fast ----------------------------------------------------
+    @staticmethod
+    def _sdk_settings() -> dict[str, Any]:
+        return {
+            # Values are our own ASCII text form, so the SDK's base64 transport encoding
+            # would only encode and decode them a second time.
+            "rest_encoding": None,
+            # The SDK retries a failed request once after 3 s by default: a dead endpoint
+            # would stall each call for seconds. The core's breaker decides about retries.
+            "rest_retries": 0,
+            "rest_retry_interval": 0,
+            "allow_telemetry": False,  # no SDK/platform headers sent on our users' behalf
+            # Read-your-writes sends a sync token header that the SDK updates in a shared
+            # dict on every request; a cache tolerates a stale read (a miss at worst).
+            "read_your_writes": False,
+        }
+
+    def _bounded(self, client: Any) -> Any:
+        """Give the SDK's HTTP client our timeouts.
+
+        upstash-redis has no timeout option: it builds ``httpx.Client(timeout=None)`` (or
+        ``AsyncClient``) as ``client._http._client``, so a hanging endpoint would block a
+        call forever. We set that httpx client's ``timeout`` (a public httpx setting that
+        applies to every later request). If a future SDK moves it, we refuse to run rather
+        than run without timeouts.
+        """
+        http = getattr(getattr(client, "_http", None), "_client", None)
+        if not isinstance(http, httpx.Client | httpx.AsyncClient):
+            raise ConfigError(
+                f"upstash-redis {getattr(upstash_redis, '__version__', '?')} no longer keeps "
+                f"its httpx client where llmcache sets its timeouts; pin upstash-redis<2 "
+                f"or upgrade llmcache"
+            )
+        http.timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
+        return client
+
+    def _make_async_client(self) -> Any:
+        return self._bounded(
+            upstash_redis.asyncio.Redis(self.endpoint, self._token, **self._sdk_settings())
+        )
+
+    def _fail(self, error: Exception) -> NoReturn:
+        # The SDK documents no exception types: a failed request surfaces as httpx errors,
+        # UpstashError, or a JSON/KeyError/AttributeError on an unexpected body (e.g. an
+        # HTML error page from a proxy). All of them mean the tier failed this call.
+        raise BackendError(f"{self.name}: {type(error).__name__}: {error}") from error
+
+    def _run(self, command: list[Any]) -> Any:
+        try:
+            return self._client.execute(command)
+        except Exception as error:
+            self._fail(error)
+
+    async def _arun(self, command: list[Any]) -> Any:
+        client = self._async.clients.get(asyncio.get_running_loop())
+        if client is None:
+            client = await self._async.create()
+        try:
+            return await client.execute(command)
+        except Exception as error:
+            self._fail(error)
+
+    # -- the sync contract -------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        text = self._run(["GET", key])
+        return None if text is None else from_text(text)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        found = self._run(["MGET", *keys])
+        return [None if text is None else from_text(text) for text in found]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self._run(_set_command(key, value, ttl))
+
+    def delete(self, key: str) -> None:
+        self._run(["DEL", key])
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix:
+            raise ValueError("delete_prefix needs a prefix: it never empties the whole store")
+        pattern = _glob_escape(prefix) + "*"
+        removed, cursor = 0, 0
+        while True:
+            cursor, keys = self._run(["SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT])
+            for start in range(0, len(keys), DELETE_BATCH):
+                removed += int(self._run(["DEL", *keys[start : start + DELETE_BATCH]]))
+            if int(cursor) == 0:
+                return removed
+
+    def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
+        if not deltas:
+            return
+        try:
+            transaction = self._client.multi()  # one /multi-exec request, applied together
+            for field, delta in deltas.items():
+                transaction.execute(["HINCRBYFLOAT", key, field, delta])
+            transaction.exec()
+        except Exception as error:
+            self._fail(error)
+
+    def read_counters(self, key: str) -> dict[str, float]:
+        found = self._run(["HGETALL", key]) or {}
+        return {str(field): float(value) for field, value in found.items()}
+
+    def try_lock(self, key: str, ttl: float) -> str | None:
+        token = secrets.token_hex(16)
+        taken = self._run(["SET", key, token, "NX", "PX", _milliseconds(ttl)])
+        return token if taken else None
+
+    def unlock(self, key: str, token: str) -> None:
+        self._run(["EVAL", UNLOCK_SCRIPT, 1, key, token])
+
+    def ping(self) -> None:
+        self._run(["PING"])
+
+    def describe(self) -> dict[str, Any]:
+        self.ping()
+        return {
+            "server": "upstash",
+            "location": self.name,
+            "timeout_s": self.timeout,
+            "connect_timeout_s": self.connect_timeout,
+            "entry_encoding": "base64",
+            "sdk": f"upstash-redis {getattr(upstash_redis, '__version__', '?')}",
+        }
+
+    def close(self) -> None:
+        self._async.close_all()
+        self._client.close()
+
+    # -- asyncio -----------------------------------------------------------------------------
+    async def aget(self, key: str) -> bytes | None:
+        text = await self._arun(["GET", key])
+        return None if text is None else from_text(text)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        found = await self._arun(["MGET", *keys])
+        return [None if text is None else from_text(text) for text in found]
+
+    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        await self._arun(_set_command(key, value, ttl))
+
+    async def adelete(self, key: str) -> None:
+        await self._arun(["DEL", key])
+
+    async def atry_lock(self, key: str, ttl: float) -> str | None:
+        token = secrets.token_hex(16)
+        taken = await self._arun(["SET", key, token, "NX", "PX", _milliseconds(ttl)])
+        return token if taken else None
+
+    async def aunlock(self, key: str, token: str) -> None:
+        await self._arun(["EVAL", UNLOCK_SCRIPT, 1, key, token])
+
+    async def aclose(self) -> None:
+        await self._async.close_current()
+        self.close()
+
+
+def _set_command(key: str, value: bytes, ttl: float | None) -> list[Any]:
+    if ttl is None:
+        return ["SET", key, to_text(value)]
+    return ["SET", key, to_text(value), "PX", _milliseconds(ttl)]
+
+
+async def _close_async_client(client: Any) -> None:
+    await client.close()

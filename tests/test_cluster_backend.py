@@ -1,0 +1,128 @@
+"""The Redis tier on a real three-node Redis Cluster started on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from llmcache_redis import RedisClusterBackend
+
+import llmcache
+from llmcache import BackendError
+from tests.backend_contract import SECRET, BackendContract
+from tests.servers.redis_server import RedisCluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    with RedisCluster(join="meet") as started:
+        yield started
+
+
+class TestClusterContract(BackendContract):
+    ttl_slack = 0.05
+
+    @pytest.fixture
+    def backend(self, cluster: RedisCluster) -> Iterator[RedisClusterBackend]:
+        tier = RedisClusterBackend.from_url(cluster.url)
+        yield tier
+        tier.close()
+
+
+def node_key_counts(cluster: RedisCluster, pattern: str) -> list[int]:
+    counts = []
+    for node in cluster.nodes:
+        client = node.client()
+        counts.append(sum(1 for _ in client.scan_iter(match=pattern, count=1000)))
+        client.close()
+    return counts
+
+
+def test_entries_spread_over_every_node_and_clear_reaches_all(cluster: RedisCluster) -> None:
+    cache = llmcache.Cache(workspace="spread", secret=SECRET, tiers=["memory", cluster.url])
+    other = llmcache.Cache(workspace="spread2", secret=SECRET, tiers=[cluster.url])
+
+    @cache.cached(namespace="n")
+    def square(n: int) -> int:
+        return n * n
+
+    @other.cached(namespace="n")
+    def cube(n: int) -> int:
+        return n**3
+
+    try:
+        assert isinstance(cache.tiers[0].backend, RedisClusterBackend)
+        for n in range(60):
+            assert square(n) == n * n
+            assert cube(n) == n**3
+        counts = node_key_counts(cluster, "llmc:spread:*")
+        assert sum(counts) == 60
+        assert all(count >= 5 for count in counts), counts  # every node holds a share
+        cache.memory.clear()  # type: ignore[union-attr]
+        assert [square(n) for n in range(60)] == [n * n for n in range(60)]
+        assert cache.tiers[0].counters.hits == 60
+        assert cache.clear() >= 60
+        assert node_key_counts(cluster, "llmc:spread:*") == [0, 0, 0]
+        assert sum(node_key_counts(cluster, "llmc:spread2:*")) == 60  # another workspace
+    finally:
+        cache.close()
+        other.close()
+
+
+def test_get_many_across_slots_and_nodes(cluster: RedisCluster) -> None:
+    tier = RedisClusterBackend.from_url(cluster.url)
+    try:
+        keys = [f"llmc:many:{i}" for i in range(40)]  # no hash tag: many slots, all nodes
+        for i, key in enumerate(keys):
+            if i % 3:
+                tier.set(key, str(i).encode(), 60)
+        expected = [None if i % 3 == 0 else str(i).encode() for i in range(40)]
+        assert tier.get_many(keys) == expected
+        assert asyncio.run(tier.aget_many(keys)) == expected
+    finally:
+        tier.close()
+
+
+def test_counters_locks_and_async_on_a_cluster(cluster: RedisCluster) -> None:
+    tier = RedisClusterBackend.from_url(cluster.url)
+
+    async def scenario(run: int) -> None:
+        await asyncio.gather(*(tier.aset(f"llmc:async:{i}", b"v%d" % i, 30) for i in range(30)))
+        values = await asyncio.gather(*(tier.aget(f"llmc:async:{i}") for i in range(30)))
+        assert values == [b"v%d" % i for i in range(30)]
+        lock = f"llmc:async:lock{run}"
+        token = await tier.atry_lock(lock, 5)
+        assert token and await tier.atry_lock(lock, 5) is None
+        await tier.aunlock(lock, token)
+        assert await tier.atry_lock(lock, 5)
+
+    try:
+        tier.incr_counters("llmc-ledger:c", {"a": 1, "b": 0.5})
+        tier.incr_counters("llmc-ledger:c", {"a": 2})
+        assert tier.read_counters("llmc-ledger:c") == {"a": 3.0, "b": 0.5}
+        asyncio.run(scenario(1))
+        asyncio.run(scenario(2))  # a second loop
+        facts = tier.describe()
+        assert facts["mode"] == "cluster" and len(facts["primaries"]) == 3
+    finally:
+        tier.close()
+
+
+def test_unreachable_cluster_does_not_break_the_cache() -> None:
+    """Building the cluster client needs the slot map: it must not raise at Cache()."""
+    cache = llmcache.Cache(
+        workspace="down", secret=SECRET, tiers=["memory", "redis+cluster://127.0.0.1:1"]
+    )
+
+    @cache.cached
+    def double(n: int) -> int:
+        return 2 * n
+
+    try:
+        assert [double(n) for n in range(5)] == [0, 2, 4, 6, 8]
+        assert cache.tiers[0].counters.errors >= 1
+        with pytest.raises(BackendError):
+            cache.tiers[0].backend.get("k")
+    finally:
+        cache.close()
