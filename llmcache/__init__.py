@@ -30,6 +30,7 @@ from ._errors import (
 )
 from ._info import CallInfo, info
 from ._jupyter import load_ipython_extension
+from ._loops import PerLoop
 from ._options import Options, options
 from ._pricing import set_price
 from ._registry import register_backend
@@ -53,6 +54,7 @@ __all__ = [
     "LLMCacheError",
     "MissingDependencyError",
     "Options",
+    "PerLoop",
     "TierHealth",
     "TierStats",
     "__version__",

@@ -24,7 +24,13 @@ _BUILTIN: dict[str, str] = {
 }
 _REGISTERED: dict[str, type[Backend]] = {}
 # The pip extra that brings each of our adapters' client libraries.
-_EXTRAS = {"redis": "redis", "rediss": "redis", "redis+cluster": "redis", "upstash": "upstash"}
+_EXTRAS = {
+    "redis": "redis",
+    "rediss": "redis",
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
+    "upstash": "upstash",
+}
 
 
 def register_backend(scheme: str, backend: type[Backend]) -> None:

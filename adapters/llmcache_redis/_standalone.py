@@ -19,10 +19,9 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from llmcache import Backend, BackendError
+from llmcache import Backend, BackendError, PerLoop
 
 from ._connections import ConnectionStack
-from ._loops import PerLoop
 from ._options import RedisOptions, parse_options
 from ._stored import from_stored, to_stored
 

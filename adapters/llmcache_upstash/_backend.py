@@ -23,9 +23,8 @@ import httpx
 import upstash_redis
 import upstash_redis.asyncio
 
-from llmcache import Backend, BackendError, ConfigError
+from llmcache import Backend, BackendError, ConfigError, PerLoop
 
-from ._loops import PerLoop
 from ._stored import from_text, to_text
 
 __all__ = ["UpstashBackend"]

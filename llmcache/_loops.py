@@ -1,8 +1,9 @@
 """One asyncio client per running event loop, closed when that loop shuts down.
 
-(A copy of ``llmcache_redis/_loops.py``: the adapters do not import each other.)
+Part of the extension interface (`llmcache.PerLoop`): our Redis and Upstash adapters use it,
+and so can any backend with a native asyncio client.
 
-An asyncio HTTP connection belongs to the loop that opened it; using it from another loop
+An asyncio connection (Redis, HTTP) belongs to the loop that opened it; using it from another loop
 fails or hangs. A Cache, though, may be used from several loops: a Jupyter kernel's loop and
 an ``asyncio.run`` in a script, or one loop per worker thread. So each loop gets its own
 client, created on first use in that loop.
