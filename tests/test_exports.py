@@ -1,0 +1,30 @@
+"""The public surface: everything in __all__ exists, and every public name is in __all__."""
+
+from __future__ import annotations
+
+import inspect
+
+import llmcache
+
+
+def test_all_names_exist() -> None:
+    for name in llmcache.__all__:
+        assert hasattr(llmcache, name), name
+
+
+def test_every_public_class_and_function_is_exported() -> None:
+    public = {
+        name
+        for name, value in vars(llmcache).items()
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and getattr(value, "__module__", "").startswith("llmcache")
+    }
+    assert public <= set(llmcache.__all__), public - set(llmcache.__all__)
+
+
+def test_architecture_surface_is_there() -> None:
+    for name in ("Cache", "cached", "options", "info", "register_type", "Backend", "CallSite"):
+        assert name in llmcache.__all__
+    for method in ("cached", "wrap", "report", "stats", "health", "invalidate", "clear", "delete"):
+        assert callable(getattr(llmcache.Cache, method))
