@@ -42,7 +42,14 @@ def _subkey(secret: bytes, workspace: str, purpose: bytes) -> bytes:
 class KeySchedule:
     """All key material of one workspace, derived once from its secret."""
 
-    __slots__ = ("_fingerprint_key", "_mac_key", "_name_hasher", "_name_key", "workspace")
+    __slots__ = (
+        "_fingerprint_key",
+        "_mac_key",
+        "_name_hasher",
+        "_name_key",
+        "_signed",
+        "workspace",
+    )
 
     def __init__(self, secret: bytes, workspace: str) -> None:
         if len(secret) < 16:
@@ -55,6 +62,8 @@ class KeySchedule:
         self._mac_key = _subkey(key, workspace, b"llmc-entry-mac")
         # Keyed BLAKE2b set-up costs more than hashing 16 bytes: copy a keyed hasher instead.
         self._name_hasher = hashlib.blake2b(key=self._name_key, digest_size=16)
+        # Recently derived signed keys: lower-tier hits on hot entries skip the BLAKE2b.
+        self._signed: dict[tuple[str, int], str] = {}
 
     @property
     def mac_key(self) -> bytes:
@@ -74,6 +83,13 @@ class KeySchedule:
 
     def signed_key(self, prefix: str, fingerprint: int) -> str:
         """The shared-tier name of an entry: prefix + keyed BLAKE2b of the fingerprint."""
-        hasher = self._name_hasher.copy()
-        hasher.update(fingerprint.to_bytes(16, "big"))
-        return prefix + hasher.hexdigest()
+        memo = self._signed
+        signed = memo.get((prefix, fingerprint))
+        if signed is None:
+            hasher = self._name_hasher.copy()
+            hasher.update(fingerprint.to_bytes(16, "big"))
+            signed = prefix + hasher.hexdigest()
+            if len(memo) >= 8192:  # bounded: start over rather than track recency
+                memo.clear()
+            memo[(prefix, fingerprint)] = signed
+        return signed

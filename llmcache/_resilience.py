@@ -130,7 +130,7 @@ class GuardedTier:
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
-        if not self.allowed():
+        if self._open_until != 0.0 and not self.allowed():  # closed: skip the call
             return None
         started = time.perf_counter()
         try:
