@@ -174,8 +174,16 @@ class Cache:
         ttl: float | None = None,
         version: str | int | None = None,
         provider: str | None = None,
+        usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
     ) -> CallSite:
-        """A call site keyed by plain request data: the extension point provider adapters use."""
+        """A call site keyed by plain request data: the extension point provider adapters use.
+
+        Args:
+            identity: a stable name for the endpoint, e.g. "openai.chat.completions.create".
+            returns: the type results have (drives the codec, e.g. a pydantic model).
+            usage: model / tokens / cost of a result for the ledger (default: the result's own
+                ``.usage`` and ``.model``).
+        """
         from ._site import CallSite
 
         return CallSite(
@@ -186,6 +194,7 @@ class Cache:
             ttl=ttl,
             version=version,
             provider=provider,
+            usage=usage,
         )
 
     def wrap(self, client: Any, **options: Any) -> Any:
