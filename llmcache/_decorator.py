@@ -17,13 +17,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 from xxhash import xxh3_128_intdigest
 
-from . import _info
 from ._canonical import _SORTED, Binder, _default, canonical_bytes, describe
 from ._errors import ConfigError
-from ._info import INFO_CAPACITY, forget_older_half, weak_reference
 from ._options import current_options
-from ._record import NOT_SHARED
-from ._site import CallSite
+from ._site import MISS, CallSite
 
 if TYPE_CHECKING:
     from ._cache import Cache
@@ -103,15 +100,11 @@ class CachedDecorator:
 def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
     cache = site.cache
     namespace = site.namespace
-    counters = site.counters
-    ledger_hit = cache.ledger.hit
+    memory_hit = site.memory_hit
     bind = binder.bind
     key_prefix = site.key_prefix
-    namespace_name = namespace.name
     dumps = orjson.dumps
-    memory = cache.memory
     where = site.identity
-    seen = _info.SEEN
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return canonical_bytes(bind(args, kwargs), where)
@@ -125,20 +118,9 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
                 return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
             seed, prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
-            if memory is not None:
-                record = memory.lookup(fingerprint)
-                if record is not None:
-                    value = record.shared
-                    if value is NOT_SHARED:
-                        value = record.decoder(record.value_json)  # type: ignore[misc]
-                    counters.memory_hits += 1
-                    ledger_hit(namespace_name, record)
-                    held = weak_reference(value) if type(value).__weakrefoffset__ else value
-                    seen[id(value)] = (held, record, "memory", True, namespace_name)
-                    if len(seen) > INFO_CAPACITY:
-                        forget_older_half()
-                    return value
-                counters.memory_misses += 1
+            value = memory_hit(fingerprint)
+            if value is not MISS:
+                return value
             return site.resolve(
                 fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
             )
@@ -150,15 +132,11 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
 def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
     cache = site.cache
     namespace = site.namespace
-    counters = site.counters
-    ledger_hit = cache.ledger.hit
+    memory_hit = site.memory_hit
     bind = binder.bind
     key_prefix = site.key_prefix
-    namespace_name = namespace.name
     dumps = orjson.dumps
-    memory = cache.memory
     where = site.identity
-    seen = _info.SEEN
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return canonical_bytes(bind(args, kwargs), where)
@@ -174,20 +152,9 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
                 )
             seed, prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
-            if memory is not None:
-                record = memory.lookup(fingerprint)
-                if record is not None:
-                    value = record.shared
-                    if value is NOT_SHARED:
-                        value = record.decoder(record.value_json)  # type: ignore[misc]
-                    counters.memory_hits += 1
-                    ledger_hit(namespace_name, record)
-                    held = weak_reference(value) if type(value).__weakrefoffset__ else value
-                    seen[id(value)] = (held, record, "memory", True, namespace_name)
-                    if len(seen) > INFO_CAPACITY:
-                        forget_older_half()
-                    return value
-                counters.memory_misses += 1
+            value = memory_hit(fingerprint)
+            if value is not MISS:
+                return value
             return await site.aresolve(
                 fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
             )
