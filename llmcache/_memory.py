@@ -115,8 +115,15 @@ class MemoryTier(Backend):
             self.oversized += 1
             return False
         with self._lock:
-            self._lru[key] = record
-        return True
+            for _ in range(8):
+                try:
+                    self._lru[key] = record
+                    return True
+                except RuntimeError:
+                    # Eviction iterates the LRU order; a lock-free read moving a key to the
+                    # end at that instant makes the iteration raise. Nothing was lost: retry.
+                    continue
+        return False
 
     def discard(self, key: Hashable) -> None:
         with self._lock:

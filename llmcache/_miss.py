@@ -375,7 +375,14 @@ class MissPath:
 
     def _write_memory(self, fingerprint: int, record: Record) -> None:
         memory = self.cache.memory
-        if memory is not None and memory.store(fingerprint, record):
+        if memory is None:
+            return
+        try:
+            stored = memory.store(fingerprint, record)
+        except Exception as error:  # a cache problem must never fail the caller's call
+            log.warning("llmcache: the memory tier did not take an entry: %r", error)
+            return
+        if stored:
             self.counters.memory_writes += 1
 
     def _entry_bytes(self, record: Record) -> bytes:

@@ -454,3 +454,35 @@ def test_stats_and_health_render(disk_cache: llmcache.Cache) -> None:
     assert "<table>" in stats._repr_html_()
     health = disk_cache.health()
     assert health.ok and [t.state for t in health.tiers] == ["closed", "closed"]
+
+
+def test_memory_tier_under_concurrent_reads_and_evictions() -> None:
+    """Lock-free reads racing locked evictions: every call still returns its own result."""
+    import random
+
+    memory = MemoryTier(max_bytes="200KiB")
+    cache = llmcache.Cache(tiers=[memory])
+
+    @cache.cached
+    def page(i: int) -> str:
+        return "x" * 2000 + str(i)
+
+    errors: list[str] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(10_000):
+                i = rng.randrange(150)  # more pages than fit: constant eviction
+                assert page(i).endswith(str(i))
+        except Exception as error:
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert memory.size()[1] <= 200 * 1024
+    assert page.cache_info().hits > 0 and page.cache_info().misses > 150
