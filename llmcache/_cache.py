@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -114,6 +117,8 @@ class Cache:
         self._watcher: GenerationWatcher | None = None
         self._generation_poll = generation_poll
         self.closed = False
+        # Counts not yet flushed when the process exits would be missing from every report.
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     # -- configuration ---------------------------------------------------------------------------
     @staticmethod
@@ -429,3 +434,10 @@ class Cache:
     def _tick(cache: Cache) -> None:
         cache._apply_generations(cache._read_generations())
         cache.flush()
+
+
+def _flush_at_exit(reference: weakref.ref[Cache]) -> None:
+    cache = reference()
+    if cache is not None and not cache.closed:
+        with contextlib.suppress(Exception):  # exiting: nothing left to report a failure to
+            cache.flush()

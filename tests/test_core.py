@@ -486,3 +486,19 @@ def test_memory_tier_under_concurrent_reads_and_evictions() -> None:
     assert errors == []
     assert memory.size()[1] <= 200 * 1024
     assert page.cache_info().hits > 0 and page.cache_info().misses > 150
+
+
+def test_ledger_counts_survive_a_process_that_exits_at_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import llmcache\n"
+        f"cache = llmcache.Cache(workspace='exit', tiers=['memory', 'disk://{tmp_path}/d'])\n"
+        "ask = cache.cached(lambda q: q)\n"
+        "ask('a'); ask('a'); ask('a')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    cache = llmcache.Cache(workspace="exit", tiers=["memory", f"disk://{tmp_path}/d"])
+    totals = cache.report().totals
+    assert (totals.hits, totals.misses) == (2, 1)
