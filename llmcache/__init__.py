@@ -31,7 +31,7 @@ from ._errors import (
 from ._info import CallInfo, info
 from ._jupyter import load_ipython_extension
 from ._loops import PerLoop
-from ._options import Options, options
+from ._options import Options, current_options, options
 from ._pricing import set_price
 from ._registry import register_backend
 from ._site import MISS, CallSite
@@ -59,6 +59,7 @@ __all__ = [
     "TierStats",
     "__version__",
     "cached",
+    "current_options",
     "get_default_cache",
     "info",
     "load_ipython_extension",

@@ -262,3 +262,58 @@ def test_info_reports_streams_on_miss_and_hit() -> None:
         assert replayed is not None and replayed.hit and replayed.key == after.key
         assert replayed.saved_cost_usd is not None and replayed.saved_cost_usd > 0
         assert [c.model_dump() for c in replay] == [c.model_dump() for c in chunks]
+
+
+def test_identical_concurrent_streams_make_one_call() -> None:
+    import threading
+
+    with FakeOpenAIServer(latency_per_token=0.01) as server:
+        cache = llmcache.Cache(workspace="stream-flight", tiers=["memory"])
+        client = cache.wrap(openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0))
+        request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "together"}]}
+        texts: list[str] = []
+        barrier = threading.Barrier(5)
+
+        def consume() -> None:
+            barrier.wait()
+            stream = client.chat.completions.create(stream=True, **request)
+            texts.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+
+        threads = [threading.Thread(target=consume) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert server.requests == 1
+        assert len(texts) == 5 and len(set(texts)) == 1 and texts[0]
+
+
+async def test_identical_concurrent_async_streams_make_one_call() -> None:
+    import asyncio
+
+    with FakeOpenAIServer(latency_per_token=0.01) as server:
+        cache = llmcache.Cache(workspace="stream-flight-async", tiers=["memory"])
+        client = cache.wrap(
+            openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+        )
+        request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "as one"}]}
+
+        async def consume() -> str:
+            stream = await client.chat.completions.create(stream=True, **request)
+            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+        texts = await asyncio.gather(*(consume() for _ in range(5)))
+        assert server.requests == 1
+        assert len(set(texts)) == 1 and texts[0]
+
+
+def test_an_aborted_leader_lets_the_waiter_call_itself() -> None:
+    with FakeOpenAIServer() as server:
+        cache = llmcache.Cache(workspace="stream-abort", tiers=["memory"])
+        client = cache.wrap(openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0))
+        request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "abort"}]}
+        first = client.chat.completions.create(stream=True, **request)
+        next(iter(first))
+        first.close()  # closed early: nothing stored, and nobody is left waiting
+        second = client.chat.completions.create(stream=True, **request)
+        assert list(second) and server.requests == 2

@@ -24,7 +24,14 @@ from ._common import (
 from ._keys import request_of, uncacheable
 from ._parse import PARSE_CONTEXT, PARSE_SUPPORTED, response_format_key
 from ._sites import Sites
-from ._streaming import AsyncReplayStream, CachedAsyncStream, Recorder, replay_items
+from ._streaming import (
+    AsyncReplayStream,
+    CachedAsyncStream,
+    Recorder,
+    aclaim_stream,
+    lead,
+    replay_items,
+)
 
 __all__ = ["AsyncChat", "AsyncChatCompletions", "AsyncEmbeddings", "AsyncResponses"]
 
@@ -51,14 +58,22 @@ class AsyncChatCompletions(Delegate):
         site = self._sites.chat_stream
         request = request_of(kwargs, self._state.fields)
         include_usage = asks_for_usage(kwargs)
-        recording = await site.aget(request)
-        if recording is not MISS:
-            return AsyncReplayStream(replay_items(recording, include_usage), recording)
         if bypassed(site.cache):
             return await self._inner.create(**kwargs)
-        recorder = Recorder(site, request, chat=True, hide_usage=not include_usage)
+        flights = self._sites.stream_flights
+        key, recording = await aclaim_stream(site, request, flights)
+        if recording is not MISS:
+            return AsyncReplayStream(replay_items(recording, include_usage), recording)
+        recorder = lead(
+            Recorder(site, request, chat=True, hide_usage=not include_usage), flights, key
+        )
         upstream = kwargs if include_usage else with_usage_requested(kwargs)
-        return CachedAsyncStream(await self._inner.create(**upstream), recorder)
+        try:
+            live = await self._inner.create(**upstream)
+        except BaseException:
+            recorder.ended()
+            raise
+        return CachedAsyncStream(live, recorder)
 
     async def parse(self, **kwargs: Any) -> Any:
         if not PARSE_SUPPORTED:
@@ -117,13 +132,19 @@ class AsyncResponses(Delegate):
     async def _stream(self, kwargs: dict[str, Any]) -> Any:
         site = self._sites.responses_stream
         request = request_of(kwargs, self._state.fields)
-        recording = await site.aget(request)
-        if recording is not MISS:
-            return AsyncReplayStream(replay_items(recording, False), recording)
         if bypassed(site.cache):
             return await self._inner.create(**kwargs)
-        recorder = Recorder(site, request, chat=False)
-        return CachedAsyncStream(await self._inner.create(**kwargs), recorder)
+        flights = self._sites.stream_flights
+        key, recording = await aclaim_stream(site, request, flights)
+        if recording is not MISS:
+            return AsyncReplayStream(replay_items(recording, False), recording)
+        recorder = lead(Recorder(site, request, chat=False), flights, key)
+        try:
+            live = await self._inner.create(**kwargs)
+        except BaseException:
+            recorder.ended()
+            raise
+        return CachedAsyncStream(live, recorder)
 
 
 class AsyncEmbeddings(Delegate):

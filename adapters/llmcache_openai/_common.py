@@ -97,5 +97,5 @@ def bypassed(cache: llmcache.Cache) -> bool:
     """True when the cache is switched off for this call (disabled, or options(bypass=True))."""
     if not cache.enabled:
         return True
-    with llmcache.options() as current:  # no changes: it yields the options in force
-        return current.bypass
+    current = llmcache.current_options()
+    return current is not None and current.bypass

@@ -17,9 +17,10 @@ import asyncio
 import contextvars
 import copy
 import logging
+import threading
 import time
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +29,7 @@ from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
 from openai.types.responses import ResponseStreamEvent, ResponseUsage
 
-from llmcache import CallSite
+from llmcache import MISS, CallSite
 
 __all__ = [
     "AsyncReplayStream",
@@ -38,6 +39,10 @@ __all__ = [
     "Recorder",
     "ReplayStream",
     "ResponseStreamRecording",
+    "StreamFlights",
+    "aclaim_stream",
+    "claim_stream",
+    "lead",
 ]
 
 log = logging.getLogger("llmcache")
@@ -86,6 +91,91 @@ def _snapshot(request: dict[str, Any]) -> dict[str, Any]:
         return request
 
 
+class StreamFlights:
+    """Identical live streams in one process: the first is recorded, the others wait for it.
+
+    A follower waits (bounded by the cache's `lock_wait`) until the leader's stream ends,
+    then looks the entry up again and replays it; if the leader's stream was aborted and
+    stored nothing, the follower leads a stream of its own. So N identical concurrent
+    streaming calls make one paid call, like non-streamed ones.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, tuple[threading.Event, object]] = {}
+
+    def claim(self, key: str, owner: object) -> threading.Event | bool:
+        """True: the caller leads and must `release(key)`. False: it makes its own call,
+        unclaimed. An Event: the end of the leader's stream, to wait for.
+
+        `owner` is the calling thread or task. A caller never waits for a stream it opened
+        itself (e.g. two identical streams opened before either is read): it would wait for
+        itself, so it makes its own call.
+        """
+        with self._lock:
+            live = self._live.get(key)
+            if live is None:
+                self._live[key] = (threading.Event(), owner)
+                return True
+        ended, leader = live
+        return False if leader == owner else ended
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            live = self._live.pop(key, None)
+        if live is not None:
+            live[0].set()
+
+
+def claim_stream(
+    site: CallSite, request: dict[str, Any], flights: StreamFlights
+) -> tuple[Any, Any]:
+    """(key to release or None, recording or MISS): a hit to replay, or a stream to lead.
+
+    Waits for an identical live stream of this process to end, then looks again; a leader
+    that never ends (stuck past `lock_wait`) does not hold anyone up twice.
+    """
+    owner = threading.get_ident()
+    for _ in range(2):
+        recording = site.get(request)
+        if recording is not MISS:
+            return None, recording
+        key = site.key(request)
+        claimed = flights.claim(key, owner)
+        if isinstance(claimed, bool):
+            return (key if claimed else None), MISS
+        claimed.wait(site.cache.lock_wait)
+    recording = site.get(request)
+    return None, recording
+
+
+async def aclaim_stream(
+    site: CallSite, request: dict[str, Any], flights: StreamFlights
+) -> tuple[Any, Any]:
+    """`claim_stream` for the event loop: waits by polling, never blocking the loop."""
+    owner = asyncio.current_task()
+    for _ in range(2):
+        recording = await site.aget(request)
+        if recording is not MISS:
+            return None, recording
+        key = site.key(request)
+        claimed = flights.claim(key, owner)
+        if isinstance(claimed, bool):
+            return (key if claimed else None), MISS
+        deadline = time.monotonic() + site.cache.lock_wait
+        while not claimed.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    recording = await site.aget(request)
+    return None, recording
+
+
+def lead(recorder: Recorder, flights: StreamFlights, key: str | None) -> Recorder:
+    """Make the recorder release identical waiting calls when its stream ends."""
+    if key is not None:
+        recorder.on_end = lambda: flights.release(key)
+    return recorder
+
+
 class Recorder:
     """Collects a live stream's items and stores them if the stream completes normally.
 
@@ -105,6 +195,7 @@ class Recorder:
         "_started",
         "_terminal",
         "chat",
+        "on_end",
         "stream",
     )
 
@@ -130,6 +221,13 @@ class Recorder:
         self._finished: set[int] = set()
         self._terminal = False
         self.stream: Any = None
+        self.on_end: Callable[[], None] | None = None  # lets waiting identical calls go
+
+    def ended(self) -> None:
+        """The stream is over (stored, aborted, closed or dropped): release any waiters."""
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
 
     def announce(self, stream: Any) -> None:
         """The live stream handed to the caller: `llmcache.info` on it reports this call."""
@@ -184,20 +282,26 @@ class Recorder:
         return (self._request, value, time.perf_counter() - self._started)
 
     def store(self) -> None:
-        call = self._store_call()
-        if call is not None:
-            request, value, latency = call
-            self._context.run(self._put, request, value, latency)
+        try:
+            call = self._store_call()
+            if call is not None:
+                request, value, latency = call
+                self._context.run(self._put, request, value, latency)
+        finally:
+            self.ended()
 
     async def astore(self) -> None:
-        call = self._store_call()
-        if call is None:
-            return
-        request, value, latency = call
-        if self._site.cache.tiers:  # writing to disk or a server: keep it off the event loop
-            await asyncio.to_thread(self._context.run, self._put, request, value, latency)
-        else:
-            self._context.run(self._put, request, value, latency)
+        try:
+            call = self._store_call()
+            if call is None:
+                return
+            request, value, latency = call
+            if self._site.cache.tiers:  # writing to disk or a server: keep it off the loop
+                await asyncio.to_thread(self._context.run, self._put, request, value, latency)
+            else:
+                self._context.run(self._put, request, value, latency)
+        finally:
+            self.ended()
 
     def _put(self, request: dict[str, Any], value: Any, latency: float) -> None:
         try:
@@ -234,15 +338,23 @@ class CachedStream(Generic[_T]):
                     recorder.store()
                 raise
             except BaseException:
-                self._recorder = None  # an errored stream is never stored
+                self._drop_recorder()  # an errored stream is never stored
                 raise
             recorder = self._recorder
             if recorder is None or recorder.add(item):
                 return item
 
+    def _drop_recorder(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.ended()
+
+    def __del__(self) -> None:  # abandoned unfinished: let identical waiting calls go on
+        self._drop_recorder()
+
     def close(self) -> None:
         """Release the connection; a stream closed before its end is not stored."""
-        self._recorder = None
+        self._drop_recorder()
         self._stream.close()
 
     def __enter__(self) -> CachedStream[_T]:
@@ -282,14 +394,22 @@ class CachedAsyncStream(Generic[_T]):
                     await recorder.astore()
                 raise
             except BaseException:
-                self._recorder = None
+                self._drop_recorder()
                 raise
             recorder = self._recorder
             if recorder is None or recorder.add(item):
                 return item
 
+    def _drop_recorder(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.ended()
+
+    def __del__(self) -> None:
+        self._drop_recorder()
+
     async def close(self) -> None:
-        self._recorder = None
+        self._drop_recorder()
         await self._stream.close()
 
     async def __aenter__(self) -> CachedAsyncStream[_T]:

@@ -26,7 +26,7 @@ from ._common import (
 from ._keys import request_of, uncacheable
 from ._parse import PARSE_CONTEXT, PARSE_SUPPORTED, response_format_key
 from ._sites import Sites
-from ._streaming import CachedStream, Recorder, ReplayStream, replay_items
+from ._streaming import CachedStream, Recorder, ReplayStream, claim_stream, lead, replay_items
 
 __all__ = ["Chat", "ChatCompletions", "Embeddings", "Responses"]
 
@@ -53,14 +53,22 @@ class ChatCompletions(Delegate):
         site = self._sites.chat_stream
         request = request_of(kwargs, self._state.fields)
         include_usage = asks_for_usage(kwargs)
-        recording = site.get(request)
-        if recording is not MISS:
-            return ReplayStream(replay_items(recording, include_usage), recording)
         if bypassed(site.cache):
             return self._inner.create(**kwargs)
-        recorder = Recorder(site, request, chat=True, hide_usage=not include_usage)
+        flights = self._sites.stream_flights
+        key, recording = claim_stream(site, request, flights)
+        if recording is not MISS:
+            return ReplayStream(replay_items(recording, include_usage), recording)
+        recorder = lead(
+            Recorder(site, request, chat=True, hide_usage=not include_usage), flights, key
+        )
         upstream = kwargs if include_usage else with_usage_requested(kwargs)
-        return CachedStream(self._inner.create(**upstream), recorder)
+        try:
+            live = self._inner.create(**upstream)
+        except BaseException:
+            recorder.ended()
+            raise
+        return CachedStream(live, recorder)
 
     def parse(self, **kwargs: Any) -> Any:
         if not PARSE_SUPPORTED:
@@ -116,13 +124,19 @@ class Responses(Delegate):
     def _stream(self, kwargs: dict[str, Any]) -> Any:
         site = self._sites.responses_stream
         request = request_of(kwargs, self._state.fields)
-        recording = site.get(request)
-        if recording is not MISS:
-            return ReplayStream(replay_items(recording, False), recording)
         if bypassed(site.cache):
             return self._inner.create(**kwargs)
-        recorder = Recorder(site, request, chat=False)
-        return CachedStream(self._inner.create(**kwargs), recorder)
+        flights = self._sites.stream_flights
+        key, recording = claim_stream(site, request, flights)
+        if recording is not MISS:
+            return ReplayStream(replay_items(recording, False), recording)
+        recorder = lead(Recorder(site, request, chat=False), flights, key)
+        try:
+            live = self._inner.create(**kwargs)
+        except BaseException:
+            recorder.ended()
+            raise
+        return CachedStream(live, recorder)
 
 
 class Embeddings(Delegate):
