@@ -42,3 +42,34 @@ def table(rows: list[tuple[str, float, float, str]]) -> str:
     for name, median, p99, note in rows:
         lines.append(f"{name.ljust(width)}  {median:>10.2f}  {p99:>8.2f}  {note}")
     return "\n".join(lines)
+
+
+def measure_interleaved(
+    cases: dict[str, Callable[[], Any]], *, batch: int = 100, rounds: int = 300
+) -> dict[str, tuple[float, float]]:
+    """(median, p99) µs per call for each case, timed in turns.
+
+    Each round times one batch of every case, one after the other, so a burst of noise on
+    this shared machine lands on all of them alike and the ratios stay honest.
+    """
+    for call in cases.values():
+        for _ in range(batch * 5):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, call in cases.items():
+                start = time.perf_counter_ns()
+                for _ in range(batch):
+                    call()
+                samples[name].append((time.perf_counter_ns() - start) / batch / 1000)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    result = {}
+    for name, values in samples.items():
+        values.sort()
+        result[name] = (statistics.median(values), values[int(len(values) * 0.99) - 1])
+    return result

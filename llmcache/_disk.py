@@ -127,13 +127,18 @@ class DiskTier(Backend):
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             self._local.connection = connection
+            # A cursor kept for reads: re-executing one cursor is cheaper than a new one.
+            self._local.reader = connection.cursor()
             all_connections = self.__dict__.setdefault("_all_connections", [])
             all_connections.append(connection)
         return connection
 
     def get(self, key: str) -> bytes | None:
-        connection = getattr(self._local, "connection", None) or self._connection()
-        row = connection.execute(_SELECT, (key,)).fetchone()
+        reader: sqlite3.Cursor | None = getattr(self._local, "reader", None)
+        if reader is None:
+            self._connection()
+            reader = self._local.reader
+        row = reader.execute(_SELECT, (key,)).fetchone()
         if row is None:
             return None
         now = time.time()

@@ -21,7 +21,7 @@ from xxhash import xxh3_128_intdigest
 
 from ._canonical import _default, canonical_bytes, canonical_value
 from ._codec import Unstorable, ValueCodec
-from ._info import relay, remember
+from ._info import INFO_CAPACITY, SEEN, forget_older_half, relay, remember, weak_reference
 from ._ledger import UsageHook
 from ._miss import Found, MissPath, fresh
 from ._namespaces import Namespace
@@ -157,7 +157,11 @@ class CallSite(MissPath):
         self.counters.memory_hits += 1
         name = self._namespace_name
         self._ledger_hit(name, record)
-        remember(value, record, "memory", True, name)
+        # `remember(...)`, inlined: this is every memory hit's path.
+        held = weak_reference(value) if type(value).__weakrefoffset__ else value
+        SEEN[id(value)] = (held, record, "memory", True, name)
+        if len(SEEN) > INFO_CAPACITY:
+            forget_older_half()
         return value
 
     def get(self, request: Mapping[str, Any]) -> Any:
