@@ -346,7 +346,8 @@ class CallSite(MissPath):
             data = tier.get(signed_key)
             found = self._verify(tier, data, signed_key, opts, count)
             if found is not None and data is not None:
-                self._promote(fingerprint, found[0], data, index)
+                if index or self._memory is not None:  # a faster tier above to fill
+                    self._promote(fingerprint, found[0], data, index)
                 return found
         return None
 
