@@ -10,8 +10,6 @@ from typing import Any
 
 from openai import omit
 
-from llmcache import MISS
-
 from ._common import (
     ClientState,
     Delegate,
@@ -24,14 +22,7 @@ from ._common import (
 from ._keys import request_of, uncacheable
 from ._parse import PARSE_CONTEXT, PARSE_SUPPORTED, response_format_key
 from ._sites import Sites
-from ._streaming import (
-    AsyncReplayStream,
-    CachedAsyncStream,
-    Recorder,
-    aclaim_stream,
-    lead,
-    replay_items,
-)
+from ._streaming import aopen_stream
 
 __all__ = ["AsyncChat", "AsyncChatCompletions", "AsyncEmbeddings", "AsyncResponses"]
 
@@ -60,20 +51,15 @@ class AsyncChatCompletions(Delegate):
         include_usage = asks_for_usage(kwargs)
         if bypassed(site.cache):
             return await self._inner.create(**kwargs)
-        flights = self._sites.stream_flights
-        key, recording = await aclaim_stream(site, request, flights)
-        if recording is not MISS:
-            return AsyncReplayStream(replay_items(recording, include_usage), recording)
-        recorder = lead(
-            Recorder(site, request, chat=True, hide_usage=not include_usage), flights, key
-        )
         upstream = kwargs if include_usage else with_usage_requested(kwargs)
-        try:
-            live = await self._inner.create(**upstream)
-        except BaseException:
-            recorder.ended()
-            raise
-        return CachedAsyncStream(live, recorder)
+        return await aopen_stream(
+            site,
+            request,
+            self._sites.stream_flights,
+            lambda: self._inner.create(**upstream),
+            chat=True,
+            include_usage=include_usage,
+        )
 
     async def parse(self, **kwargs: Any) -> Any:
         if not PARSE_SUPPORTED:
@@ -134,17 +120,14 @@ class AsyncResponses(Delegate):
         request = request_of(kwargs, self._state.fields)
         if bypassed(site.cache):
             return await self._inner.create(**kwargs)
-        flights = self._sites.stream_flights
-        key, recording = await aclaim_stream(site, request, flights)
-        if recording is not MISS:
-            return AsyncReplayStream(replay_items(recording, False), recording)
-        recorder = lead(Recorder(site, request, chat=False), flights, key)
-        try:
-            live = await self._inner.create(**kwargs)
-        except BaseException:
-            recorder.ended()
-            raise
-        return CachedAsyncStream(live, recorder)
+        return await aopen_stream(
+            site,
+            request,
+            self._sites.stream_flights,
+            lambda: self._inner.create(**kwargs),
+            chat=False,
+            include_usage=False,
+        )
 
 
 class AsyncEmbeddings(Delegate):

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -41,8 +41,9 @@ __all__ = [
     "ResponseStreamRecording",
     "StreamFlights",
     "aclaim_stream",
+    "aopen_stream",
     "claim_stream",
-    "lead",
+    "open_stream",
 ]
 
 log = logging.getLogger("llmcache")
@@ -169,11 +170,63 @@ async def aclaim_stream(
     return None, recording
 
 
-def lead(recorder: Recorder, flights: StreamFlights, key: str | None) -> Recorder:
-    """Make the recorder release identical waiting calls when its stream ends."""
+def _leading_recorder(
+    site: CallSite,
+    request: dict[str, Any],
+    flights: StreamFlights,
+    key: str | None,
+    chat: bool,
+    hide_usage: bool,
+) -> Recorder:
+    """A recorder that releases identical waiting calls when its stream ends."""
+    recorder = Recorder(site, request, chat=chat, hide_usage=hide_usage)
     if key is not None:
         recorder.on_end = lambda: flights.release(key)
     return recorder
+
+
+def open_stream(
+    site: CallSite,
+    request: dict[str, Any],
+    flights: StreamFlights,
+    open_live: Callable[[], Any],
+    *,
+    chat: bool,
+    include_usage: bool,
+) -> Any:
+    """A replay of the recorded stream, or the live one (`open_live()`), recorded."""
+    key, recording = claim_stream(site, request, flights)
+    if recording is not MISS:
+        return ReplayStream(replay_items(recording, include_usage), recording)
+    recorder = _leading_recorder(site, request, flights, key, chat, not include_usage)
+    try:
+        live = open_live()
+    except BaseException:
+        recorder.ended()
+        raise
+    return CachedStream(live, recorder)
+
+
+async def aopen_stream(
+    site: CallSite,
+    request: dict[str, Any],
+    flights: StreamFlights,
+    open_live: Callable[[], Awaitable[Any]],
+    *,
+    chat: bool,
+    include_usage: bool,
+) -> Any:
+    """`open_stream` for `AsyncOpenAI`."""
+    key, recording = await aclaim_stream(site, request, flights)
+    if recording is not MISS:
+        return AsyncReplayStream(replay_items(recording, include_usage), recording)
+    recorder = _leading_recorder(site, request, flights, key, chat, not include_usage)
+    try:
+        live = await open_live()
+    except BaseException:
+        recorder.ended()
+        raise
+    return CachedAsyncStream(live, recorder)
 
 
 class Recorder:

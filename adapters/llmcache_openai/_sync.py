@@ -12,8 +12,6 @@ from typing import Any
 
 from openai import omit
 
-from llmcache import MISS
-
 from ._common import (
     ClientState,
     Delegate,
@@ -26,7 +24,7 @@ from ._common import (
 from ._keys import request_of, uncacheable
 from ._parse import PARSE_CONTEXT, PARSE_SUPPORTED, response_format_key
 from ._sites import Sites
-from ._streaming import CachedStream, Recorder, ReplayStream, claim_stream, lead, replay_items
+from ._streaming import open_stream
 
 __all__ = ["Chat", "ChatCompletions", "Embeddings", "Responses"]
 
@@ -55,20 +53,15 @@ class ChatCompletions(Delegate):
         include_usage = asks_for_usage(kwargs)
         if bypassed(site.cache):
             return self._inner.create(**kwargs)
-        flights = self._sites.stream_flights
-        key, recording = claim_stream(site, request, flights)
-        if recording is not MISS:
-            return ReplayStream(replay_items(recording, include_usage), recording)
-        recorder = lead(
-            Recorder(site, request, chat=True, hide_usage=not include_usage), flights, key
-        )
         upstream = kwargs if include_usage else with_usage_requested(kwargs)
-        try:
-            live = self._inner.create(**upstream)
-        except BaseException:
-            recorder.ended()
-            raise
-        return CachedStream(live, recorder)
+        return open_stream(
+            site,
+            request,
+            self._sites.stream_flights,
+            lambda: self._inner.create(**upstream),
+            chat=True,
+            include_usage=include_usage,
+        )
 
     def parse(self, **kwargs: Any) -> Any:
         if not PARSE_SUPPORTED:
@@ -126,17 +119,14 @@ class Responses(Delegate):
         request = request_of(kwargs, self._state.fields)
         if bypassed(site.cache):
             return self._inner.create(**kwargs)
-        flights = self._sites.stream_flights
-        key, recording = claim_stream(site, request, flights)
-        if recording is not MISS:
-            return ReplayStream(replay_items(recording, False), recording)
-        recorder = lead(Recorder(site, request, chat=False), flights, key)
-        try:
-            live = self._inner.create(**kwargs)
-        except BaseException:
-            recorder.ended()
-            raise
-        return CachedStream(live, recorder)
+        return open_stream(
+            site,
+            request,
+            self._sites.stream_flights,
+            lambda: self._inner.create(**kwargs),
+            chat=False,
+            include_usage=False,
+        )
 
 
 class Embeddings(Delegate):
