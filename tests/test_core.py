@@ -502,3 +502,22 @@ def test_ledger_counts_survive_a_process_that_exits_at_once(tmp_path: Path) -> N
     cache = llmcache.Cache(workspace="exit", tiers=["memory", f"disk://{tmp_path}/d"])
     totals = cache.report().totals
     assert (totals.hits, totals.misses) == (2, 1)
+
+
+def test_unknown_model_cost_is_unknown_until_a_price_is_set(memory_cache: llmcache.Cache) -> None:
+    def usage(result: object) -> dict[str, object]:
+        return {"model": "house-model-7", "input_tokens": 2_000_000, "output_tokens": 1_000_000}
+
+    @memory_cache.cached(usage=usage)
+    def ask(q: str) -> str:
+        return q
+
+    ask("before"), ask("before")
+    before = llmcache.info(ask("before"))
+    assert before is not None and before.cost_usd is None and before.saved_cost_usd is None
+    llmcache.set_price("house-model-7", input_per_mtok=1.0, output_per_mtok=4.0)
+    ask("after"), ask("after")
+    after = llmcache.info(ask("after"))
+    assert after is not None and after.cost_usd == pytest.approx(2.0 + 4.0)
+    report = memory_cache.report()
+    assert report.totals.unpriced_hits == 2 and report.totals.saved_usd == pytest.approx(12.0)
