@@ -26,7 +26,7 @@ from ._ledger import UsageHook
 from ._miss import Found, MissPath, fresh
 from ._namespaces import Namespace
 from ._options import Options, current_options
-from ._record import NOT_SHARED, IntegrityError, Record, decode_entry
+from ._record import NO_EXPIRY, NOT_SHARED, IntegrityError, Record, decode_entry
 from ._resilience import GuardedTier
 
 if TYPE_CHECKING:
@@ -398,7 +398,9 @@ class CallSite(MissPath):
                 counters.integrity_failures += 1
                 log.warning("llmcache: ignoring an entry in %s: %s", tier.name, error)
             return None
-        if not fresh(record, opts, time.time()):
+        if (opts is not None or record.expires != NO_EXPIRY) and not fresh(
+            record, opts, time.time()
+        ):
             counters.misses += count
             return None
         if type(value) in _IMMUTABLE:
@@ -427,6 +429,7 @@ class CallSite(MissPath):
             self.counters.memory_hits += 1
         else:
             self.counters.lower_hits += 1
-        self.cache.ledger.hit(namespace.name, record)
-        remember(value, record, tier, True, namespace.name)
+        name = namespace.name
+        self._ledger_hit(name, record)
+        remember(value, record, tier, True, name)
         return value
