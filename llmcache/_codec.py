@@ -15,6 +15,7 @@ Tags:
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import threading
 import typing
@@ -54,6 +55,29 @@ def register_type(cls: type[BaseModel]) -> type[BaseModel]:
 
 def registered_type(tag: str) -> type[BaseModel] | None:
     return _REGISTRY.get(tag)
+
+
+@functools.cache
+def _unset_safe(model: type[BaseModel]) -> bool:
+    """Whether fields left unset may be left out of the stored JSON.
+
+    Leaving them out stores what was actually set (like the provider's own response body):
+    smaller, faster to decode, and `model_fields_set` comes back as it was. It is only safe
+    when every default, in this model and the models it contains, is a constant: a
+    `default_factory` (a timestamp, a new id) would produce a new value on each decode.
+    """
+    seen: set[type[BaseModel]] = set()
+    pending = [model]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue  # recursive models: each class is checked once
+        seen.add(current)
+        for field in current.model_fields.values():
+            if field.default_factory is not None:
+                return False
+            pending.extend(_models_in(field.annotation))
+    return True
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -103,7 +127,9 @@ class ValueCodec:
             self._adapter is None or type(value) is self._annotation
         ):
             register_type(type(value))
-            return _tag_of(type(value)), value.__pydantic_serializer__.to_json(value), False
+            model = type(value)
+            data = value.__pydantic_serializer__.to_json(value, exclude_unset=_unset_safe(model))
+            return _tag_of(model), data, False
         if self._adapter is not None:
             try:
                 return "annotation", self._adapter.dump_json(value), False

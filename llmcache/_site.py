@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["MISS", "CallSite", "SiteCounters"]
 
 log = logging.getLogger("llmcache")
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
 _T = TypeVar("_T")
 _IMMUTABLE = (str, int, float, bool, type(None), bytes)
 MISS: Any = object()  # what `CallSite.get` returns when nothing usable is cached
@@ -111,14 +113,21 @@ class CallSite(MissPath):
 
     def call(self, request: Mapping[str, Any], compute: Callable[[], _T]) -> _T:
         """The cached result for `request`, or `compute()`'s (stored), single-flight."""
-        keyed = self._fast_key(request)
-        if keyed is None:
-            return self.run(lambda: canonical_bytes(request, self.identity), compute)
-        fingerprint, prefix = keyed
-        value = self.memory_hit(fingerprint)
-        if value is not MISS:
-            return value  # type: ignore[no-any-return]
-        return self.resolve(fingerprint, self.namespace, prefix, compute, None, False)
+        namespace = self.namespace
+        if current_options() is None and self.cache.enabled and namespace.loaded:
+            # `_fast_key`, inlined: this is every provider hit's path.
+            try:
+                body = _dumps(request, option=_SORT_KEYS, default=_default)
+            except Exception:  # the long way canonicalises it, or names what cannot be keyed
+                body = None
+            if body is not None:
+                seed, prefix = namespace.state
+                fingerprint = xxh3_128_intdigest(self.key_prefix + body, seed)
+                value = self.memory_hit(fingerprint)
+                if value is not MISS:
+                    return value  # type: ignore[no-any-return]
+                return self.resolve(fingerprint, namespace, prefix, compute, None, False)
+        return self.run(lambda: canonical_bytes(request, self.identity), compute)
 
     async def acall(self, request: Mapping[str, Any], compute: Callable[[], Awaitable[_T]]) -> _T:
         keyed = self._fast_key(request)

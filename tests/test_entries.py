@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from llmcache._codec import Unstorable, ValueCodec
 from llmcache._keys import KeySchedule
@@ -140,3 +140,19 @@ def test_large_entries_are_compressed() -> None:
     entry = _entry(value_json, "k")
     assert len(entry) < len(value_json) / 5
     assert decode_entry(entry, "k", KEYS.mac_key).value_json == value_json
+
+
+class Stamped(BaseModel):
+    text: str
+    at: datetime.datetime = Field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
+
+
+def test_models_round_trip_with_their_set_fields_and_factory_defaults() -> None:
+    codec = ValueCodec(Answer)
+    partial = Answer(text="t", score=1.0, tags=[])  # usage and at left unset
+    back = codec.decode(*codec.encode(partial)[:2])
+    assert back == partial and back.model_fields_set == partial.model_fields_set
+    stamped_codec = ValueCodec(Stamped)
+    stamped = Stamped(text="t")
+    time_travelled = stamped_codec.decode(*stamped_codec.encode(stamped)[:2])
+    assert time_travelled.at == stamped.at  # a factory default is stored, not recomputed

@@ -40,9 +40,8 @@ class AsyncChatCompletions(Delegate):
     async def create(self, **kwargs: Any) -> Any:
         if kwargs.get("stream") is True:
             return await self._stream(kwargs)
-        create = self._inner.create
         return await self._sites.chat.acall(
-            request_of(kwargs, self._state.fields), lambda: create(**kwargs)
+            request_of(kwargs, self._state.fields), lambda: self._inner.create(**kwargs)
         )
 
     async def _stream(self, kwargs: dict[str, Any]) -> Any:

@@ -134,6 +134,7 @@ EXCLUDED = frozenset(
 PASSED_THROUGH = frozenset({"background", "conversation"})
 
 _ABSENT = (NotGiven, Omit)  # the SDK's "not given" markers: the same as leaving it out
+_ABSENT_TYPES = frozenset(_ABSENT)  # `type(v) in` a set: cheaper than isinstance per argument
 
 
 def request_of(kwargs: Mapping[str, Any], client_fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,7 +142,7 @@ def request_of(kwargs: Mapping[str, Any], client_fields: Mapping[str, Any]) -> d
     request = {
         name: value
         for name, value in kwargs.items()
-        if name not in EXCLUDED and not isinstance(value, _ABSENT)
+        if name not in EXCLUDED and type(value) not in _ABSENT_TYPES
     }
     request.update(client_fields)
     return request

@@ -42,9 +42,9 @@ class ChatCompletions(Delegate):
     def create(self, **kwargs: Any) -> Any:
         if kwargs.get("stream") is True:
             return self._stream(kwargs)
-        create = self._inner.create
+        # The SDK method is looked up only on a miss: a hit never needs it.
         return self._sites.chat.call(
-            request_of(kwargs, self._state.fields), lambda: create(**kwargs)
+            request_of(kwargs, self._state.fields), lambda: self._inner.create(**kwargs)
         )
 
     def _stream(self, kwargs: dict[str, Any]) -> Any:
