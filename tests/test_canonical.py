@@ -222,3 +222,17 @@ def test_methods_key_without_the_instance() -> None:
     a, b = Agent(), Agent()
     assert a.ask("q") == b.ask("q") == "q"
     assert a.calls + b.calls == 1
+
+
+def test_a_type_can_give_its_own_key() -> None:
+    class Client:
+        def __init__(self, endpoint: str) -> None:
+            self.endpoint = endpoint
+            self.session = object()  # not canonicalisable, and not part of the answer
+
+        def __llmcache_key__(self) -> dict[str, str]:
+            return {"endpoint": self.endpoint}
+
+    fn = _keyer(_cache())
+    assert fn.cache_key(Client("a")) == fn.cache_key(Client("a"))
+    assert fn.cache_key(Client("a")) != fn.cache_key(Client("b"))
