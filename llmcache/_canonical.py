@@ -143,6 +143,8 @@ class Binder:
 
     def _bind_fast(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         names = self._names
+        if not kwargs and len(args) == len(names) == self._nparams and not self._ignore:
+            return dict(zip(names, args, strict=True))  # every parameter given by position
         if len(args) > len(names):
             return self._bind_slow(args, kwargs)
         bound = self._defaults.copy()

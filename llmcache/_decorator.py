@@ -101,6 +101,7 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     cache = site.cache
     namespace = site.namespace
     memory_hit = site.memory_hit
+    memory = site.cache.memory
     bind = binder.bind
     key_prefix = site.key_prefix
     dumps = orjson.dumps
@@ -118,9 +119,10 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
                 return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
             seed, prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
-            value = memory_hit(fingerprint)
-            if value is not MISS:
-                return value
+            if memory is not None:
+                value = memory_hit(fingerprint)
+                if value is not MISS:
+                    return value
             return site.resolve(
                 fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
             )
@@ -133,6 +135,7 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
     cache = site.cache
     namespace = site.namespace
     memory_hit = site.memory_hit
+    memory = site.cache.memory
     bind = binder.bind
     key_prefix = site.key_prefix
     dumps = orjson.dumps
@@ -152,9 +155,10 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
                 )
             seed, prefix = namespace.state
             fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
-            value = memory_hit(fingerprint)
-            if value is not MISS:
-                return value
+            if memory is not None:
+                value = memory_hit(fingerprint)
+                if value is not MISS:
+                    return value
             return await site.aresolve(
                 fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
             )
