@@ -13,6 +13,7 @@ from openai import omit
 from ._common import (
     ClientState,
     Delegate,
+    Endpoints,
     Unreusable,
     asks_for_usage,
     bypassed,
@@ -27,15 +28,8 @@ from ._streaming import aopen_stream
 __all__ = ["AsyncChat", "AsyncChatCompletions", "AsyncEmbeddings", "AsyncResponses"]
 
 
-class AsyncChatCompletions(Delegate):
+class AsyncChatCompletions(Endpoints):
     """`client.chat.completions`: `create` and `parse` are cached."""
-
-    __slots__ = ("_sites", "_state")
-
-    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
-        super().__init__(inner)
-        self._state = state
-        self._sites = sites
 
     async def create(self, **kwargs: Any) -> Any:
         if kwargs.get("stream") is True:
@@ -87,15 +81,8 @@ class AsyncChat(Delegate):
         self.completions = AsyncChatCompletions(inner.completions, state, sites)
 
 
-class AsyncResponses(Delegate):
+class AsyncResponses(Endpoints):
     """`client.responses`: `create` is cached (plain and streamed)."""
-
-    __slots__ = ("_sites", "_state")
-
-    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
-        super().__init__(inner)
-        self._state = state
-        self._sites = sites
 
     async def create(self, **kwargs: Any) -> Any:
         if uncacheable(kwargs):
@@ -129,15 +116,8 @@ class AsyncResponses(Delegate):
         )
 
 
-class AsyncEmbeddings(Delegate):
+class AsyncEmbeddings(Endpoints):
     """`client.embeddings`: `create` is cached."""
-
-    __slots__ = ("_sites", "_state")
-
-    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
-        super().__init__(inner)
-        self._state = state
-        self._sites = sites
 
     async def create(self, **kwargs: Any) -> Any:
         create = self._inner.create

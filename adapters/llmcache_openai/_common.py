@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llmcache
 
 from ._keys import client_fields
 
+if TYPE_CHECKING:
+    from ._sites import Sites
+
 __all__ = [
     "ClientState",
     "Delegate",
+    "Endpoints",
     "Unreusable",
     "asks_for_usage",
     "bypassed",
@@ -51,6 +55,17 @@ class Delegate:
 
     def __repr__(self) -> str:
         return f"<llmcache cached {self._inner!r}>"
+
+
+class Endpoints(Delegate):
+    """A resource with cached endpoints: the SDK resource, the client's keyed fields, sites."""
+
+    __slots__ = ("_sites", "_state")
+
+    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
+        super().__init__(inner)
+        self._state = state
+        self._sites = sites
 
 
 class Unreusable(Exception):  # a carrier, not an error the caller sees

@@ -15,6 +15,7 @@ from openai import omit
 from ._common import (
     ClientState,
     Delegate,
+    Endpoints,
     Unreusable,
     asks_for_usage,
     bypassed,
@@ -29,15 +30,8 @@ from ._streaming import open_stream
 __all__ = ["Chat", "ChatCompletions", "Embeddings", "Responses"]
 
 
-class ChatCompletions(Delegate):
+class ChatCompletions(Endpoints):
     """`client.chat.completions`: `create` and `parse` are cached."""
-
-    __slots__ = ("_sites", "_state")
-
-    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
-        super().__init__(inner)
-        self._state = state
-        self._sites = sites
 
     def create(self, **kwargs: Any) -> Any:
         if kwargs.get("stream") is True:
@@ -90,15 +84,8 @@ class Chat(Delegate):
         self.completions = ChatCompletions(inner.completions, state, sites)
 
 
-class Responses(Delegate):
+class Responses(Endpoints):
     """`client.responses`: `create` is cached (plain and streamed)."""
-
-    __slots__ = ("_sites", "_state")
-
-    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
-        super().__init__(inner)
-        self._state = state
-        self._sites = sites
 
     def create(self, **kwargs: Any) -> Any:
         if uncacheable(kwargs):
@@ -129,15 +116,8 @@ class Responses(Delegate):
         )
 
 
-class Embeddings(Delegate):
+class Embeddings(Endpoints):
     """`client.embeddings`: `create` is cached."""
-
-    __slots__ = ("_sites", "_state")
-
-    def __init__(self, inner: Any, state: ClientState, sites: Sites) -> None:
-        super().__init__(inner)
-        self._state = state
-        self._sites = sites
 
     def create(self, **kwargs: Any) -> Any:
         create = self._inner.create
