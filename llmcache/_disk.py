@@ -196,12 +196,17 @@ class DiskTier(Backend):
             (total,) = connection.execute("SELECT bytes FROM totals WHERE id = 0").fetchone()
             if total <= target:
                 return
-            deleted = connection.execute(
-                "DELETE FROM entries WHERE key IN "
-                "(SELECT key FROM entries ORDER BY accessed LIMIT 64)"
-            ).rowcount
-            if deleted == 0:
+            # Evict about as many of the least recently used entries as the excess needs
+            # (by their average size), not a fixed batch that could empty a small cache.
+            (count,) = connection.execute("SELECT count(*) FROM entries").fetchone()
+            if count == 0:
                 return
+            batch = max(1, min(256, -(-(total - target) * count // total)))
+            connection.execute(
+                "DELETE FROM entries WHERE key IN "
+                "(SELECT key FROM entries ORDER BY accessed LIMIT ?)",
+                (batch,),
+            )
 
     def delete(self, key: str) -> None:
         self._connection().execute("DELETE FROM entries WHERE key = ?", (key,))

@@ -64,3 +64,22 @@ class TestDiskContract(BackendContract):
         tier = DiskTier(tmp_path / "disk")
         yield tier
         tier.close()
+
+
+def test_disk_tier_stays_within_its_bound_and_evicts_least_recently_used(
+    tmp_path: Path,
+) -> None:
+    disk = DiskTier(tmp_path / "bounded", max_bytes=200_000)
+    value = b"v" * 10_000
+    disk.set("llmc:w:n:0.0:first", value, None)
+    for i in range(15):
+        disk.set(f"llmc:w:n:0.0:{i:03d}", value, None)
+        assert disk.get("llmc:w:n:0.0:first") == value  # read again: recently used
+    for i in range(15, 60):
+        disk.set(f"llmc:w:n:0.0:{i:03d}", value, None)
+        if i % 5 == 0:
+            assert disk.get("llmc:w:n:0.0:first") == value  # still in use
+    entries, size = disk.size()
+    assert size <= 200_000 and entries < 25
+    assert disk.get("llmc:w:n:0.0:first") == value  # kept: it was used recently
+    assert disk.get("llmc:w:n:0.0:000") is None  # evicted: the oldest unused
