@@ -101,6 +101,7 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     cache = site.cache
     namespace = site.namespace
     memory_hit = site.memory_hit
+    below = site.below
     memory = site.cache.memory
     bind = binder.bind
     key_prefix = site.key_prefix
@@ -123,9 +124,11 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
                 value = memory_hit(fingerprint)
                 if value is not MISS:
                     return value
-            return site.resolve(
-                fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
-            )
+            value = below(fingerprint, namespace, prefix)
+            if value is not MISS:
+                return value
+            compute = lambda: function(*args, **kwargs)  # noqa: E731 (made only on a miss)
+            return site.miss(fingerprint, namespace, prefix, compute, None)
         return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
 
     return wrapper

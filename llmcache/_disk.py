@@ -134,20 +134,22 @@ class DiskTier(Backend):
         return connection
 
     def get(self, key: str) -> bytes | None:
-        reader: sqlite3.Cursor | None = getattr(self._local, "reader", None)
-        if reader is None:
+        try:
+            reader: sqlite3.Cursor = self._local.reader
+        except AttributeError:  # this thread's first read
             self._connection()
             reader = self._local.reader
         row = reader.execute(_SELECT, (key,)).fetchone()
         if row is None:
             return None
+        value, expires = row
         now = time.time()
-        if row[1] is not None and row[1] <= now:
+        if expires is not None and expires <= now:
             return None
-        if len(self._touched) < 10_000:
-            self._touched[key] = now  # flushed as the access time with the next write
-        value: bytes = row[0]
-        return value
+        touched = self._touched
+        if len(touched) < 10_000:
+            touched[key] = now  # flushed as the access time with the next write
+        return value  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:

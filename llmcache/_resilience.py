@@ -82,7 +82,8 @@ class GuardedTier:
         )
         self.dropped_writes = 0
         self._flushing = False
-        self._reads = 0
+        self._quiet = True  # closed, and no failure since the last success
+        self._untimed = 8  # reads left before the next timed one
 
     # -- breaker -----------------------------------------------------------------------------
     @property
@@ -115,6 +116,7 @@ class GuardedTier:
                 self._open_until = 0.0
                 self._probing = False
                 self._cooldown = self.base_cooldown
+                self._quiet = True
             self._start_flush()
 
     def failed(self, error: BaseException) -> None:
@@ -122,6 +124,7 @@ class GuardedTier:
         self.last_error = f"{type(error).__name__}: {error}"[:300]
         self.last_error_at = time.time()
         with self._lock:
+            self._quiet = False
             self._failures += 1
             if self._probing or self._failures >= self.failure_threshold:
                 if self._probing:  # a failed probe: back off further
@@ -131,16 +134,19 @@ class GuardedTier:
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
-        if self._open_until != 0.0 and not self.allowed():  # closed: skip the call
+        if self._quiet:
+            # The hit path (closed, no recent failure): time one read in eight, which is
+            # enough for the moving average.
+            self._untimed -= 1
+            if self._untimed:
+                try:
+                    return self.backend.get(key)
+                except Exception as error:
+                    self.failed(error)
+                    return None
+            self._untimed = 8
+        elif not self.allowed():  # open: skip the call
             return None
-        self._reads += 1
-        if self._reads & 7 and not self._failures:
-            # The hit path: time one read in eight (enough for the moving average).
-            try:
-                return self.backend.get(key)
-            except Exception as error:
-                self.failed(error)
-                return None
         started = time.perf_counter()
         try:
             data = self.backend.get(key)

@@ -101,6 +101,8 @@ class CallSite(MissPath):
         # Looked up once: the hit path reads these on every call.
         self._memory = cache.memory
         self._ledger_hit = cache.ledger.hit
+        self._signed_key = cache.keys.signed_key
+        self._mac_key = cache.mac_key
         self._namespace_name = self.namespace.name
         cache.sites.append(self)
 
@@ -288,15 +290,63 @@ class CallSite(MissPath):
         check_memory: bool,
     ) -> _T:
         """Serve a keyed call: look it up (memory unless already checked), else call it."""
-        if opts is None or not opts.refresh:
+        if opts is None and not check_memory:
+            value: _T = self.below(fingerprint, namespace, prefix)
+            if value is not MISS:
+                return value
+        elif opts is None or not opts.refresh:
             if check_memory:
                 found = self._lookup(fingerprint, prefix, opts)
             else:
                 found = self._lower_lookup(fingerprint, prefix, opts) if self.cache.tiers else None
             if found is not None:
-                value: _T = self._serve(found, namespace)
+                value = self._serve(found, namespace)
                 return value
         return self.miss(fingerprint, namespace, prefix, compute, opts)
+
+    def below(self, fingerprint: int, namespace: Namespace, prefix: str) -> Any:
+        """The value a tier below memory holds for a call no option applies to, or MISS.
+
+        The disk and Redis hit path once the memory tier missed: `_lower_lookup`, `_verify`
+        and `_serve` for the common case, folded into one loop because each Python call
+        layer costs a measurable share of a disk hit.
+        """
+        signed_key = self._signed_key(prefix, fingerprint)
+        index = 0
+        for tier in self.cache.tiers:
+            data = tier.get(signed_key)
+            if data is None:
+                tier.counters.misses += 1
+                index += 1
+                continue
+            try:
+                record = decode_entry(data, signed_key, self._mac_key)
+                decoder = self._decoders.get(record.tag) or self._decoder(record.tag)
+                value = decoder(record.value_json)
+            except (IntegrityError, Unstorable, ValueError) as error:
+                self._reject(tier, error)
+                index += 1
+                continue
+            if record.expires <= time.time():  # NO_EXPIRY is +inf
+                tier.counters.misses += 1
+                index += 1
+                continue
+            tier.counters.hits += 1
+            if index or self._memory is not None:  # a faster tier above to fill
+                record.decoder = decoder
+                if type(value) in _IMMUTABLE:
+                    record.shared = value
+                self._promote(fingerprint, record, data, index)
+            self.counters.lower_hits += 1
+            name = namespace.name
+            self._ledger_hit(name, record)
+            # `remember(...)`, inlined as in `memory_hit`.
+            held = weak_reference(value) if type(value).__weakrefoffset__ else value
+            SEEN[id(value)] = (held, record, tier.name, True, name)
+            if len(SEEN) > INFO_CAPACITY:
+                forget_older_half()
+            return value
+        return MISS
 
     async def arun(
         self, make_body: Callable[[], bytes], compute: Callable[[], Awaitable[_T]]
@@ -396,16 +446,13 @@ class CallSite(MissPath):
             counters.misses += count
             return None
         try:
-            record = decode_entry(data, signed_key, self.cache.mac_key)
-            decoder = self._decoders.get(record.tag)
-            if decoder is None:
-                decoder = self._decoders[record.tag] = self.codec.decoder(record.tag)
+            record = decode_entry(data, signed_key, self._mac_key)
+            decoder = self._decoders.get(record.tag) or self._decoder(record.tag)
             record.decoder = decoder
             value = decoder(record.value_json)
         except (IntegrityError, Unstorable, ValueError) as error:
             if count:
-                counters.integrity_failures += 1
-                log.warning("llmcache: ignoring an entry in %s: %s", tier.name, error)
+                self._reject(tier, error)
             return None
         if (opts is not None or record.expires != NO_EXPIRY) and not fresh(
             record, opts, time.time()
@@ -416,6 +463,17 @@ class CallSite(MissPath):
             record.shared = value
         counters.hits += 1
         return record, tier.name, value
+
+    @staticmethod
+    def _reject(tier: GuardedTier, error: Exception) -> None:
+        """Count (and log) an entry that failed verification or decoding: it is a miss."""
+        tier.counters.integrity_failures += 1
+        log.warning("llmcache: ignoring an entry in %s: %s", tier.name, error)
+
+    def _decoder(self, tag: str) -> Callable[[bytes], Any]:
+        """The codec's decoder for a type tag, looked up once per tag."""
+        decoder = self._decoders[tag] = self.codec.decoder(tag)
+        return decoder
 
     def _promote(self, fingerprint: int, record: Record, data: bytes, index: int) -> None:
         self._write_memory(fingerprint, record)
