@@ -115,7 +115,16 @@ class Binder:
     costs microseconds; anything unusual falls back to it, so errors read as Python's own.
     """
 
-    __slots__ = ("_defaults", "_fast", "_ignore", "_names", "_nparams", "_signature", "bind")
+    __slots__ = (
+        "_defaults",
+        "_fast",
+        "_ignore",
+        "_known",
+        "_names",
+        "_nparams",
+        "_signature",
+        "bind",
+    )
 
     def __init__(self, function: Callable[..., Any], ignore: Iterable[str]) -> None:
         self._signature = inspect.signature(function)
@@ -138,6 +147,7 @@ class Binder:
         self._fast = simple
         self._names = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
         self._nparams = len(params)
+        self._known = frozenset(p.name for p in params)
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
         self.bind = self._bind_fast if simple else self._bind_slow
         if simple and len(self._names) == self._nparams:
@@ -195,7 +205,10 @@ class Binder:
         bound = self._defaults.copy()
         bound.update(zip(names, args, strict=False))
         if kwargs:
-            if not kwargs.keys().isdisjoint(names[: len(args)]):
+            # An unknown name, or one given twice: let Python's own binding say so.
+            if not self._known.issuperset(kwargs) or not kwargs.keys().isdisjoint(
+                names[: len(args)]
+            ):
                 return self._bind_slow(args, kwargs)
             bound.update(kwargs)
         if len(bound) != self._nparams:  # a required argument is missing, or an unknown one

@@ -195,6 +195,50 @@ def test_binder_matches_python_binding_errors() -> None:
         binder.bind((1,), {"zzz": 2})
 
 
+def _one(a: int) -> None: ...
+
+
+def _two(self: object, a: int, b: int = 2) -> None: ...
+
+
+def _three(a: int, b: int, c: int = 3) -> None: ...
+
+
+def _four_ignoring_b(a: int, b: object, c: int, d: int = 4) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("function", "ignore", "args", "kwargs"),
+    [
+        (_one, (), (1,), {}),
+        (_one, (), (), {"a": 1}),
+        (_two, (), (object(), 1, 5), {}),  # `self` is left out of the key
+        (_two, (), (object(), 1), {}),
+        (_two, (), (object(),), {"a": 1, "b": 7}),
+        (_three, (), (1, 2, 3), {}),
+        (_three, (), (1, 2), {}),
+        (_three, (), (1,), {"b": 2}),
+        (_four_ignoring_b, ("b",), (1, object(), 3, 4), {}),
+        (_four_ignoring_b, ("b",), (1, object(), 3), {"d": 9}),
+    ],
+)
+def test_fast_binders_agree_with_python_binding(
+    function: Any, ignore: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """The specialised binders for positional calls give what `Signature.bind` gives."""
+    binder = Binder(function, ignore)
+    assert binder.bind(args, kwargs) == binder._bind_slow(args, kwargs)
+
+
+def test_fast_binders_raise_python_errors_for_bad_calls() -> None:
+    for function in (_one, _two, _three):
+        binder = Binder(function, ())
+        with pytest.raises(TypeError):
+            binder.bind((1, 2, 3, 4, 5), {})
+        with pytest.raises(TypeError):
+            binder.bind((), {"zzz": 1})
+
+
 def test_varargs_functions_are_keyed_by_all_arguments() -> None:
     cache = _cache()
 
