@@ -47,7 +47,7 @@ class KeySchedule:
         "_mac_key",
         "_name_hasher",
         "_name_key",
-        "_signed",
+        "signed_memo",
         "workspace",
     )
 
@@ -63,7 +63,8 @@ class KeySchedule:
         # Keyed BLAKE2b set-up costs more than hashing 16 bytes: copy a keyed hasher instead.
         self._name_hasher = hashlib.blake2b(key=self._name_key, digest_size=16)
         # Recently derived signed keys: lower-tier hits on hot entries skip the BLAKE2b.
-        self._signed: dict[tuple[str, int], str] = {}
+        # Cleared in place, never rebound: the hit path reads it directly.
+        self.signed_memo: dict[tuple[str, int], str] = {}
 
     @property
     def mac_key(self) -> bytes:
@@ -83,7 +84,7 @@ class KeySchedule:
 
     def signed_key(self, prefix: str, fingerprint: int) -> str:
         """The shared-tier name of an entry: prefix + keyed BLAKE2b of the fingerprint."""
-        memo = self._signed
+        memo = self.signed_memo
         signed = memo.get((prefix, fingerprint))
         if signed is None:
             hasher = self._name_hasher.copy()

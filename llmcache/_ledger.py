@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._pricing import call_cost
-from ._record import Record
+from ._record import Record, parse_meta
 
-__all__ = ["METRICS", "Ledger", "day_of", "epoch_day_of", "usage_meta"]
+__all__ = ["HIT_BATCH", "METRICS", "Ledger", "day_of", "epoch_day_of", "usage_meta"]
 
 METRICS = (
     "calls",
@@ -57,6 +57,7 @@ METRICS = (
     _UNPRICED_HITS,
 ) = range(len(METRICS))
 _NO_MODEL = "-"
+HIT_BATCH = 4096  # noted hits that make the hit path drain them itself
 UsageHook = Callable[[Any], Mapping[str, Any] | None]
 
 
@@ -137,7 +138,8 @@ class Ledger:
         self._pending: dict[tuple[int, str, str], list[float]] = {}
         # Hits are noted as (namespace, record) and summed later, off the hit path. The
         # watcher drains them every half second, so they land in the right day's bucket.
-        self._hits: list[tuple[str, Record]] = []
+        # Never rebound (drained in place): call sites hold this very list.
+        self.noted_hits: list[tuple[str, Record | bytes]] = []
         self._lock = threading.Lock()
         # Two threads draining at once (the watcher, and a hit that filled the list) must not
         # both take the same prefix: that would count it twice and drop what followed.
@@ -155,7 +157,7 @@ class Ledger:
         days = {epoch_day_of(day) for day in (read(self.days_key) or {})}
         with self._lock:
             days.update(slot[0] for slot in self._pending)
-        if self._hits:
+        if self.noted_hits:
             days.add(int(time.time() // 86400))
         return sorted(days)
 
@@ -168,34 +170,38 @@ class Ledger:
         return bucket
 
     def hit(self, namespace: str, record: Record) -> None:
-        """Count a hit (called on the hit path: one list append; summed in `_drain_hits`)."""
-        noted = self._hits
-        noted.append((namespace, record))
-        if len(noted) >= 4096:
-            self._drain_hits()
+        """Count a hit: one list append, summed in `drain_hits`.
 
-    def _drain_hits(self) -> None:
+        The hottest paths (`CallSite.memory_hit` and `CallSite.below`) inline these lines.
+        """
+        noted = self.noted_hits
+        noted.append((namespace, record))
+        if len(noted) >= HIT_BATCH:
+            self.drain_hits()
+
+    def drain_hits(self) -> None:
         """Sum the hits noted since the last drain into the per-day buckets."""
         # Take a prefix of the one list, in place: a hit appended meanwhile (from another
         # thread) lands after it and is kept for the next drain, never lost.
-        noted = self._hits
+        noted = self.noted_hits
         with self._drain_lock:
             count = len(noted)
             batch = noted[:count]
             del noted[:count]
-        # Counting in C first makes the drain cost per distinct entry, not per hit; entries
-        # read afresh from a lower tier are distinct objects with equal metadata, so they are
-        # grouped by their metadata bytes and parsed once.
+        # Counting in C first makes the drain cost per distinct entry, not per hit. A hit is
+        # noted with its record (memory hits: one object per entry) or, for an entry decoded
+        # afresh from a lower tier, with its stored metadata bytes; either way, hits on the
+        # same stored entry fall into one group whose metadata is parsed once.
         by_meta: dict[tuple[str, Any], list[Any]] = {}
-        for (namespace, record), count in collections.Counter(batch).items():
-            group = (namespace, record.meta_identity)
+        for (namespace, source), count in collections.Counter(batch).items():
+            group = (namespace, source if isinstance(source, bytes) else source.meta_identity)
             found = by_meta.get(group)
             if found is None:
-                by_meta[group] = [record, count]
+                by_meta[group] = [source, count]
             else:
                 found[1] += count
-        for (namespace, _), (record, count) in by_meta.items():
-            meta = record.meta
+        for (namespace, _), (source, count) in by_meta.items():
+            meta = parse_meta(source) if isinstance(source, bytes) else source.meta
             bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
             bucket[_CALLS] += count
             bucket[_HITS] += count
@@ -225,7 +231,7 @@ class Ledger:
         bucket[_OUT] += meta.get("output_tokens", 0)
 
     def take_pending(self) -> dict[tuple[int, str, str], list[float]]:
-        self._drain_hits()
+        self.drain_hits()
         with self._lock:
             pending, self._pending = self._pending, {}
         return pending
@@ -275,7 +281,7 @@ class Ledger:
                 rows[slot].update(dict.fromkeys(METRICS, 0.0))
             return rows[slot]
 
-        self._drain_hits()
+        self.drain_hits()
         wanted = set(days)
         for epoch_day in sorted(wanted):
             for field, value in (read(self.key_for(epoch_day)) or {}).items():

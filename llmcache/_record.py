@@ -31,6 +31,7 @@ __all__ = [
     "Record",
     "decode_entry",
     "encode_entry",
+    "parse_meta",
 ]
 
 FORMAT_VERSION = 1
@@ -56,10 +57,10 @@ class Record:
 
     __slots__ = (
         "_meta",
-        "_meta_json",
         "created",
         "decoder",
         "expires",
+        "meta_json",
         "shared",
         "signed_key",
         "size",
@@ -81,7 +82,8 @@ class Record:
         self.tag = tag
         # Metadata arrives as a dict (from a real call) or as JSON (from a tier).
         self._meta: dict[str, Any] | None = meta if isinstance(meta, dict) else None
-        self._meta_json = meta if isinstance(meta, bytes) else b""
+        # The stored metadata JSON (b"" for a record made from a real call).
+        self.meta_json = meta if isinstance(meta, bytes) else b""
         self.created = created
         self.expires = expires
         self.signed_key = signed_key
@@ -96,17 +98,13 @@ class Record:
         """Model, usage, cost and latency of the call that produced this entry."""
         meta = self._meta
         if meta is None:
-            try:
-                parsed = orjson.loads(self._meta_json) if self._meta_json else {}
-            except orjson.JSONDecodeError:
-                parsed = {}
-            meta = self._meta = parsed if isinstance(parsed, dict) else {}
+            meta = self._meta = parse_meta(self.meta_json)
         return meta
 
     @property
     def meta_identity(self) -> Any:
         """Equal for records whose metadata is the same stored bytes (cheap to compute)."""
-        return self._meta_json if self._meta is None else id(self)
+        return self.meta_json if self._meta is None else id(self)
 
     @property
     def has_shared_value(self) -> bool:
@@ -115,6 +113,15 @@ class Record:
     def ttl_left(self, now: float) -> float | None:
         """Seconds until expiry (None: never expires); <= 0 means expired."""
         return None if self.expires == NO_EXPIRY else self.expires - now
+
+
+def parse_meta(meta_json: bytes) -> dict[str, Any]:
+    """Stored metadata JSON as a dict; anything unreadable reads as no metadata."""
+    try:
+        parsed = orjson.loads(meta_json) if meta_json else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 _KEYED: dict[bytes, Any] = {}  # mac key → a keyed BLAKE2b to copy (cheaper than keying anew)

@@ -22,7 +22,7 @@ from xxhash import xxh3_128_intdigest
 from ._canonical import _default, canonical_bytes, canonical_value
 from ._codec import Unstorable, ValueCodec
 from ._info import INFO_CAPACITY, SEEN, forget_older_half, relay, remember, weak_reference
-from ._ledger import UsageHook
+from ._ledger import HIT_BATCH, UsageHook
 from ._miss import Found, MissPath, fresh
 from ._namespaces import Namespace
 from ._options import Options, current_options
@@ -100,8 +100,11 @@ class CallSite(MissPath):
         self._decoders: dict[str, Callable[[bytes], Any]] = {}
         # Looked up once: the hit path reads these on every call.
         self._memory = cache.memory
+        self._ledger = cache.ledger
         self._ledger_hit = cache.ledger.hit
+        self._noted_hits = cache.ledger.noted_hits
         self._signed_key = cache.keys.signed_key
+        self._signed_memo = cache.keys.signed_memo
         self._mac_key = cache.mac_key
         self._namespace_name = self.namespace.name
         cache.sites.append(self)
@@ -167,8 +170,11 @@ class CallSite(MissPath):
             value = record.decoder(record.value_json)  # type: ignore[misc]
         self.counters.memory_hits += 1
         name = self._namespace_name
-        self._ledger_hit(name, record)
-        # `remember(...)`, inlined: this is every memory hit's path.
+        # `Ledger.hit` and `remember(...)`, inlined: this is every memory hit's path.
+        noted = self._noted_hits
+        noted.append((name, record))
+        if len(noted) >= HIT_BATCH:
+            self._ledger.drain_hits()
         held = weak_reference(value) if type(value).__weakrefoffset__ else value
         SEEN[id(value)] = (held, record, "memory", True, name)
         if len(SEEN) > INFO_CAPACITY:
@@ -311,7 +317,9 @@ class CallSite(MissPath):
         and `_serve` for the common case, folded into one loop because each Python call
         layer costs a measurable share of a disk hit.
         """
-        signed_key = self._signed_key(prefix, fingerprint)
+        signed_key = self._signed_memo.get((prefix, fingerprint)) or self._signed_key(
+            prefix, fingerprint
+        )
         index = 0
         for tier in self.cache.tiers:
             data = tier.get(signed_key)
@@ -339,8 +347,12 @@ class CallSite(MissPath):
                 self._promote(fingerprint, record, data, index)
             self.counters.lower_hits += 1
             name = namespace.name
-            self._ledger_hit(name, record)
-            # `remember(...)`, inlined as in `memory_hit`.
+            # `Ledger.hit` and `remember(...)`, inlined as in `memory_hit`. The ledger is
+            # given the metadata bytes, not this short-lived record, to group hits by.
+            noted = self._noted_hits
+            noted.append((name, record.meta_json))
+            if len(noted) >= HIT_BATCH:
+                self._ledger.drain_hits()
             held = weak_reference(value) if type(value).__weakrefoffset__ else value
             SEEN[id(value)] = (held, record, tier.name, True, name)
             if len(SEEN) > INFO_CAPACITY:
