@@ -62,9 +62,11 @@ class KeySchedule:
         self._mac_key = _subkey(key, workspace, b"llmc-entry-mac")
         # Keyed BLAKE2b set-up costs more than hashing 16 bytes: copy a keyed hasher instead.
         self._name_hasher = hashlib.blake2b(key=self._name_key, digest_size=16)
-        # Recently derived signed keys: lower-tier hits on hot entries skip the BLAKE2b.
-        # Cleared in place, never rebound: the hit path reads it directly.
-        self.signed_memo: dict[tuple[str, int], str] = {}
+        # Recently derived signed keys by fingerprint: lower-tier hits on hot entries skip
+        # the BLAKE2b. A fingerprint alone determines its prefix, since it was computed
+        # with that namespace generation's secret seed. Cleared in place, never rebound:
+        # the hit path reads it directly.
+        self.signed_memo: dict[int, str] = {}
 
     @property
     def mac_key(self) -> bytes:
@@ -85,12 +87,12 @@ class KeySchedule:
     def signed_key(self, prefix: str, fingerprint: int) -> str:
         """The shared-tier name of an entry: prefix + keyed BLAKE2b of the fingerprint."""
         memo = self.signed_memo
-        signed = memo.get((prefix, fingerprint))
+        signed = memo.get(fingerprint)
         if signed is None:
             hasher = self._name_hasher.copy()
             hasher.update(fingerprint.to_bytes(16, "big"))
             signed = prefix + hasher.hexdigest()
             if len(memo) >= 8192:  # bounded: start over rather than track recency
                 memo.clear()
-            memo[(prefix, fingerprint)] = signed
+            memo[fingerprint] = signed
         return signed

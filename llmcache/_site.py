@@ -317,9 +317,7 @@ class CallSite(MissPath):
         and `_serve` for the common case, folded into one loop because each Python call
         layer costs a measurable share of a disk hit.
         """
-        signed_key = self._signed_memo.get((prefix, fingerprint)) or self._signed_key(
-            prefix, fingerprint
-        )
+        signed_key = self._signed_memo.get(fingerprint) or self._signed_key(prefix, fingerprint)
         index = 0
         for tier in self.cache.tiers:
             data = tier.get(signed_key)
