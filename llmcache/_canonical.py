@@ -74,19 +74,22 @@ def _widen_integers(value: Any) -> Any:
     return value
 
 
-def canonical_bytes(arguments: Mapping[str, Any], where: str) -> bytes:
+def canonical_bytes(arguments: Mapping[str, Any], where: str, head: tuple[Any, ...] = ()) -> bytes:
     """Canonical bytes of bound arguments; a clear `KeyDerivationError` names a bad one.
 
-    The first attempt is the one the hit path makes; the fallbacks run only for inputs that
-    the first cannot take, so they never change the key of an input it can.
+    `head` (a call site's function identity and version) comes first, in one JSON array
+    with the arguments: `[identity, version, {arguments}]`. The first attempt is the one
+    the hit path makes; the fallbacks run only for inputs that the first cannot take, so
+    they never change the key of an input it can.
     """
     for option in (_SORTED, _SORTED_ANY_KEYS):
         try:
-            return orjson.dumps(arguments, option=option, default=_default)
+            return orjson.dumps((*head, arguments), option=option, default=_default)
         except (orjson.JSONEncodeError, TypeError, RecursionError):
             pass
     try:
-        return orjson.dumps(_widen_integers(arguments), option=_SORTED_ANY_KEYS, default=_default)
+        widened = _widen_integers(arguments)
+        return orjson.dumps((*head, widened), option=_SORTED_ANY_KEYS, default=_default)
     except (orjson.JSONEncodeError, TypeError, RecursionError):
         raise _explain(arguments, where) from None
 

@@ -104,22 +104,23 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     below = site.below
     memory = site.cache.memory
     bind = binder.bind
-    key_prefix = site.key_prefix
+    version = site.version
+    head = site.key_head
     dumps = orjson.dumps
     where = site.identity
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-        return canonical_bytes(bind(args, kwargs), where)
+        return canonical_bytes(bind(args, kwargs), where, head)
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_options() is None and cache.enabled and namespace.loaded:
             try:
-                body = dumps(bind(args, kwargs), option=_SORTED, default=_default)
+                body = dumps((where, version, bind(args, kwargs)), option=_SORTED, default=_default)
             except Exception:  # the slow path canonicalises it, or names the bad argument
                 return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
             seed, prefix = namespace.state
-            fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
+            fingerprint = xxh3_128_intdigest(body, seed)
             if memory is not None:
                 value = memory_hit(fingerprint)
                 if value is not MISS:
@@ -140,24 +141,25 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
     memory_hit = site.memory_hit
     memory = site.cache.memory
     bind = binder.bind
-    key_prefix = site.key_prefix
+    version = site.version
+    head = site.key_head
     dumps = orjson.dumps
     where = site.identity
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-        return canonical_bytes(bind(args, kwargs), where)
+        return canonical_bytes(bind(args, kwargs), where, head)
 
     @functools.wraps(function)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_options() is None and cache.enabled and namespace.loaded:
             try:
-                body = dumps(bind(args, kwargs), option=_SORTED, default=_default)
+                body = dumps((where, version, bind(args, kwargs)), option=_SORTED, default=_default)
             except Exception:
                 return await site.arun(
                     lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)
                 )
             seed, prefix = namespace.state
-            fingerprint = xxh3_128_intdigest(key_prefix + body, seed)
+            fingerprint = xxh3_128_intdigest(body, seed)
             if memory is not None:
                 value = memory_hit(fingerprint)
                 if value is not MISS:

@@ -94,8 +94,10 @@ class CallSite(MissPath):
         self.usage = usage
         self.provider = provider
         self.counters = SiteCounters()
-        # Function identity and version salt every key of this site.
-        self.key_prefix = orjson.dumps([identity, version]) + b"\x00"
+        # Function identity and version come first in every canonical request of this
+        # site: `[identity, version, {arguments}]`, one orjson call on the hit path.
+        self.version = version
+        self.key_head = (identity, version)
         self._warned_unstorable = False
         self._decoders: dict[str, Callable[[bytes], Any]] = {}
         # Looked up once: the hit path reads these on every call.
@@ -112,7 +114,9 @@ class CallSite(MissPath):
     # -- public extension API (provider adapters) --------------------------------------------------
     def key(self, request: Mapping[str, Any]) -> str:
         """The signed key `request` has under the current options."""
-        namespace, body, opts = self._prepare(canonical_bytes(request, self.identity))
+        namespace, body, opts = self._prepare(
+            canonical_bytes(request, self.identity, self.key_head)
+        )
         seed, prefix = namespace.state
         return self.cache.keys.signed_key(prefix, self._fingerprint(body, seed, opts))
 
@@ -122,22 +126,26 @@ class CallSite(MissPath):
         if current_options() is None and self.cache.enabled and namespace.loaded:
             # `_fast_key`, inlined: this is every provider hit's path.
             try:
-                body = _dumps(request, option=_SORT_KEYS, default=_default)
+                body = _dumps(
+                    (self.identity, self.version, request), option=_SORT_KEYS, default=_default
+                )
             except Exception:  # the long way canonicalises it, or names what cannot be keyed
                 body = None
             if body is not None:
                 seed, prefix = namespace.state
-                fingerprint = xxh3_128_intdigest(self.key_prefix + body, seed)
+                fingerprint = xxh3_128_intdigest(body, seed)
                 value = self.memory_hit(fingerprint)
                 if value is not MISS:
                     return value  # type: ignore[no-any-return]
                 return self.resolve(fingerprint, namespace, prefix, compute, None, False)
-        return self.run(lambda: canonical_bytes(request, self.identity), compute)
+        return self.run(lambda: canonical_bytes(request, self.identity, self.key_head), compute)
 
     async def acall(self, request: Mapping[str, Any], compute: Callable[[], Awaitable[_T]]) -> _T:
         keyed = self._fast_key(request)
         if keyed is None:
-            return await self.arun(lambda: canonical_bytes(request, self.identity), compute)
+            return await self.arun(
+                lambda: canonical_bytes(request, self.identity, self.key_head), compute
+            )
         fingerprint, prefix = keyed
         value = self.memory_hit(fingerprint)
         if value is not MISS:
@@ -150,11 +158,13 @@ class CallSite(MissPath):
         if current_options() is not None or not self.cache.enabled or not namespace.loaded:
             return None
         try:
-            body = orjson.dumps(request, option=orjson.OPT_SORT_KEYS, default=_default)
+            body = _dumps(
+                (self.identity, self.version, request), option=_SORT_KEYS, default=_default
+            )
         except Exception:  # the long way canonicalises it, or names what cannot be keyed
             return None
         seed, prefix = namespace.state
-        return xxh3_128_intdigest(self.key_prefix + body, seed), prefix
+        return xxh3_128_intdigest(body, seed), prefix
 
     def memory_hit(self, fingerprint: int) -> Any:
         """The memory tier's value for a fingerprint (counted, remembered), or MISS."""
@@ -186,7 +196,9 @@ class CallSite(MissPath):
         opts = current_options()
         if self._bypassed(opts):
             return MISS
-        namespace, body, opts = self._prepare(canonical_bytes(request, self.identity))
+        namespace, body, opts = self._prepare(
+            canonical_bytes(request, self.identity, self.key_head)
+        )
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
         if opts is not None and opts.refresh:
@@ -198,7 +210,9 @@ class CallSite(MissPath):
         opts = current_options()
         if self._bypassed(opts):
             return MISS
-        namespace, body, opts = await self._aprepare(canonical_bytes(request, self.identity))
+        namespace, body, opts = await self._aprepare(
+            canonical_bytes(request, self.identity, self.key_head)
+        )
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
         if opts is not None and opts.refresh:
@@ -218,7 +232,9 @@ class CallSite(MissPath):
         opts = current_options()
         if self._bypassed(opts):
             return None
-        namespace, body, opts = self._prepare(canonical_bytes(request, self.identity))
+        namespace, body, opts = self._prepare(
+            canonical_bytes(request, self.identity, self.key_head)
+        )
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
         full_meta = self._meta(value, latency_s, meta)
@@ -275,7 +291,7 @@ class CallSite(MissPath):
     def _fingerprint(self, body: bytes, seed: int, opts: Options | None) -> int:
         if opts is not None and opts.sample is not None:
             body += b"\x00sample:" + canonical_value(opts.sample)
-        return xxh3_128_intdigest(self.key_prefix + body, seed)
+        return xxh3_128_intdigest(body, seed)
 
     def run(self, make_body: Callable[[], bytes], compute: Callable[[], _T]) -> _T:
         opts = current_options()
