@@ -22,6 +22,7 @@ from ._backend import Backend
 __all__ = ["FAILED", "GuardedTier", "TierCounters"]
 
 BreakerState = Literal["closed", "open", "half-open"]
+_TIME_ONE_READ_IN = 32
 _T = TypeVar("_T")
 
 
@@ -83,7 +84,7 @@ class GuardedTier:
         self.dropped_writes = 0
         self._flushing = False
         self._quiet = True  # closed, and no failure since the last success
-        self._untimed = 8  # reads left before the next timed one
+        self._untimed = 1  # reads left before the next timed one (the first is timed)
 
     # -- breaker -----------------------------------------------------------------------------
     @property
@@ -135,7 +136,7 @@ class GuardedTier:
     # -- reads -------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
         if self._quiet:
-            # The hit path (closed, no recent failure): time one read in eight, which is
+            # The hit path (closed, no recent failure): time one read in 32, which is
             # enough for the moving average.
             self._untimed -= 1
             if self._untimed:
@@ -144,7 +145,7 @@ class GuardedTier:
                 except Exception as error:
                     self.failed(error)
                     return None
-            self._untimed = 8
+            self._untimed = _TIME_ONE_READ_IN
         elif not self.allowed():  # open: skip the call
             return None
         started = time.perf_counter()

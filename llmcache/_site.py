@@ -102,6 +102,7 @@ class CallSite(MissPath):
         self._decoders: dict[str, Callable[[bytes], Any]] = {}
         # Looked up once: the hit path reads these on every call.
         self._memory = cache.memory
+        self._tiers = cache.tiers
         self._ledger = cache.ledger
         self._ledger_hit = cache.ledger.hit
         self._noted_hits = cache.ledger.noted_hits
@@ -335,7 +336,7 @@ class CallSite(MissPath):
         """
         signed_key = self._signed_memo.get(fingerprint) or self._signed_key(prefix, fingerprint)
         index = 0
-        for tier in self.cache.tiers:
+        for tier in self._tiers:
             data = tier.get(signed_key)
             if data is None:
                 tier.counters.misses += 1
