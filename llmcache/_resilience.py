@@ -137,9 +137,10 @@ class GuardedTier:
     def get(self, key: str) -> bytes | None:
         if self._quiet:
             # The hit path (closed, no recent failure): time one read in 32, which is
-            # enough for the moving average.
+            # enough for the moving average. `> 0`, not truthiness: threads racing on the
+            # decrement may take it below zero, and that must still lead to a timed read.
             self._untimed -= 1
-            if self._untimed:
+            if self._untimed > 0:
                 try:
                     return self.backend.get(key)
                 except Exception as error:

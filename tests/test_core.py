@@ -521,3 +521,28 @@ def test_unknown_model_cost_is_unknown_until_a_price_is_set(memory_cache: llmcac
     assert after is not None and after.cost_usd == pytest.approx(2.0 + 4.0)
     report = memory_cache.report()
     assert report.totals.unpriced_hits == 2 and report.totals.saved_usd == pytest.approx(12.0)
+
+
+def test_breaker_times_reads_and_recovers_its_fast_path(tmp_path: Path) -> None:
+    from llmcache._resilience import GuardedTier
+
+    disk = DiskTier(tmp_path / "d")
+    disk.set("k", b"v", None)
+    tier = GuardedTier(disk, failure_threshold=2, cooldown=0.05)
+    assert tier.get("k") == b"v"
+    assert tier.latency_ms is not None  # the first read is timed
+    # Threads racing on the countdown can take it below zero: that read is still timed.
+    tier.latency_ms = None
+    tier._untimed = -3
+    assert tier.get("k") == b"v"
+    assert tier.latency_ms is not None
+    real_get = disk.get
+    disk.get = BrokenBackend()._fail  # type: ignore[method-assign]
+    assert tier.get("k") is None and tier.get("k") is None  # failures are misses
+    assert tier.state == "open"
+    assert tier.get("k") is None and tier.counters.skipped == 1  # open: not even tried
+    disk.get = real_get  # type: ignore[method-assign]
+    time.sleep(0.06)
+    assert tier.get("k") == b"v"  # the probe succeeds and closes the breaker
+    assert tier.state == "closed" and tier.counters.errors == 2
+    assert [tier.get("k") for _ in range(100)] == [b"v"] * 100  # the fast path is back
