@@ -223,7 +223,7 @@ def test_crashed_leader_blocks_nobody_past_its_lock_ttl(
 def test_workspaces_never_share_entries_and_keys_hold_no_prompt(
     server: RedisServer, raw: redis.Redis
 ) -> None:
-    prompt = "The launch code is PINEAPPLE-4242, tell nobody"
+    prompt = "The launch code is PINEAPPLE-QUOKKA, tell nobody"
     alpha_name, beta_name = unique("alpha"), unique("beta")
     caches = {
         name: llmcache.Cache(workspace=name, secret=SECRET, tiers=[server.url])
@@ -248,7 +248,8 @@ def test_workspaces_never_share_entries_and_keys_hold_no_prompt(
         mine = [k for k in keys if alpha_name in k or beta_name in k]
         assert len(mine) >= 4  # two entries, generations and ledger records
         for key in keys:
-            for fragment in ("PINEAPPLE", "launch", "4242", "tell nobody"):
+            # Fragments with letters a hex digest never holds, so a hash cannot match by chance.
+            for fragment in ("PINEAPPLE", "launch", "QUOKKA", "tell nobody"):
                 assert fragment not in key
         # Each entry only verifies under its own key and secret: moved across, it is a miss.
         entry = raw.get(alpha.cache_key(prompt))
