@@ -546,3 +546,61 @@ def test_breaker_times_reads_and_recovers_its_fast_path(tmp_path: Path) -> None:
     assert tier.get("k") == b"v"  # the probe succeeds and closes the breaker
     assert tier.state == "closed" and tier.counters.errors == 2
     assert [tier.get("k") for _ in range(100)] == [b"v"] * 100  # the fast path is back
+
+
+class TtlIgnoringBackend(Backend):
+    """A store that keeps entries past their TTL, as a lagging replica or a clock skew may."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        self.name = "ttl-ignoring://"
+        self.data: dict[str, bytes] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> TtlIgnoringBackend:
+        return cls()
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def delete_prefix(self, prefix: str) -> int:
+        doomed = [key for key in self.data if key.startswith(prefix)]
+        for key in doomed:
+            del self.data[key]
+        return len(doomed)
+
+    def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
+        pass
+
+    def read_counters(self, key: str) -> dict[str, float]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("memory", [False, True])
+def test_an_entry_past_its_ttl_is_a_miss_even_if_the_tier_still_has_it(memory: bool) -> None:
+    backend = TtlIgnoringBackend()
+    tiers: list[Any] = ["memory", backend] if memory else [backend]
+    cache = llmcache.Cache(workspace="w", secret=SECRET, tiers=tiers)
+    seen = Counter()
+
+    @cache.cached(ttl=0.2)
+    def ask(q: str) -> str:
+        return str(seen(q))
+
+    assert ask("q") == "q" and ask("q") == "q"
+    assert seen.calls == ["q"]
+    time.sleep(0.25)
+    assert backend.data  # the tier still holds the stale entry...
+    assert ask("q") == "q"
+    assert seen.calls == ["q", "q"]  # ...but the entry's own expiry made it a miss
+    assert cache.tiers[0].counters.misses >= 1
