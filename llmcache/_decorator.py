@@ -101,7 +101,7 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     cache = site.cache
     namespace = site.namespace
     memory_hit = site.memory_hit
-    below = site.below
+    lower_hit = site.lower_hit
     memory = site.cache.memory
     bind = binder.bind
     version = site.version
@@ -125,7 +125,7 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
                 value = memory_hit(fingerprint)
                 if value is not MISS:
                     return value
-            value = below(fingerprint, namespace, prefix)
+            value = lower_hit(fingerprint, namespace, prefix)
             if value is not MISS:
                 return value
             compute = lambda: function(*args, **kwargs)  # noqa: E731 (made only on a miss)

@@ -172,7 +172,7 @@ class Ledger:
     def hit(self, namespace: str, record: Record) -> None:
         """Count a hit: one list append, summed in `drain_hits`.
 
-        The hottest paths (`CallSite.memory_hit` and `CallSite.below`) inline these lines.
+        The hottest paths (`CallSite.memory_hit` and `CallSite.lower_hit`) inline these lines.
         """
         noted = self.noted_hits
         noted.append((namespace, record))

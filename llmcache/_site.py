@@ -314,7 +314,7 @@ class CallSite(MissPath):
     ) -> _T:
         """Serve a keyed call: look it up (memory unless already checked), else call it."""
         if opts is None and not check_memory:
-            value: _T = self.below(fingerprint, namespace, prefix)
+            value: _T = self.lower_hit(fingerprint, namespace, prefix)
             if value is not MISS:
                 return value
         elif opts is None or not opts.refresh:
@@ -327,7 +327,7 @@ class CallSite(MissPath):
                 return value
         return self.miss(fingerprint, namespace, prefix, compute, opts)
 
-    def below(self, fingerprint: int, namespace: Namespace, prefix: str) -> Any:
+    def lower_hit(self, fingerprint: int, namespace: Namespace, prefix: str) -> Any:
         """The value a tier below memory holds for a call no option applies to, or MISS.
 
         The disk and Redis hit path once the memory tier missed: `_lower_lookup`, `_verify`
