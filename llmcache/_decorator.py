@@ -105,7 +105,7 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     memory = site.cache.memory
     bind = binder.bind
     version = site.version
-    head = site.key_head
+    head = (site.identity, version)
     dumps = orjson.dumps
     where = site.identity
 
@@ -142,7 +142,7 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
     memory = site.cache.memory
     bind = binder.bind
     version = site.version
-    head = site.key_head
+    head = (site.identity, version)
     dumps = orjson.dumps
     where = site.identity
 

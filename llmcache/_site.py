@@ -97,7 +97,6 @@ class CallSite(MissPath):
         # Function identity and version come first in every canonical request of this
         # site: `[identity, version, {arguments}]`, one orjson call on the hit path.
         self.version = version
-        self.key_head = (identity, version)
         self._warned_unstorable = False
         self._decoders: dict[str, Callable[[bytes], Any]] = {}
         # Looked up once: the hit path reads these on every call.
@@ -115,9 +114,7 @@ class CallSite(MissPath):
     # -- public extension API (provider adapters) --------------------------------------------------
     def key(self, request: Mapping[str, Any]) -> str:
         """The signed key `request` has under the current options."""
-        namespace, body, opts = self._prepare(
-            canonical_bytes(request, self.identity, self.key_head)
-        )
+        namespace, body, opts = self._prepare(self._canonical(request))
         seed, prefix = namespace.state
         return self.cache.keys.signed_key(prefix, self._fingerprint(body, seed, opts))
 
@@ -139,14 +136,12 @@ class CallSite(MissPath):
                 if value is not MISS:
                     return value  # type: ignore[no-any-return]
                 return self.resolve(fingerprint, namespace, prefix, compute, None, False)
-        return self.run(lambda: canonical_bytes(request, self.identity, self.key_head), compute)
+        return self.run(lambda: self._canonical(request), compute)
 
     async def acall(self, request: Mapping[str, Any], compute: Callable[[], Awaitable[_T]]) -> _T:
         keyed = self._fast_key(request)
         if keyed is None:
-            return await self.arun(
-                lambda: canonical_bytes(request, self.identity, self.key_head), compute
-            )
+            return await self.arun(lambda: self._canonical(request), compute)
         fingerprint, prefix = keyed
         value = self.memory_hit(fingerprint)
         if value is not MISS:
@@ -197,9 +192,7 @@ class CallSite(MissPath):
         opts = current_options()
         if self._bypassed(opts):
             return MISS
-        namespace, body, opts = self._prepare(
-            canonical_bytes(request, self.identity, self.key_head)
-        )
+        namespace, body, opts = self._prepare(self._canonical(request))
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
         if opts is not None and opts.refresh:
@@ -211,9 +204,7 @@ class CallSite(MissPath):
         opts = current_options()
         if self._bypassed(opts):
             return MISS
-        namespace, body, opts = await self._aprepare(
-            canonical_bytes(request, self.identity, self.key_head)
-        )
+        namespace, body, opts = await self._aprepare(self._canonical(request))
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
         if opts is not None and opts.refresh:
@@ -233,9 +224,7 @@ class CallSite(MissPath):
         opts = current_options()
         if self._bypassed(opts):
             return None
-        namespace, body, opts = self._prepare(
-            canonical_bytes(request, self.identity, self.key_head)
-        )
+        namespace, body, opts = self._prepare(self._canonical(request))
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
         full_meta = self._meta(value, latency_s, meta)
@@ -265,6 +254,10 @@ class CallSite(MissPath):
         relay(source, target)
 
     # -- the full path: options, key, lookup, single-flight miss -----------------------------
+    def _canonical(self, request: Mapping[str, Any]) -> bytes:
+        """The long way to a request's canonical bytes (the hit path makes the first try)."""
+        return canonical_bytes(request, self.identity, (self.identity, self.version))
+
     def _bypassed(self, opts: Options | None) -> bool:
         if self.cache.enabled and (opts is None or not opts.bypass):
             return False
