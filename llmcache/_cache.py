@@ -105,7 +105,7 @@ class Cache:
         self._authority: GuardedTier | None = persistent[-1] if persistent else None
         lockers = [t for t in self.tiers if t.backend.supports_locks]
         self.lock_tier: GuardedTier | None = lockers[-1] if lockers else None
-        self.ledger = Ledger(workspace)
+        self.ledger = Ledger(self.keys.scope)
         self._namespaces: dict[str, Namespace] = {}
         self._local_generations: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -396,7 +396,7 @@ class Cache:
         """Generations from every persistent tier and this process, the highest of each."""
         merged = dict(self._local_generations)
         for tier in self._persistent:
-            found = tier.call("read_counters", generations_key(self.workspace))
+            found = tier.call("read_counters", generations_key(self.keys.scope))
             if isinstance(found, dict):
                 for field, value in found.items():
                     merged[field] = max(merged.get(field, 0), int(value))
@@ -413,7 +413,7 @@ class Cache:
     def _bump(self, field: str) -> None:
         stored = False
         for tier in self._persistent:
-            result = tier.call("incr_counters", generations_key(self.workspace), {field: 1})
+            result = tier.call("incr_counters", generations_key(self.keys.scope), {field: 1})
             stored = stored or result is not FAILED
         if not stored:
             # No persistent tier took it (none configured, or all down): bump in this process

@@ -4,8 +4,12 @@
   workspace, the namespace and its generation: fast enough for the hit path, and nobody
   without the secret can aim a collision. The in-process memory tier keys on it directly.
 * The signed key names an entry in a shared tier:
-  ``llmc:<workspace>:<namespace>:<generation>:<keyed BLAKE2b of the fingerprint>``. It has a
+  ``llmc:<scope>:<namespace>:<generation>:<keyed BLAKE2b of the fingerprint>``. It has a
   fixed length whatever the prompt size and contains no prompt text.
+* The scope is ``<workspace>#<16 hex digits derived from the secret>``. Everything a workspace
+  writes (entries, generation records, ledger counters, locks) is named under its scope, so
+  two caches with the same workspace name and different secrets never touch each other's
+  state: not by reading, not by `clear()`, not by `invalidate()`.
 * The MAC key authenticates entries (see `_entry`). Each purpose has its own subkey, so a
   value computed for one purpose is useless for another.
 """
@@ -47,6 +51,10 @@ class KeySchedule:
         "_mac_key",
         "_name_hasher",
         "_name_key",
+        "entry_key",
+        "generation_key",
+        "ledger_key",
+        "scope",
         "signed_memo",
         "workspace",
     )
@@ -60,6 +68,16 @@ class KeySchedule:
         self._fingerprint_key = _subkey(key, workspace, b"llmc-fingerprint")
         self._name_key = _subkey(key, workspace, b"llmc-signed-key")
         self._mac_key = _subkey(key, workspace, b"llmc-entry-mac")
+        #: 32-byte AEAD key that encrypts entry bodies stored below the memory tier.
+        self.entry_key = _subkey(key, workspace, b"llmc-entry-aead")
+        #: Authenticates generation records, so nobody without the secret can forge one.
+        self.generation_key = _subkey(key, workspace, b"llmc-generation")
+        #: Protects the ledger's field names at rest.
+        self.ledger_key = _subkey(key, workspace, b"llmc-ledger")
+        scope_id = _subkey(key, workspace, b"llmc-scope")[:8].hex()
+        #: The name everything this workspace writes lives under: ``<workspace>#<16 hex>``.
+        #: '#' cannot occur in a workspace name, so no two scopes are prefixes of each other.
+        self.scope = f"{workspace}#{scope_id}"
         # Keyed BLAKE2b set-up costs more than hashing 16 bytes: copy a keyed hasher instead.
         self._name_hasher = hashlib.blake2b(key=self._name_key, digest_size=16)
         # Recently derived signed keys by fingerprint: lower-tier hits on hot entries skip
@@ -79,10 +97,11 @@ class KeySchedule:
         return int.from_bytes(digest, "big")
 
     def key_prefix(self, namespace: str, generation: str) -> str:
-        return f"{KEY_PREFIX}:{self.workspace}:{namespace}:{generation}:"
+        return f"{KEY_PREFIX}:{self.scope}:{namespace}:{generation}:"
 
     def workspace_prefix(self) -> str:
-        return f"{KEY_PREFIX}:{self.workspace}:"
+        """The prefix of every entry key of this workspace and secret (and nothing else's)."""
+        return f"{KEY_PREFIX}:{self.scope}:"
 
     def signed_key(self, prefix: str, fingerprint: int) -> str:
         """The shared-tier name of an entry: prefix + keyed BLAKE2b of the fingerprint."""

@@ -4,8 +4,10 @@ A miss's usage and cost go into its entry's metadata, so every later hit, in any
 knows what it saved. Counting happens in memory (a hit adds to a small list) and is flushed
 in the background to the most shared tier as counter records, one per workspace and day::
 
-    llmc-ledger:<workspace>:<YYYY-MM-DD>  field "<namespace>|<model>|<metric>" → number
-    llmc-ledger:<workspace>:days          field "<YYYY-MM-DD>" → flushes that day (an index)
+    llmc-ledger:<scope>:<YYYY-MM-DD>  field "<namespace>|<model>|<metric>" → number
+    llmc-ledger:<scope>:days          field "<YYYY-MM-DD>" → flushes that day (an index)
+
+where the scope (``<workspace>#<id from the secret>``) keeps two secrets' ledgers apart
 
 so a report covers every process and survives kernel restarts; the index lets a report of
 "everything" read only the days that have counts. Money spent and money saved
@@ -133,8 +135,8 @@ def epoch_day_of(day: str | datetime.date) -> int:
 class Ledger:
     """In-memory counters per (day, namespace, model), flushed to a counter store."""
 
-    def __init__(self, workspace: str) -> None:
-        self.workspace = workspace
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
         self._pending: dict[tuple[int, str, str], list[float]] = {}
         # Hits are noted as (namespace, record) and summed later, off the hit path. The
         # watcher drains them every half second, so they land in the right day's bucket.
@@ -146,11 +148,11 @@ class Ledger:
         self._drain_lock = threading.Lock()
 
     def key_for(self, epoch_day: int) -> str:
-        return f"llmc-ledger:{self.workspace}:{day_of(epoch_day)}"
+        return f"llmc-ledger:{self.scope}:{day_of(epoch_day)}"
 
     @property
     def days_key(self) -> str:
-        return f"llmc-ledger:{self.workspace}:days"
+        return f"llmc-ledger:{self.scope}:days"
 
     def recorded_days(self, read: Callable[[str], Mapping[str, float] | None]) -> list[int]:
         """Epoch days that have stored counts (from the index), plus days with pending ones."""

@@ -26,8 +26,9 @@ __all__ = ["GenerationWatcher", "Namespace", "generations_key"]
 WORKSPACE_FIELD = "*"
 
 
-def generations_key(workspace: str) -> str:
-    return f"llmc-meta:{workspace}:generations"
+def generations_key(scope: str) -> str:
+    """Where a workspace's generations live; `scope` is `KeySchedule.scope`."""
+    return f"llmc-meta:{scope}:generations"
 
 
 class Namespace:

@@ -77,10 +77,12 @@ def test_namespace_version_workspace_and_secret_all_change_the_key(value: Any) -
 
 
 def test_key_shape_is_fixed_length_and_has_no_prompt_text() -> None:
-    fn = _keyer(_cache())
+    cache = _cache()
+    fn = _keyer(cache)
     short = fn.cache_key("hi")
     long = fn.cache_key("a secret prompt about zebras " * 2000)
-    assert short.startswith("llmc:ws:ns:0.0:")
+    assert short.startswith(cache.keys.workspace_prefix() + "ns:")
+    assert cache.keys.workspace_prefix().startswith("llmc:ws#")
     assert len(short) == len(long)
     assert "zebras" not in long
 
@@ -92,7 +94,8 @@ def test_invalidate_changes_generation_in_key() -> None:
     cache.invalidate("ns")
     after = fn.cache_key("q")
     assert before != after
-    assert after.startswith("llmc:ws:ns:0.1:")
+    assert after.startswith(cache.keys.workspace_prefix() + "ns:")
+    assert after.split(":")[3] != before.split(":")[3]  # the generation changed
 
 
 class Color(enum.Enum):

@@ -56,15 +56,15 @@ def test_entries_spread_over_every_node_and_clear_reaches_all(cluster: RedisClus
         for n in range(60):
             assert square(n) == n * n
             assert cube(n) == n**3
-        counts = node_key_counts(cluster, "llmc:spread:*")
+        counts = node_key_counts(cluster, "llmc:spread#*")
         assert sum(counts) == 60
         assert all(count >= 5 for count in counts), counts  # every node holds a share
         cache.memory.clear()  # type: ignore[union-attr]
         assert [square(n) for n in range(60)] == [n * n for n in range(60)]
         assert cache.tiers[0].counters.hits == 60
         assert cache.clear() >= 60
-        assert node_key_counts(cluster, "llmc:spread:*") == [0, 0, 0]
-        assert sum(node_key_counts(cluster, "llmc:spread2:*")) == 60  # another workspace
+        assert node_key_counts(cluster, "llmc:spread#*") == [0, 0, 0]
+        assert sum(node_key_counts(cluster, "llmc:spread2#*")) == 60  # another workspace
     finally:
         cache.close()
         other.close()

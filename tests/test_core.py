@@ -362,7 +362,8 @@ def test_default_cache_reads_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
     ask("q"), ask("q")
     assert seen.calls == ["q"]
-    assert ask.cache_key("q").startswith("llmc:envws:research:")
+    assert ask.cache_key("q").startswith("llmc:envws#")
+    assert ":research:" in ask.cache_key("q")
     assert llmcache.get_default_cache().ttl == 120
     monkeypatch.setenv("LLMCACHE_TTL", "soon")
     llmcache.set_default_cache(None)

@@ -359,7 +359,7 @@ def test_info_on_misses_and_hits(client: Any, server: FakeOpenAIServer) -> None:
     assert miss_info is not None and hit_info is not None
     assert not miss_info.hit and miss_info.tier is None and miss_info.saved_cost_usd == 0
     assert hit_info.hit and hit_info.tier == "memory"
-    assert hit_info.key == miss_info.key and hit_info.key.startswith("llmc:adapter:")
+    assert hit_info.key == miss_info.key and hit_info.key.startswith("llmc:adapter#")
     assert hit_info.model == MODEL
     assert hit_info.cost_usd is not None and hit_info.cost_usd > 0
     assert hit_info.saved_cost_usd == hit_info.cost_usd == miss_info.cost_usd

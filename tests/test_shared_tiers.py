@@ -313,10 +313,10 @@ def test_clear_deletes_only_this_workspaces_keys(server: RedisServer, raw: redis
         for n in range(30):
             alpha_ask(n)
             beta_ask(n)
-        assert len(list(raw.scan_iter(match=f"llmc:{alpha_name}:*"))) == 30
+        assert len(list(raw.scan_iter(match=f"llmc:{alpha_name}#*"))) == 30
         assert alpha.clear() >= 30
-        assert list(raw.scan_iter(match=f"llmc:{alpha_name}:*")) == []
-        assert len(list(raw.scan_iter(match=f"llmc:{alpha_name}x:*"))) == 30
+        assert list(raw.scan_iter(match=f"llmc:{alpha_name}#*")) == []
+        assert len(list(raw.scan_iter(match=f"llmc:{alpha_name}x#*"))) == 30
         assert raw.get("someone-elses:data") == b"keep"
         assert raw.get(f"llmc:{alpha_name}") == b"not under the workspace prefix"
         assert beta_ask(3) == 4 and beta.tiers[0].counters.hits == 1
