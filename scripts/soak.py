@@ -442,8 +442,8 @@ class Conductor:
         inside: list[float] = []
         outside: list[float] = []
         for report in reports:
-            for started, latency in zip(report.starts, report.latencies, strict=True):
-                (inside if self.in_fault(started) else outside).append(latency)
+            for started, seconds in zip(report.starts, report.latencies, strict=True):
+                (inside if self.in_fault(started) else outside).append(seconds)
         latency = {"in_faults": summary(inside), "outside_faults": summary(outside)}
         examples = [
             dict(example, fault_before=self.fault_before(example["call_started"]))
