@@ -98,7 +98,7 @@ class Cache:
         self.lock_wait = lock_ttl if lock_wait is None else lock_wait
         self.tiers = [GuardedTier(b) for b in backends]
         self.keys = KeySchedule(self._resolve_secret(secret, backends), workspace)
-        self.mac_key = self.keys.mac_key
+        self.entry_aead = self.keys.entry_aead
         persistent = [t for t in self.tiers if t.backend.persistent]
         self._persistent = persistent
         # The most shared tier holds counters (ledger) and takes cross-process locks.
@@ -236,7 +236,17 @@ class Cache:
         self._bump(name)
 
     def delete(self, key: str) -> None:
-        """Remove the entry with this signed key (see ``fn.cache_key(...)``) from every tier."""
+        """Remove the entry with this signed key (see ``fn.cache_key(...)``) from every tier.
+
+        Only this workspace's entry keys are accepted: the tiers may be shared with other
+        workspaces and other data, and this must never delete any of it.
+        """
+        if not isinstance(key, str) or not self.keys.is_entry_key(key):
+            raise ConfigError(
+                f"delete() takes one of this cache's entry keys, as returned by "
+                f"fn.cache_key(...): '{self.keys.workspace_prefix()}<namespace>:<generation>:"
+                f"<32 hex digits>'; {key!r} is not one, so nothing was deleted"
+            )
         if self.memory is not None:
             self.memory.discard_where(key)
         for tier in self.tiers:

@@ -10,8 +10,11 @@
   writes (entries, generation records, ledger counters, locks) is named under its scope, so
   two caches with the same workspace name and different secrets never touch each other's
   state: not by reading, not by `clear()`, not by `invalidate()`.
-* The MAC key authenticates entries (see `_entry`). Each purpose has its own subkey, so a
-  value computed for one purpose is useless for another.
+* Entries stored below the memory tier are encrypted and authenticated with AES-256-GCM
+  under `entry_key`, with the signed key as associated data (the wire format is in
+  `_record`); `entry_aead` is that cipher, built once per workspace. Each purpose has its
+  own subkey, so a value computed for one purpose is useless for another, and a new secret
+  makes every old entry unreadable.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ from __future__ import annotations
 import hashlib
 import re
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from ._errors import ConfigError
 
 __all__ = ["KEY_PREFIX", "KeySchedule", "check_name"]
 
 KEY_PREFIX = "llmc"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# What follows the workspace prefix in an entry key: namespace, generation, 32-hex name.
+_ENTRY_TAIL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}:[^:\s]+:[0-9a-f]{32}\Z")
 
 
 def check_name(kind: str, name: str) -> str:
@@ -48,9 +55,9 @@ class KeySchedule:
 
     __slots__ = (
         "_fingerprint_key",
-        "_mac_key",
         "_name_hasher",
         "_name_key",
+        "entry_aead",
         "entry_key",
         "generation_key",
         "ledger_key",
@@ -67,9 +74,11 @@ class KeySchedule:
         self.workspace = check_name("workspace", workspace)
         self._fingerprint_key = _subkey(key, workspace, b"llmc-fingerprint")
         self._name_key = _subkey(key, workspace, b"llmc-signed-key")
-        self._mac_key = _subkey(key, workspace, b"llmc-entry-mac")
         #: 32-byte AEAD key that encrypts entry bodies stored below the memory tier.
         self.entry_key = _subkey(key, workspace, b"llmc-entry-aead")
+        #: The cipher for entries, keyed once here: keying AES-GCM per entry would cost more
+        #: than the decryption itself on the hit path.
+        self.entry_aead = AESGCM(self.entry_key)
         #: Authenticates generation records, so nobody without the secret can forge one.
         self.generation_key = _subkey(key, workspace, b"llmc-generation")
         #: Protects the ledger's field names at rest.
@@ -86,10 +95,6 @@ class KeySchedule:
         # the hit path reads it directly.
         self.signed_memo: dict[int, str] = {}
 
-    @property
-    def mac_key(self) -> bytes:
-        return self._mac_key
-
     def seed(self, namespace: str, generation: str) -> int:
         """The 64-bit xxh3 seed for one namespace generation of this workspace."""
         material = f"{namespace}\0{generation}".encode()
@@ -102,6 +107,12 @@ class KeySchedule:
     def workspace_prefix(self) -> str:
         """The prefix of every entry key of this workspace and secret (and nothing else's)."""
         return f"{KEY_PREFIX}:{self.scope}:"
+
+    def is_entry_key(self, key: str) -> bool:
+        """Whether `key` has the form of one of this workspace's entry keys (and nothing else:
+        not a lock, generation record or ledger key, not another scope's key)."""
+        prefix = self.workspace_prefix()
+        return key.startswith(prefix) and _ENTRY_TAIL.match(key[len(prefix) :]) is not None
 
     def signed_key(self, prefix: str, fingerprint: int) -> str:
         """The shared-tier name of an entry: prefix + keyed BLAKE2b of the fingerprint."""

@@ -386,7 +386,7 @@ class MissPath:
             self.counters.memory_writes += 1
 
     def _entry_bytes(self, record: Record) -> bytes:
-        return encode_entry(record, self.cache.mac_key, self.cache.compress_above)
+        return encode_entry(record, self.cache.entry_aead, self.cache.compress_above)
 
     @staticmethod
     def _ttl_of(record: Record) -> float | None:

@@ -1,28 +1,37 @@
-"""A cache entry as the core holds it in memory, and its encoding as signed bytes.
+"""A cache entry as the core holds it in memory, and its encoding as encrypted bytes.
 
-Wire format of an entry (what every byte-storing tier holds)::
+Wire format of an entry (what every byte-storing tier holds, format version 2)::
 
-    byte 0      format version (1)
-    byte 1      flags: bit 0 = payload is lz4-compressed
-    bytes 2-17  MAC: keyed BLAKE2b-128 over the signed key, bytes 0-1 and the payload
-    bytes 18-   payload: struct <ddHI (created, expires, tag length, meta length),
-                then the type tag, the metadata JSON and the value JSON
+    byte 0      format version (2)
+    byte 1      flags: bit 0 = the plaintext is lz4-compressed
+    bytes 2-13  nonce: 12 random bytes, fresh for every encoding
+    bytes 14-   AES-256-GCM ciphertext of the plaintext, then its 16-byte tag
 
-The MAC covers the key the entry is stored under, so an entry copied to another key, or to
-another workspace, fails verification just like a forged, altered or truncated one.
+The plaintext is struct <ddHI (created, expires, tag length, meta length), then the type tag,
+the metadata JSON and the value JSON, lz4-compressed first when that makes it smaller. The
+AEAD key is the workspace's `KeySchedule.entry_key` (derived from its secret); the associated
+data is the signed key the entry is stored under followed by bytes 0-1. So nothing of the
+entry is readable without the secret, and an entry copied to another key or workspace, one
+written under another secret, an altered, truncated or extended one, and one in an older
+format all fail the same way: `IntegrityError`, which the cache counts as a miss. The AEAD
+tag is the only authenticator (there is no separate MAC to pay for).
+
+Random 96-bit nonces are safe for far more encryptions per key than a cache makes (NIST's
+2**32 bound); a new secret gives a new key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
+import os
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import lz4.block
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "FORMAT_VERSION",
@@ -34,11 +43,13 @@ __all__ = [
     "parse_meta",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FLAG_LZ4 = 1
 _HEAD = struct.Struct("<ddHI")
-_MAC_SIZE = 16
-_PREAMBLE = 2 + _MAC_SIZE
+_NONCE_SIZE = 12
+_TAG_SIZE = 16
+_PREAMBLE = 2 + _NONCE_SIZE
+_SMALLEST = _PREAMBLE + _TAG_SIZE  # the ciphertext of even a compressed head is not empty
 NO_EXPIRY = math.inf
 NOT_SHARED: Any = object()  # Record.shared when each hit must decode a fresh value
 
@@ -124,55 +135,46 @@ def parse_meta(meta_json: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-_KEYED: dict[bytes, Any] = {}  # mac key → a keyed BLAKE2b to copy (cheaper than keying anew)
-
-
-def _mac(mac_key: bytes, signed_key: str, header: bytes, payload: bytes) -> bytes:
-    keyed = _KEYED.get(mac_key)
-    if keyed is None:
-        keyed = _KEYED[mac_key] = hashlib.blake2b(key=mac_key, digest_size=_MAC_SIZE)
-    h = keyed.copy()
-    encoded_key = signed_key.encode()
-    h.update(len(encoded_key).to_bytes(2, "big") + encoded_key + header)
-    h.update(payload)
-    return h.digest()
-
-
-def encode_entry(record: Record, mac_key: bytes, compress_above: int) -> bytes:
-    """The signed bytes of a record, lz4-compressed when larger than `compress_above`."""
+def encode_entry(record: Record, aead: AESGCM, compress_above: int) -> bytes:
+    """The encrypted bytes of a record (lz4-compressed first when larger than
+    `compress_above`), bound to the key it is stored under, `record.signed_key`."""
     tag = record.tag.encode()
     meta = orjson.dumps(record.meta) if record.meta else b""
     expires = 0.0 if record.expires == NO_EXPIRY else record.expires
-    payload = b"".join(
+    plaintext = b"".join(
         (_HEAD.pack(record.created, expires, len(tag), len(meta)), tag, meta, record.value_json)
     )
     flags = 0
-    if len(payload) > compress_above:
-        compressed = lz4.block.compress(payload, store_size=True)
-        if len(compressed) < len(payload):
-            payload, flags = compressed, _FLAG_LZ4
+    if len(plaintext) > compress_above:
+        compressed = lz4.block.compress(plaintext, store_size=True)
+        if len(compressed) < len(plaintext):
+            plaintext, flags = compressed, _FLAG_LZ4
     header = bytes((FORMAT_VERSION, flags))
-    return header + _mac(mac_key, record.signed_key, header, payload) + payload
+    nonce = os.urandom(_NONCE_SIZE)
+    sealed = aead.encrypt(nonce, plaintext, record.signed_key.encode() + header)
+    return header + nonce + sealed
 
 
-def decode_entry(data: bytes, signed_key: str, mac_key: bytes) -> Record:
-    """Verify and decode an entry stored under `signed_key`; raise IntegrityError if bad."""
-    if len(data) < _PREAMBLE + _HEAD.size or data[0] != FORMAT_VERSION:
+def decode_entry(data: bytes, signed_key: str, aead: AESGCM) -> Record:
+    """Decrypt and decode an entry stored under `signed_key`; raise IntegrityError if it is
+    not one this workspace's secret wrote under this key, in this format."""
+    if len(data) < _SMALLEST or data[0] != FORMAT_VERSION:
         raise IntegrityError("truncated entry or unknown format version")
     header = data[:2]
-    payload = data[_PREAMBLE:]
-    if not hmac.compare_digest(data[2:_PREAMBLE], _mac(mac_key, signed_key, header, payload)):
-        raise IntegrityError("entry MAC does not verify")
+    try:
+        plaintext = aead.decrypt(data[2:_PREAMBLE], data[_PREAMBLE:], signed_key.encode() + header)
+    except InvalidTag:
+        raise IntegrityError("entry does not authenticate under this key and secret") from None
     try:
         if header[1] & _FLAG_LZ4:
-            payload = lz4.block.decompress(payload)
-        created, expires, tag_len, meta_len = _HEAD.unpack_from(payload)
+            plaintext = lz4.block.decompress(plaintext)
+        created, expires, tag_len, meta_len = _HEAD.unpack_from(plaintext)
         start = _HEAD.size
-        tag = payload[start : start + tag_len].decode()
+        tag = plaintext[start : start + tag_len].decode()
         start += tag_len
-        meta_json = payload[start : start + meta_len]
-        value_json = payload[start + meta_len :]
-    except Exception as error:  # a verified entry that does not parse: a bug, not an attack
+        meta_json = plaintext[start : start + meta_len]
+        value_json = plaintext[start + meta_len :]
+    except Exception as error:  # an authentic entry that does not parse: a bug, not an attack
         raise IntegrityError(f"entry does not parse: {error}") from error
     # The metadata is parsed when first read (by the ledger, off the hit path).
     return Record(value_json, tag, meta_json, created, expires or NO_EXPIRY, signed_key)

@@ -107,7 +107,7 @@ class CallSite(MissPath):
         self._noted_hits = cache.ledger.noted_hits
         self._signed_key = cache.keys.signed_key
         self._signed_memo = cache.keys.signed_memo
-        self._mac_key = cache.mac_key
+        self._entry_aead = cache.entry_aead
         self._namespace_name = self.namespace.name
         cache.sites.append(self)
 
@@ -336,7 +336,7 @@ class CallSite(MissPath):
                 index += 1
                 continue
             try:
-                record = decode_entry(data, signed_key, self._mac_key)
+                record = decode_entry(data, signed_key, self._entry_aead)
                 decoder = self._decoders.get(record.tag) or self._decoder(record.tag)
                 value = decoder(record.value_json)
             except (IntegrityError, Unstorable, ValueError) as error:
@@ -466,7 +466,7 @@ class CallSite(MissPath):
             counters.misses += count
             return None
         try:
-            record = decode_entry(data, signed_key, self._mac_key)
+            record = decode_entry(data, signed_key, self._entry_aead)
             decoder = self._decoders.get(record.tag) or self._decoder(record.tag)
             record.decoder = decoder
             value = decoder(record.value_json)

@@ -347,7 +347,7 @@ def test_embedded_default_generates_a_private_secret(tmp_path: Path) -> None:
     second = llmcache.Cache(tiers=["memory", f"disk://{directory}"])
     secret_file = directory / "secret"
     assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
-    assert first.mac_key == second.mac_key
+    assert first.keys.entry_key == second.keys.entry_key
 
 
 def test_default_cache_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,6 @@
-"""Entries and the codec: faithful round trips, and every tampering is detected."""
+"""Entries and the codec: faithful round trips, and every tampering is detected.
+
+Encryption at rest (what a reader of Redis or the disk file sees) is in test_encryption.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from llmcache._codec import Unstorable, ValueCodec
 from llmcache._keys import KeySchedule
-from llmcache._record import IntegrityError, Record, decode_entry, encode_entry
+from llmcache._record import FORMAT_VERSION, IntegrityError, Record, decode_entry, encode_entry
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text()
 json_scalars |= st.floats(allow_nan=False, allow_infinity=False)
@@ -25,6 +27,7 @@ json_values = st.recursive(
 )
 KEYS = KeySchedule(b"k" * 32, "ws")
 OTHER_WORKSPACE = KeySchedule(b"k" * 32, "ws2")
+OTHER_SECRET = KeySchedule(b"j" * 32, "ws")
 
 
 class Usage(BaseModel):
@@ -42,7 +45,7 @@ class Answer(BaseModel):
 
 def _entry(value_json: bytes, key: str, meta: dict[str, Any] | None = None) -> bytes:
     record = Record(value_json, "json", meta or {"model": "m"}, 1.0, 2e9, key)
-    return encode_entry(record, KEYS.mac_key, compress_above=64)
+    return encode_entry(record, KEYS.entry_aead, compress_above=64)
 
 
 @settings(max_examples=200, deadline=None)
@@ -52,7 +55,7 @@ def test_json_values_round_trip(value: Any) -> None:
     tag, data, _ = codec.encode(value)
     assert codec.decode(tag, data) == value
     entry = _entry(data, "llmc:ws:ns:0.0:abc")
-    record = decode_entry(entry, "llmc:ws:ns:0.0:abc", KEYS.mac_key)
+    record = decode_entry(entry, "llmc:ws:ns:0.0:abc", KEYS.entry_aead)
     assert codec.decode(record.tag, record.value_json) == value
     assert record.meta == {"model": "m"}
 
@@ -111,7 +114,7 @@ def test_any_bit_flip_is_detected(value: Any, data: st.DataObject) -> None:
     bit = data.draw(st.integers(0, 7))
     entry[position] ^= 1 << bit
     with pytest.raises(IntegrityError):
-        decode_entry(bytes(entry), key, KEYS.mac_key)
+        decode_entry(bytes(entry), key, KEYS.entry_aead)
 
 
 @settings(max_examples=200, deadline=None)
@@ -121,25 +124,37 @@ def test_any_truncation_or_extension_is_detected(value: Any, data: st.DataObject
     entry = _entry(ValueCodec().encode(value)[1], key)
     cut = data.draw(st.integers(0, len(entry) - 1))
     with pytest.raises(IntegrityError):
-        decode_entry(entry[:cut], key, KEYS.mac_key)
+        decode_entry(entry[:cut], key, KEYS.entry_aead)
     with pytest.raises(IntegrityError):
-        decode_entry(entry + b"\x00", key, KEYS.mac_key)
+        decode_entry(entry + b"\x00", key, KEYS.entry_aead)
 
 
 def test_moved_or_cross_workspace_entries_are_detected() -> None:
     entry = _entry(b'"answer"', "llmc:ws:ns:0.0:aaaa")
-    assert decode_entry(entry, "llmc:ws:ns:0.0:aaaa", KEYS.mac_key).value_json == b'"answer"'
+    assert decode_entry(entry, "llmc:ws:ns:0.0:aaaa", KEYS.entry_aead).value_json == b'"answer"'
     with pytest.raises(IntegrityError):
-        decode_entry(entry, "llmc:ws:ns:0.0:bbbb", KEYS.mac_key)  # copied to another key
+        decode_entry(entry, "llmc:ws:ns:0.0:bbbb", KEYS.entry_aead)  # copied to another key
     with pytest.raises(IntegrityError):
-        decode_entry(entry, "llmc:ws:ns:0.0:aaaa", OTHER_WORKSPACE.mac_key)
+        decode_entry(entry, "llmc:ws:ns:0.0:aaaa", OTHER_WORKSPACE.entry_aead)
+    with pytest.raises(IntegrityError):
+        decode_entry(entry, "llmc:ws:ns:0.0:aaaa", OTHER_SECRET.entry_aead)
+
+
+def test_entries_in_the_old_signed_format_are_integrity_misses() -> None:
+    """A version-1 entry (header, 16-byte MAC, plain payload) left in a tier by an older
+    release is never decoded, whatever follows its header."""
+    entry = _entry(b'"answer"', "llmc:ws:ns:0.0:aaaa")
+    assert entry[0] == FORMAT_VERSION == 2
+    old = bytes((1, 0)) + bytes(16) + entry[2:]
+    with pytest.raises(IntegrityError):
+        decode_entry(old, "llmc:ws:ns:0.0:aaaa", KEYS.entry_aead)
 
 
 def test_large_entries_are_compressed() -> None:
     value_json = ValueCodec().encode("word " * 5000)[1]
     entry = _entry(value_json, "k")
     assert len(entry) < len(value_json) / 5
-    assert decode_entry(entry, "k", KEYS.mac_key).value_json == value_json
+    assert decode_entry(entry, "k", KEYS.entry_aead).value_json == value_json
 
 
 class Stamped(BaseModel):
