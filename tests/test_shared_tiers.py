@@ -326,6 +326,12 @@ def test_clear_deletes_only_this_workspaces_keys(server: RedisServer, raw: redis
 
 
 # -- outage ------------------------------------------------------------------------------
+def _commands_served(raw: redis.Redis) -> int:
+    """How many commands the server has run (INFO commandstats; INFO itself excluded)."""
+    stats = raw.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
 def test_redis_killed_under_load_then_restarted() -> None:
     server = RedisServer()
     cache = llmcache.Cache(workspace="outage", secret=SECRET, tiers=[server.url])
@@ -335,6 +341,7 @@ def test_redis_killed_under_load_then_restarted() -> None:
     lock = threading.Lock()
     failures: list[str] = []
     slowest = [0.0]
+    calls_while_down = [0]
 
     @cache.cached(namespace="n")
     def ask(n: int) -> str:
@@ -357,9 +364,19 @@ def test_redis_killed_under_load_then_restarted() -> None:
             if result != f"value {n}":
                 failures.append(f"ask({n}) returned {result!r}")
             if down.is_set():
-                slowest[0] = max(slowest[0], elapsed)
+                with lock:
+                    slowest[0] = max(slowest[0], elapsed)
+                    calls_while_down[0] += 1
 
     try:
+        raw = server.client()
+        try:
+            ask(-1)  # load the namespace, so the next call is a plain miss
+            before = _commands_served(raw)
+            ask(-2)
+            round_trips_per_miss = _commands_served(raw) - before  # at most: some pipeline
+        finally:
+            raw.close()
         for n in range(0, 400, 2):
             ask(n)  # half of the keys are cached before the outage
         stop = threading.Event()
@@ -367,6 +384,7 @@ def test_redis_killed_under_load_then_restarted() -> None:
         for thread in threads:
             thread.start()
         time.sleep(0.3)
+        errors_before = tier.counters.errors
         server.kill()
         down.set()
         time.sleep(0.6)
@@ -380,7 +398,22 @@ def test_redis_killed_under_load_then_restarted() -> None:
         assert health.last_error and "ConnectionError" in health.last_error
         assert not cache.health().ok
         assert tier.queued_writes > 0 and computed_while_down
-        assert slowest[0] < 0.5, slowest  # no per-call stall while down
+
+        # No per-call stall while down: only the calls in flight when Redis died, and the
+        # breaker's probes, reached the dead server; every other call skipped the tier
+        # without I/O. (Bounded in operations, which no scheduler delay can change.)
+        in_flight_attempts = len(threads) * round_trips_per_miss
+        probes = 2 + 0.6 / tier.base_cooldown  # at most one per cooldown, and ask(10_000)
+        attempts_while_down = tier.counters.errors - errors_before
+        assert 0 < attempts_while_down <= in_flight_attempts + tier.failure_threshold + probes
+        assert calls_while_down[0] > attempts_while_down, (calls_while_down, attempts_while_down)
+        # And in time: the slowest call made at most all of a miss's round trips, each
+        # bounded by the configured connect and read timeouts; five times that for a loaded
+        # machine (8 threads share the GIL, and other processes the cores).
+        options = tier.backend.options
+        per_round_trip = options.connect_timeout + options.timeout
+        bound = 5 * round_trips_per_miss * per_round_trip
+        assert slowest[0] < bound, (slowest, bound, round_trips_per_miss)
 
         down.clear()
         server.start()  # same port, empty data set
