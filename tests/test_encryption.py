@@ -264,7 +264,9 @@ def test_delete_refuses_every_key_but_this_workspaces_entries(
             asks.append(ask)
         own_key = asks[0].cache_key("q")
         raw.set("important:user:1", b"precious")
-        raw.set(own_key + ":lock", b"token")  # what a lock on that entry is called
+        # What a lock on an entry is called (on another question's entry: a lock on own_key
+        # would make the miss below wait for its holder).
+        raw.set(asks[0].cache_key("other") + ":lock", b"token")
         foreign = [k.decode() for k in raw.scan_iter(count=1000) if k.decode() != own_key]
         foreign += [
             own_key + "\n",
