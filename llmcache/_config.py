@@ -11,8 +11,10 @@ Variables:
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import sqlite3
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
+    from ._backend import Backend
     from ._cache import Cache
 
 __all__ = ["env_settings", "get_default_cache", "load_or_create_secret", "set_default_cache"]
@@ -34,14 +37,24 @@ def load_or_create_secret(directory: Path) -> bytes:
     """The embedded default's secret: kept in the cache folder, readable by the owner only."""
     path = directory / _SECRET_FILE
     try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
+        return _read_or_create_secret(path)
     except ValueError as error:
         raise ConfigError(
             f"{path} does not hold a hex secret; delete it to make a new one"
         ) from error
-    directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read or create the cache's secret file {path} ({error}): make it readable "
+            f"and its folder writable by this user, or set LLMCACHE_SECRET"
+        ) from error
+
+
+def _read_or_create_secret(path: Path) -> bytes:
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(32)
     try:
         # O_EXCL: if another process creates it first, use theirs.
@@ -81,10 +94,51 @@ def get_default_cache() -> Cache:
     if _DEFAULT is None:
         with _DEFAULT_LOCK:
             if _DEFAULT is None:
-                from ._cache import Cache
-
-                _DEFAULT = Cache(**env_settings())
+                _DEFAULT = _build_default_cache()
     return _DEFAULT
+
+
+def _build_default_cache() -> Cache:
+    """The default cache; a disk tier that cannot work is left out with one warning.
+
+    The default cache is built when a module using `@llmcache.cached` is imported, so a bad
+    cache folder (read-only, a directory or a foreign file where the database belongs, an
+    unreadable secret) must not crash the program: it runs from memory and says how to fix
+    it. A Cache configured explicitly gets the ConfigError instead.
+    """
+    from ._cache import DEFAULT_TIERS, Cache
+    from ._disk import DiskTier
+    from ._registry import backend_from_url, scheme_of
+
+    settings = env_settings()
+    tiers: list[Backend] = []
+    for url in settings.pop("tiers", DEFAULT_TIERS):
+        try:
+            tiers.append(backend_from_url(url))
+        except ConfigError as error:
+            # Only a folder or file that cannot be used; a mistake in the URL stays an error.
+            unusable = isinstance(error.__cause__, (OSError, sqlite3.Error))
+            if scheme_of(url).partition("?")[0] != "disk" or not unusable:
+                raise
+            _warn_without_disk(str(error))
+    disks = [tier for tier in tiers if isinstance(tier, DiskTier)]
+    if disks and "secret" not in settings:
+        try:
+            load_or_create_secret(disks[0].directory)  # what Cache will use: check it now
+        except ConfigError as error:
+            _warn_without_disk(str(error))
+            for disk in disks:
+                disk.close()
+            tiers = [tier for tier in tiers if not isinstance(tier, DiskTier)]
+    if not tiers:
+        tiers.append(backend_from_url("memory"))
+    return Cache(tiers=tiers, **settings)
+
+
+def _warn_without_disk(reason: str) -> None:
+    logging.getLogger("llmcache").warning(
+        "llmcache: the default cache runs without its disk tier: %s", reason
+    )
 
 
 def set_default_cache(cache: Cache | None) -> None:

@@ -9,6 +9,21 @@ kernel restarts, with no dependency.
 Size is tracked by triggers in a one-row table, so checking the bound costs one read; when the
 file holds more than `max_bytes` of values, the least recently used entries are evicted (reads
 record their access in memory and flush it with the next write, so a hit never writes).
+Records under ``llmc-meta:`` keys (generations and other bookkeeping) are never evicted.
+
+Faults, none of which may stall or break a cached call:
+
+* Whoever can write the file can put any SQLite type in any column: values are read as
+  ``CAST(... AS BLOB)``, so a number or text is bytes that fail verification (an integrity
+  miss), never a ``TypeError``.
+* Another connection holding the write lock makes our writes wait `write_timeout` (50 ms),
+  not seconds; reads never wait for writers (WAL).
+* A deleted or replaced file is noticed on the next write (its device and inode are compared
+  with the open file's, one ``stat`` per write, never per read) and reopened.
+* A full disk raises SQLite's own "database or disk is full", not the "cannot rollback" of a
+  transaction SQLite already rolled back.
+* After ``os.fork()`` the child opens its own connections: SQLite connections must not be
+  used across a fork, so the inherited ones are set aside, never used nor closed.
 """
 
 from __future__ import annotations
@@ -19,7 +34,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,7 +47,9 @@ from ._memory import parse_size
 __all__ = ["DiskTier", "default_directory"]
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_WRITE_TIMEOUT = 0.05
 _FILE_NAME = "cache.sqlite3"
+_SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL, size INTEGER NOT NULL,
@@ -54,9 +72,16 @@ _UPSERT = (
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires, "
     "size = excluded.size, accessed = excluded.accessed"
 )
-
-
-_SELECT = "SELECT value, expires FROM entries WHERE key = ?"
+# CASTs: the file is not trusted to hold the types we wrote (see the module docstring).
+_SELECT = "SELECT CAST(value AS BLOB), CAST(expires AS REAL) FROM entries WHERE key = ?"
+_TOTAL = "SELECT CAST(bytes AS INTEGER) FROM totals WHERE id = 0"
+_COMPANIONS = ("-wal", "-shm")
+# Entries the byte bound may evict: all but the meta records (a range test on the key).
+_EVICTABLE = "NOT (key >= 'llmc-meta:' AND key < 'llmc-meta;')"
+# Connections inherited across fork(): never used (SQLite forbids it) and never closed (closing
+# could release or checkpoint what the parent still uses). Kept so GC does not close them.
+_INHERITED: list[sqlite3.Connection] = []
+_OPEN_TIERS: weakref.WeakSet[DiskTier] = weakref.WeakSet()
 
 
 def default_directory() -> Path:
@@ -73,66 +98,227 @@ def _prefix_upper_bound(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+@contextlib.contextmanager
+def _reopen_lock(path: Path) -> Iterator[None]:
+    """Processes that notice a replaced file take turns to clean up and reopen it, so none
+    removes a WAL that another has just made for the new file."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks, and no inode numbers to compare
+        yield
+        return
+    with open(f"{path}.reopen-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; on failure, roll back only if SQLite has not already.
+
+    SQLite rolls back by itself after some errors (SQLITE_FULL among them); a second ROLLBACK
+    would raise "cannot rollback - no transaction is active" and hide the real error.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        raise
+
+
+def _explain(path: Path, error: BaseException) -> str:
+    """What is wrong with the disk cache's folder or file, and how to fix it, in one line."""
+    hint = "set LLMCACHE_DIR or use disk:///some/writable/path"
+    if path.is_dir():
+        return f"{path} is a directory where the cache's SQLite file belongs: remove it, or {hint}"
+    if isinstance(error, OSError):
+        return f"cannot create the disk cache folder {path.parent}: {error}; {hint}"
+    text = str(error)
+    if "not a database" in text:
+        return f"{path} is not an SQLite database (another program's file?): delete it, or {hint}"
+    if "readonly" in text or "unable to open" in text:
+        return (
+            f"cannot write the disk cache file {path} ({text}): its folder must be writable "
+            f"by this user (SQLite keeps -wal and -shm files beside it); {hint}"
+        )
+    return f"cannot open the disk cache file {path}: {text}; {hint}"
+
+
 class DiskTier(Backend):
-    """SQLite-backed tier under `directory` (default: `default_directory()`)."""
+    """SQLite-backed tier under `directory` (default: `default_directory()`).
+
+    Args:
+        max_bytes: bound on the stored values' bytes; least recently used entries go first.
+        timeout: how long opening the file may wait for another process's lock (seconds).
+        write_timeout: how long a write waits for another connection's write lock before it
+            fails (the core queues it): a busy file must not stall cached calls.
+    """
 
     def __init__(
         self,
         directory: str | os.PathLike[str] | None = None,
         max_bytes: int | str = DEFAULT_MAX_BYTES,
         timeout: float = 2.0,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
     ) -> None:
         self.directory = Path(directory) if directory else default_directory()
         self.max_bytes = parse_size(max_bytes, "max_bytes")
         self.timeout = float(timeout)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(
-                f"cannot create the disk cache folder {self.directory}: {error}; set "
-                f"LLMCACHE_DIR or use disk:///some/writable/path"
-            ) from error
+        self.write_timeout = float(write_timeout)
+        if not self.write_timeout >= 0:
+            raise ConfigError("write_timeout must be a number of seconds >= 0")
         self.path = self.directory / _FILE_NAME
         self.name = f"disk://{self.path}"
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None
+        self._companions: dict[str, tuple[int, int] | None] = {}
         self._touched: dict[str, float] = {}
         self._touch_lock = threading.Lock()
         self._writes_since_check = 0
-        with self._connection() as connection:
-            connection.executescript(_SCHEMA)
+        try:
+            self._start()
+        except (OSError, sqlite3.Error) as error:
+            self.close()
+            raise ConfigError(_explain(self.path, error)) from error
+        _OPEN_TIERS.add(self)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> DiskTier:
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"max_bytes", "timeout"}
+        unknown = set(query) - {"max_bytes", "timeout", "write_timeout"}
         if unknown:
             raise ConfigError(
-                f"unknown option(s) {sorted(unknown)} in {url!r}; disk accepts max_bytes and "
-                f"timeout"
+                f"unknown option(s) {sorted(unknown)} in {url!r}; disk accepts max_bytes, "
+                f"timeout and write_timeout"
             )
         directory = unquote(parts.netloc + parts.path) or None
         merged: dict[str, Any] = {**query, **options}
-        if "timeout" in merged:
-            merged["timeout"] = float(merged["timeout"])
+        for name in ("timeout", "write_timeout"):
+            if name in merged:
+                try:
+                    merged[name] = float(merged[name])
+                except ValueError:
+                    raise ConfigError(
+                        f"{name}={merged[name]!r} in {url!r} is not a number of seconds"
+                    ) from None
         return cls(directory, **merged)
 
-    def _connection(self) -> sqlite3.Connection:
-        # One connection per thread: sqlite3 connections must not be shared across threads.
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
+    # -- connections ---------------------------------------------------------------------------
+    def _start(self) -> None:
+        """Create the folder and the file (with its schema) if needed; note which file it is."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        connection = self._open()
+        self._identity = _file_identity(self.path)
+        # The WAL and its index keep their inode while any connection is open (SQLite deletes
+        # them only when the last one closes), so these identify the files of *this* database.
+        self._companions = {s: _file_identity(Path(f"{self.path}{s}")) for s in _COMPANIONS}
+        self._adopt(connection)
+
+    def _open(self) -> sqlite3.Connection:
+        # Opening may have to wait out another process creating the file (`timeout`); after
+        # that, every statement waits at most `write_timeout` for a lock.
+        connection = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
-            self._local.connection = connection
-            # A cursor kept for reads: re-executing one cursor is cheaper than a new one.
-            self._local.reader = connection.cursor()
-            all_connections = self.__dict__.setdefault("_all_connections", [])
-            all_connections.append(connection)
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            if version != _SCHEMA_VERSION:  # a new file (or an older schema): one write
+                connection.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
+                )
+            connection.execute(f"PRAGMA busy_timeout = {int(self.write_timeout * 1000)}")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            connection.close()
+            raise
         return connection
 
+    def _adopt(self, connection: sqlite3.Connection) -> None:
+        """Make `connection` this thread's (one per thread: sqlite3 objects are not shared)."""
+        local = self._local
+        local.connection = connection
+        # A cursor kept for reads: re-executing one cursor is cheaper than a new one.
+        local.reader = connection.cursor()
+        with self._connections_lock:
+            self._connections.append(connection)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._open()
+            self._adopt(connection)
+        return connection
+
+    def _writer(self) -> sqlite3.Connection:
+        """This thread's connection, reopened first if the file was deleted or replaced.
+
+        One stat per write (a few microseconds beside a commit); reads do not check, so a
+        process that only reads notices at its next write or generation poll.
+        """
+        if _file_identity(self.path) != self._identity:
+            self._reopen()
+        return self._connection()
+
+    def _reopen(self) -> None:
+        with self._connections_lock:
+            if _file_identity(self.path) == self._identity and self._identity is not None:
+                return  # another thread has reopened it
+            stale, self._connections = self._connections, []
+            self._local = threading.local()  # every thread opens a new connection on next use
+            self._identity = None
+        for connection in stale:
+            # A thread using one of these now gets a ProgrammingError: a counted miss.
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+        with _reopen_lock(self.path):
+            self._remove_stale_companions()
+            self._start()
+
+    def _remove_stale_companions(self) -> None:
+        """Remove the -wal and -shm files of the database we had open, if still there.
+
+        SQLite does not checkpoint a database file that was moved or deleted under it: it
+        leaves the WAL behind, where a new file of the same name would take it for its own
+        (old pages over the new file). Files another process made since, for the new
+        database, have other inodes and stay.
+        """
+        for suffix, identity in self._companions.items():
+            companion = Path(f"{self.path}{suffix}")
+            if identity is not None and _file_identity(companion) == identity:
+                with contextlib.suppress(FileNotFoundError):
+                    companion.unlink()
+
+    def _forget_inherited_connections(self) -> None:
+        """In a forked child: set the parent's connections aside and start afresh."""
+        _INHERITED.extend(self._connections)
+        self._connections = []
+        self._connections_lock = threading.Lock()
+        self._touch_lock = threading.Lock()
+        self._local = threading.local()
+
+    # -- reads -----------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
         try:
             reader: sqlite3.Cursor = self._local.reader
@@ -156,94 +342,100 @@ class DiskTier(Backend):
             return []
         marks = ",".join("?" * len(keys))
         rows = self._connection().execute(
-            f"SELECT key, value, expires FROM entries WHERE key IN ({marks})", tuple(keys)
+            f"SELECT key, CAST(value AS BLOB), CAST(expires AS REAL) FROM entries "
+            f"WHERE key IN ({marks})",
+            tuple(keys),
         )
         now = time.time()
-        found = {k: bytes(v) for k, v, expires in rows if expires is None or expires > now}
+        found = {k: v for k, v, expires in rows if expires is None or expires > now}
         return [found.get(key) for key in keys]
 
+    # -- writes ----------------------------------------------------------------------------------
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         now = time.time()
         expires = None if ttl is None else now + ttl
-        connection = self._connection()
+        connection = self._writer()
         with self._touch_lock:
             touched, self._touched = self._touched, {}
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(connection):
             connection.execute(_UPSERT, (key, value, expires, len(value), now))
             if touched:
                 connection.executemany(
                     "UPDATE entries SET accessed = ? WHERE key = ?",
                     [(t, k) for k, t in touched.items()],
                 )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
         self._writes_since_check += 1
         if self._writes_since_check >= 32 or len(value) > self.max_bytes // 64:
             self._writes_since_check = 0
-            self._enforce_bound()
+            try:
+                self._enforce_bound(connection)
+            except sqlite3.Error:
+                # The entry is stored; eviction is retried with the next write.
+                self._writes_since_check = 32
 
-    def _enforce_bound(self) -> None:
-        connection = self._connection()
-        (total,) = connection.execute("SELECT bytes FROM totals WHERE id = 0").fetchone()
-        if total <= self.max_bytes:
+    def _enforce_bound(self, connection: sqlite3.Connection) -> None:
+        (total,) = connection.execute(_TOTAL).fetchone()
+        if total is None or total <= self.max_bytes:
             return
-        connection.execute(
-            "DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?", (time.time(),)
-        )
+        now = time.time()
+        connection.execute("DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?", (now,))
+        connection.execute("DELETE FROM locks WHERE expires <= ?", (now,))
         target = int(self.max_bytes * 0.9)
         while True:
-            (total,) = connection.execute("SELECT bytes FROM totals WHERE id = 0").fetchone()
+            (total,) = connection.execute(_TOTAL).fetchone()
             if total <= target:
                 return
             # Evict about as many of the least recently used entries as the excess needs
             # (by their average size), not a fixed batch that could empty a small cache.
-            (count,) = connection.execute("SELECT count(*) FROM entries").fetchone()
+            (count,) = connection.execute(
+                f"SELECT count(*) FROM entries WHERE {_EVICTABLE}"
+            ).fetchone()
             if count == 0:
-                return
+                return  # only meta records left: they are kept whatever their size
             batch = max(1, min(256, -(-(total - target) * count // total)))
             connection.execute(
                 "DELETE FROM entries WHERE key IN "
-                "(SELECT key FROM entries ORDER BY accessed LIMIT ?)",
+                f"(SELECT key FROM entries WHERE {_EVICTABLE} ORDER BY accessed LIMIT ?)",
                 (batch,),
             )
 
     def delete(self, key: str) -> None:
-        self._connection().execute("DELETE FROM entries WHERE key = ?", (key,))
+        self._writer().execute("DELETE FROM entries WHERE key = ?", (key,))
 
     def delete_prefix(self, prefix: str) -> int:
         if not prefix:
             raise ValueError("delete_prefix needs a non-empty prefix")
-        cursor = self._connection().execute(
+        cursor = self._writer().execute(
             "DELETE FROM entries WHERE key >= ? AND key < ?",
             (prefix, _prefix_upper_bound(prefix)),
         )
         return cursor.rowcount
 
     def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
+        # Counters (the ledger, generations) are written off the call path, by the flusher or
+        # by invalidate(): they may wait `timeout` for the lock rather than fail and retry.
+        connection = self._writer()
+        connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         try:
-            connection.executemany(
-                "INSERT INTO counters (key, field, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (key, field) DO UPDATE SET value = value + excluded.value",
-                [(key, field, delta) for field, delta in deltas.items()],
-            )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+            with _transaction(connection):
+                connection.executemany(
+                    "INSERT INTO counters (key, field, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key, field) DO UPDATE SET value = value + excluded.value",
+                    [(key, field, delta) for field, delta in deltas.items()],
+                )
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {int(self.write_timeout * 1000)}")
 
     def read_counters(self, key: str) -> dict[str, float]:
-        rows = self._connection().execute("SELECT field, value FROM counters WHERE key = ?", (key,))
+        # Checked like a write: generations are polled here, so a process that only reads
+        # still notices a replaced file within a poll.
+        rows = self._writer().execute("SELECT field, value FROM counters WHERE key = ?", (key,))
         return {field: value for field, value in rows}
 
     def try_lock(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(8)
         now = time.time()
-        cursor = self._connection().execute(
+        cursor = self._writer().execute(
             "INSERT INTO locks (key, token, expires) VALUES (?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires = excluded.expires "
             "WHERE locks.expires <= ?",
@@ -252,25 +444,38 @@ class DiskTier(Backend):
         return token if cursor.rowcount == 1 else None
 
     def unlock(self, key: str, token: str) -> None:
-        self._connection().execute("DELETE FROM locks WHERE key = ? AND token = ?", (key, token))
+        self._writer().execute("DELETE FROM locks WHERE key = ? AND token = ?", (key, token))
 
     supports_locks = True
 
     def size(self) -> tuple[int, int]:
         connection = self._connection()
-        (count,) = connection.execute("SELECT count(*) FROM entries").fetchone()
-        (total,) = connection.execute("SELECT bytes FROM totals WHERE id = 0").fetchone()
-        return int(count), int(total)
+        # Entries only: the meta records (generations) are bookkeeping, not cached calls.
+        (count,) = connection.execute(f"SELECT count(*) FROM entries WHERE {_EVICTABLE}").fetchone()
+        (total,) = connection.execute(_TOTAL).fetchone()
+        return int(count), int(total or 0)
 
     def describe(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
             "sqlite": sqlite3.sqlite_version,
             "max_bytes": self.max_bytes,
+            "write_timeout": self.write_timeout,
         }
 
     def close(self) -> None:
-        for connection in self.__dict__.pop("_all_connections", []):
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+            self._local = threading.local()
+        for connection in connections:
             with contextlib.suppress(sqlite3.Error):
                 connection.close()
-        self._local = threading.local()
+
+
+def _after_fork_in_child() -> None:
+    for tier in list(_OPEN_TIERS):
+        tier._forget_inherited_connections()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
