@@ -1,11 +1,22 @@
-"""Fail-open wrapper around a tier: circuit breaker, counted errors, and a write-back queue.
+"""Fail-open wrapper around a tier: circuit breakers, counted errors, and a write-back queue.
 
 Every tier but memory is reached through a `GuardedTier`. A failing tier never raises into
-the caller: a failed read is a miss and a failed write is queued. After `failure_threshold`
-consecutive failures the breaker opens and the tier is skipped outright (a monotonic clock
-read, no I/O), so a dead Redis costs microseconds per call, not a timeout per call. After a
-cooldown one probe is let through (half-open); success closes the breaker and a background
-thread replays the queued writes, so results paid for while the tier was down are not lost.
+the caller: a failed read is a miss and a failed write is queued. Reads and writes have a
+breaker each, because a tier can fail one way only: a Redis at ``maxmemory`` with
+``noeviction``, or a full disk, refuses every write and still serves every read, and a tier
+that cannot store must keep serving what it has. After `failure_threshold` consecutive
+failures one way, that way's breaker opens and those calls are skipped outright (a
+monotonic clock read, no I/O), so a dead Redis costs microseconds per call, not a timeout
+per call. After a cooldown one probe is let through (half-open); success closes the breaker.
+
+Writes that failed wait in a queue bounded in bytes (and in entries), oldest dropped first
+and counted; a background thread replays them once writes work again, so results paid for
+while the tier was down are not lost (within that bound).
+
+Deadlines: the adapters bound each sync operation themselves (a thread cannot be
+interrupted from outside). Each async operation is bounded here too, by the backend's
+``async_deadline`` attribute when it has one (the longest its own deadline allows),
+otherwise by ``async_timeout``.
 """
 
 from __future__ import annotations
@@ -19,11 +30,17 @@ from typing import Any, Literal, TypeVar
 
 from ._backend import Backend
 
-__all__ = ["FAILED", "GuardedTier", "TierCounters"]
+__all__ = ["FAILED", "Breaker", "GuardedTier", "TierCounters"]
 
 BreakerState = Literal["closed", "open", "half-open"]
 _TIME_ONE_READ_IN = 32
 _T = TypeVar("_T")
+DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
+# What one queued write costs besides its key and value: the tuple, the deque slot, floats.
+_QUEUED_ENTRY_OVERHEAD = 128
+# Backend operations that only read; every other one (set, delete, locks, counters) writes.
+READ_OPERATIONS = frozenset({"get", "get_many", "read_counters", "size", "describe", "ping"})
+_SEVERITY = {"closed": 0, "half-open": 1, "open": 2}
 
 
 class _Failed:
@@ -47,46 +64,74 @@ class TierCounters:
         self.errors = 0
         self.integrity_failures = 0
         self.writes = 0
-        self.skipped = 0  # calls not made because the breaker was open
+        self.skipped = 0  # calls not made because a breaker was open
 
 
-class GuardedTier:
-    """A backend behind a circuit breaker, with error accounting and queued writes."""
+def unreachable(error: BaseException) -> bool:
+    """Whether `error` says the tier could not be reached at all (a timeout, a refused or
+    dropped connection), which stops reads and writes alike, rather than the tier refusing
+    this one operation (out of memory, disk full, read-only replica)."""
+    seen: BaseException | None = error
+    for _ in range(8):  # the chain of causes, bounded
+        if seen is None:
+            return False
+        if isinstance(seen, TimeoutError | ConnectionError):
+            return True
+        # Clients' own classes, which are not the builtins: redis-py's ConnectionError and
+        # TimeoutError, httpx's ConnectError, ReadTimeout, ...
+        name = type(seen).__name__
+        if "Timeout" in name or "Connect" in name:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def describe_error(error: BaseException) -> str:
+    """One line naming the error, and the error it replaced when it was raised while
+    handling another (e.g. "cannot rollback" after "database or disk is full")."""
+    text = f"{type(error).__name__}: {error}"
+    context = error.__context__
+    if error.__cause__ is None and context is not None and not error.__suppress_context__:
+        text += f" (while handling {type(context).__name__}: {context})"
+    return text[:300]
+
+
+class Breaker:
+    """The circuit breaker of one direction (reads or writes) of one tier."""
+
+    __slots__ = (
+        "_cooldown",
+        "_failures",
+        "_lock",
+        "_open_until",
+        "_probing",
+        "base_cooldown",
+        "counters",
+        "failure_threshold",
+        "last_error",
+        "last_error_at",
+        "max_cooldown",
+        "quiet",
+        "unreachable",
+    )
 
     def __init__(
-        self,
-        backend: Backend,
-        *,
-        failure_threshold: int = 3,
-        cooldown: float = 1.0,
-        max_cooldown: float = 15.0,
-        queue_size: int = 10_000,
-        async_timeout: float = 1.0,
+        self, counters: TierCounters, failure_threshold: int, cooldown: float, max_cooldown: float
     ) -> None:
-        self.backend = backend
-        self.name = backend.name
-        self.counters = TierCounters()
+        self.counters = counters
         self.failure_threshold = failure_threshold
         self.base_cooldown = cooldown
         self.max_cooldown = max_cooldown
-        self.async_timeout = async_timeout
         self._cooldown = cooldown
         self._failures = 0
         self._open_until = 0.0  # monotonic time; 0 means closed
         self._probing = False
         self._lock = threading.Lock()
+        self.quiet = True  # closed, and no failure since the last success
+        self.unreachable = False  # the last failure was the tier not answering at all
         self.last_error: str | None = None
         self.last_error_at: float | None = None
-        self.latency_ms: float | None = None  # moving average of successful calls
-        self._queue: collections.deque[tuple[str, bytes, float | None]] = collections.deque(
-            maxlen=queue_size
-        )
-        self.dropped_writes = 0
-        self._flushing = False
-        self._quiet = True  # closed, and no failure since the last success
-        self._untimed = 1  # reads left before the next timed one (the first is timed)
 
-    # -- breaker -----------------------------------------------------------------------------
     @property
     def state(self) -> BreakerState:
         if self._open_until == 0.0:
@@ -107,25 +152,38 @@ class GuardedTier:
             self._probing = True
             return True
 
-    def succeeded(self, started: float) -> None:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        latency = self.latency_ms
-        self.latency_ms = elapsed_ms if latency is None else latency * 0.9 + elapsed_ms * 0.1
-        if self._open_until != 0.0 or self._failures:
-            with self._lock:
-                self._failures = 0
-                self._open_until = 0.0
-                self._probing = False
-                self._cooldown = self.base_cooldown
-                self._quiet = True
-            self._start_flush()
+    @property
+    def cooldown(self) -> float:
+        """How long the breaker stays open after its next failure (it backs off)."""
+        return self._cooldown
 
-    def failed(self, error: BaseException) -> None:
-        self.counters.errors += 1
-        self.last_error = f"{type(error).__name__}: {error}"[:300]
+    def is_open(self) -> bool:
+        """Open and still cooling down (no probe due yet); counts nothing."""
+        return self._open_until != 0.0 and time.monotonic() < self._open_until
+
+    def end_probe(self) -> None:
+        """A probe that made no call after all: let the next one through."""
+        self._probing = False
+
+    def succeeded(self) -> bool:
+        """Record a success; True if the breaker was open or counting failures until now."""
+        if self._open_until == 0.0 and not self._failures:
+            return False
+        with self._lock:
+            self._failures = 0
+            self._open_until = 0.0
+            self._probing = False
+            self._cooldown = self.base_cooldown
+            self.quiet = True
+        return True
+
+    def failed(self, error: BaseException, count: bool = True, unreachable: bool = False) -> None:
+        self.counters.errors += count
+        self.unreachable = unreachable
+        self.last_error = describe_error(error)
         self.last_error_at = time.time()
         with self._lock:
-            self._quiet = False
+            self.quiet = False
             self._failures += 1
             if self._probing or self._failures >= self.failure_threshold:
                 if self._probing:  # a failed probe: back off further
@@ -133,9 +191,117 @@ class GuardedTier:
                 self._open_until = time.monotonic() + self._cooldown
                 self._probing = False
 
+
+class GuardedTier:
+    """A backend behind two circuit breakers, with error accounting and queued writes."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        failure_threshold: int = 3,
+        cooldown: float = 1.0,
+        max_cooldown: float = 15.0,
+        queue_size: int = 10_000,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        async_timeout: float | None = None,
+    ) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.counters = TierCounters()
+        self.reads = Breaker(self.counters, failure_threshold, cooldown, max_cooldown)
+        self.writes = Breaker(self.counters, failure_threshold, cooldown, max_cooldown)
+        declared = getattr(backend, "async_deadline", None)
+        self.async_timeout = (
+            async_timeout
+            if async_timeout is not None
+            else float(declared)
+            if isinstance(declared, int | float) and declared > 0
+            else 1.0
+        )
+        self.latency_ms: float | None = None  # moving average of successful calls
+        self.max_queue_entries = queue_size
+        self.max_queue_bytes = queue_bytes
+        self.queued_bytes = 0
+        self.dropped_writes = 0
+        self._queue: collections.deque[tuple[str, bytes, float | None, int]] = collections.deque()
+        self._queue_lock = threading.Lock()
+        self._flushing = False
+        self._untimed = 1  # reads left before the next timed one (the first is timed)
+
+    # -- state, for health() -------------------------------------------------------------------
+    @property
+    def failure_threshold(self) -> int:
+        return self.reads.failure_threshold
+
+    @property
+    def base_cooldown(self) -> float:
+        return self.reads.base_cooldown
+
+    @property
+    def cooldown(self) -> float:
+        """The longer of the two breakers' current cooldowns (they back off apart)."""
+        return max(self.reads.cooldown, self.writes.cooldown)
+
+    @property
+    def state(self) -> BreakerState:
+        """The worse of the read and the write breakers' states."""
+        read, write = self.reads.state, self.writes.state
+        return read if _SEVERITY[read] >= _SEVERITY[write] else write
+
+    @property
+    def last_error(self) -> str | None:
+        return self._latest_breaker().last_error
+
+    @property
+    def last_error_at(self) -> float | None:
+        return self._latest_breaker().last_error_at
+
+    def _latest_breaker(self) -> Breaker:
+        reads, writes = self.reads, self.writes
+        return reads if (reads.last_error_at or 0.0) >= (writes.last_error_at or 0.0) else writes
+
+    def _succeeded(self, started: float) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        latency = self.latency_ms
+        self.latency_ms = elapsed_ms if latency is None else latency * 0.9 + elapsed_ms * 0.1
+
+    def _failed(self, breaker: Breaker, error: BaseException) -> None:
+        """Count a failure against `breaker`, and against the other direction too when the
+        tier was unreachable: a dead or hung server then costs as few timeouts as before."""
+        if unreachable(error):
+            breaker.failed(error, unreachable=True)
+            other = self.writes if breaker is self.reads else self.reads
+            other.failed(error, count=False, unreachable=True)
+        else:
+            breaker.failed(error)
+
+    def _read_succeeded(self, started: float) -> None:
+        self._succeeded(started)
+        self.reads.succeeded()
+        writes = self.writes
+        if writes.unreachable and not writes.quiet:
+            writes.succeeded()  # it failed only because the tier did not answer; now it does
+        if self._queue:
+            self._start_flush()  # the tier answers: see whether it takes writes again
+
+    def _write_succeeded(self, started: float) -> None:
+        self.counters.writes += 1
+        self._wrote(started)
+
+    def _wrote(self, started: float) -> None:
+        """A write (or another writing operation) succeeded."""
+        self._succeeded(started)
+        reads = self.reads
+        if reads.unreachable and not reads.quiet:
+            reads.succeeded()  # the tier answers again
+        if self.writes.succeeded() or self._queue:
+            self._start_flush()
+
     # -- reads -------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
-        if self._quiet:
+        reads = self.reads
+        if reads.quiet:
             # The hit path (closed, no recent failure): time one read in 32, which is
             # enough for the moving average. `> 0`, not truthiness: threads racing on the
             # decrement may take it below zero, and that must still lead to a timed read.
@@ -144,30 +310,41 @@ class GuardedTier:
                 try:
                     return self.backend.get(key)
                 except Exception as error:
-                    self.failed(error)
+                    self._failed(reads, error)
                     return None
             self._untimed = _TIME_ONE_READ_IN
-        elif not self.allowed():  # open: skip the call
+        elif not reads.allowed():  # open: skip the call
             return None
         started = time.perf_counter()
         try:
             data = self.backend.get(key)
         except Exception as error:
-            self.failed(error)
+            self._failed(reads, error)
             return None
-        self.succeeded(started)
+        self._read_succeeded(started)
         return data
 
     async def aget(self, key: str) -> bytes | None:
-        if not self.allowed():
+        # The same path as `get`: untimed reads while quiet, a timed one in 32.
+        reads = self.reads
+        if reads.quiet:
+            self._untimed -= 1
+            if self._untimed > 0:
+                try:
+                    return await self._bounded(self.backend.aget(key))
+                except Exception as error:
+                    self._failed(reads, error)
+                    return None
+            self._untimed = _TIME_ONE_READ_IN
+        elif not reads.allowed():
             return None
         started = time.perf_counter()
         try:
             data = await self._bounded(self.backend.aget(key))
         except Exception as error:
-            self.failed(error)
+            self._failed(reads, error)
             return None
-        self.succeeded(started)
+        self._read_succeeded(started)
         return data
 
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
@@ -179,50 +356,73 @@ class GuardedTier:
     # -- writes ------------------------------------------------------------------------------
     def set(self, key: str, value: bytes, ttl: float | None) -> bool:
         """Store, or queue for later; True if the backend took it now."""
-        if not self.allowed():
+        if not self.writes.allowed():
             self._enqueue(key, value, ttl)
             return False
         started = time.perf_counter()
         try:
             self.backend.set(key, value, ttl)
         except Exception as error:
-            self.failed(error)
+            self._failed(self.writes, error)
             self._enqueue(key, value, ttl)
             return False
-        self.counters.writes += 1
-        self.succeeded(started)
+        self._write_succeeded(started)
         return True
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> bool:
-        if not self.allowed():
+        if not self.writes.allowed():
             self._enqueue(key, value, ttl)
             return False
         started = time.perf_counter()
         try:
             await self._bounded(self.backend.aset(key, value, ttl))
         except Exception as error:
-            self.failed(error)
+            self._failed(self.writes, error)
             self._enqueue(key, value, ttl)
             return False
-        self.counters.writes += 1
-        self.succeeded(started)
+        self._write_succeeded(started)
         return True
 
+    # -- the write-retry queue, bounded in bytes ------------------------------------------------
     def _enqueue(self, key: str, value: bytes, ttl: float | None) -> None:
         expires = None if ttl is None else time.time() + ttl
-        if len(self._queue) == self._queue.maxlen:
-            self.dropped_writes += 1  # the oldest queued write is pushed out
-        self._queue.append((key, value, expires))
+        size = len(key) + len(value) + _QUEUED_ENTRY_OVERHEAD
+        with self._queue_lock:
+            if size > self.max_queue_bytes:
+                self.dropped_writes += 1  # larger than the whole queue: never kept
+                return
+            queue = self._queue
+            # Make room: the oldest queued writes are dropped (and counted) first.
+            while queue and (
+                self.queued_bytes + size > self.max_queue_bytes
+                or len(queue) >= self.max_queue_entries
+            ):
+                self.queued_bytes -= queue.popleft()[3]
+                self.dropped_writes += 1
+            queue.append((key, value, expires, size))
+            self.queued_bytes += size
 
     @property
     def queued_writes(self) -> int:
         return len(self._queue)
 
     def _start_flush(self) -> None:
-        if not self._queue or self._flushing:
+        if not self._queue or self._flushing or self.writes.is_open():
             return
-        self._flushing = True
-        threading.Thread(target=self.flush, name="llmcache-flush", daemon=True).start()
+        with self._queue_lock:
+            if self._flushing:
+                return
+            self._flushing = True
+        threading.Thread(
+            target=self._flush_in_background, name="llmcache-flush", daemon=True
+        ).start()
+
+    def _flush_in_background(self) -> None:
+        try:
+            if self.writes.allowed():  # closed, or this flush is the half-open probe
+                self.flush()
+        finally:
+            self._flushing = False
 
     def flush(self) -> int:
         """Replay queued writes while the backend accepts them; return how many landed."""
@@ -231,44 +431,66 @@ class GuardedTier:
             while self._queue:
                 # Peek, write, then pop: a write that fails stays where it was, and the queue
                 # never looks shorter than the writes it still owes.
-                key, value, expires = self._queue[0]
+                try:
+                    item = self._queue[0]
+                except IndexError:
+                    break
+                key, value, expires, _ = item
                 ttl = None if expires is None else expires - time.time()
                 if ttl is None or ttl > 0:
+                    started = time.perf_counter()
                     try:
                         self.backend.set(key, value, ttl)
                     except Exception as error:
-                        self.failed(error)
+                        self._failed(self.writes, error)
                         break
                     landed += 1
                     self.counters.writes += 1
-                self._queue.popleft()
+                    self._succeeded(started)
+                    self.writes.succeeded()
+                with self._queue_lock:
+                    # `_enqueue` may have dropped this item meanwhile to make room.
+                    if self._queue and self._queue[0] is item:
+                        self._queue.popleft()
+                        self.queued_bytes -= item[3]
         finally:
-            self._flushing = False
+            self.writes.end_probe()
         return landed
 
     # -- other operations, all fail-open --------------------------------------------------------
+    def _breaker(self, operation: str) -> Breaker:
+        return self.reads if operation in READ_OPERATIONS else self.writes
+
     def call(self, operation: str, *args: object) -> Any:
         """Run a rarely used backend method by name; FAILED if the tier is down or fails."""
-        if not self.allowed():
+        breaker = self._breaker(operation)
+        if not breaker.allowed():
             return FAILED
         started = time.perf_counter()
         try:
             result = getattr(self.backend, operation)(*args)
         except Exception as error:
-            self.failed(error)
+            self._failed(breaker, error)
             return FAILED
-        self.succeeded(started)
+        if breaker is self.reads:
+            self._read_succeeded(started)
+        else:
+            self._wrote(started)
         return result
 
     async def acall(self, operation: str, *args: object) -> Any:
         """`call` for the backend's async method of that name (e.g. "try_lock" → atry_lock)."""
-        if not self.allowed():
+        breaker = self._breaker(operation)
+        if not breaker.allowed():
             return FAILED
         started = time.perf_counter()
         try:
             result = await self._bounded(getattr(self.backend, "a" + operation)(*args))
         except Exception as error:
-            self.failed(error)
+            self._failed(breaker, error)
             return FAILED
-        self.succeeded(started)
+        if breaker is self.reads:
+            self._read_succeeded(started)
+        else:
+            self._wrote(started)
         return result

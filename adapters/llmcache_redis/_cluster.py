@@ -18,6 +18,7 @@ import redis.cluster
 
 from llmcache import BackendError
 
+from ._deadline import abounded
 from ._standalone import (
     REDIS_ERRORS,
     SCAN_COUNT,
@@ -115,7 +116,7 @@ class RedisClusterBackend(RedisBackend):
 
     def get(self, key: str) -> bytes | None:
         try:
-            data = self._sync_client().execute_command("GET", key)
+            data = self._command("GET", key)
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return None if data is None else from_stored(data)
@@ -124,7 +125,8 @@ class RedisClusterBackend(RedisBackend):
         if not keys:
             return []
         try:
-            found = self._sync_client().mget_nonatomic(list(keys))
+            with self._operation():
+                found = self._sync_client().mget_nonatomic(list(keys))
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return [None if data is None else from_stored(data) for data in found]
@@ -134,7 +136,7 @@ class RedisClusterBackend(RedisBackend):
             return []
         client = await self._aclient()
         try:
-            found = await client.mget_nonatomic(list(keys))
+            found = await abounded(self.options.async_timeout, client.mget_nonatomic(list(keys)))
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return [None if data is None else from_stored(data) for data in found]

@@ -9,7 +9,9 @@ namespace generations) are hashes updated with ``HINCRBYFLOAT`` inside ``MULTI``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -22,6 +24,15 @@ from redis.retry import Retry
 from llmcache import Backend, BackendError, PerLoop
 
 from ._connections import ConnectionStack
+from ._deadline import (
+    OPERATION,
+    AsyncDeadlineConnection,
+    AsyncDeadlineSSLConnection,
+    DeadlineConnection,
+    DeadlineSSLConnection,
+    abounded,
+    operation,
+)
 from ._options import RedisOptions, parse_options
 from ._stored import from_stored, to_stored
 
@@ -41,6 +52,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Extend the lock only if it still holds our token: a lock that lapsed and was retaken by
+# another process is left to that process.
+RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_monotonic = time.monotonic
 SCAN_COUNT = 1000  # keys per SCAN step: big steps, few round trips, no long server stall
 UNLINK_BATCH = 500
 
@@ -85,6 +105,10 @@ class RedisBackend(Backend):
         self.options: RedisOptions = parse_options(url, self.cluster, options)
         self.name = self.options.name
         self._as_text = self.options.base64_entries
+        o = self.options
+        # The longest one operation may take: its deadline, plus opening a connection.
+        self.deadline = o.timeout + o.connect_timeout
+        self.async_deadline = o.async_timeout + o.async_connect_timeout
         self._redis: Any = self._make_client()  # None once closed (cluster: until connected)
         self._connections = (
             None if self._redis is None else ConnectionStack(self._redis.connection_pool)
@@ -98,7 +122,14 @@ class RedisBackend(Backend):
     # -- clients -------------------------------------------------------------------------
     def _connection_settings(self, asynchronous: bool = False) -> dict[str, Any]:
         o = self.options
+        if asynchronous:
+            connection_class: type = (
+                AsyncDeadlineSSLConnection if o.tls else AsyncDeadlineConnection
+            )
+        else:
+            connection_class = DeadlineSSLConnection if o.tls else DeadlineConnection
         return {
+            "connection_class": connection_class,
             "socket_timeout": o.async_timeout if asynchronous else o.timeout,
             "socket_connect_timeout": (
                 o.async_connect_timeout if asynchronous else o.connect_timeout
@@ -121,7 +152,7 @@ class RedisBackend(Backend):
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             self.options.client_url,
             max_connections=self.options.max_connections,
-            timeout=1.0,
+            timeout=self.options.async_timeout,  # the operation's deadline bounds it anyway
             retry=no_retry(),
             **self._connection_settings(asynchronous=True),
         )
@@ -136,6 +167,17 @@ class RedisBackend(Backend):
     def _error(self, error: BaseException) -> BackendError:
         return backend_error(self.name, error)
 
+    def _operation(self) -> contextlib.AbstractContextManager[None]:
+        """One deadline (the ``timeout`` option) for every command sent inside the block."""
+        return operation(self.options.timeout)
+
+    def _command(self, *args: Any) -> Any:
+        with operation(self.options.timeout):
+            return self._sync_client().execute_command(*args)
+
+    async def _acommand(self, client: Any, *args: Any) -> Any:
+        return await abounded(self.options.async_timeout, client.execute_command(*args))
+
     # -- the sync contract ---------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
         # The hit path: one GET on a connection of our own stack (see _connections), not
@@ -143,9 +185,12 @@ class RedisBackend(Backend):
         stack = self._connections
         if stack is None:
             raise BackendError(f"{self.name}: the tier is closed")
+        # One deadline for the whole GET (see _deadline), set inline: this is the hit path.
+        OPERATION.at = _monotonic() + self.options.timeout
         try:
             connection = stack.acquire()
         except REDIS_ERRORS as error:
+            OPERATION.at = 0.0
             raise self._error(error) from error
         try:
             connection.send_command("GET", key)
@@ -156,6 +201,8 @@ class RedisBackend(Backend):
             if isinstance(error, REDIS_ERRORS):
                 raise self._error(error) from error
             raise
+        finally:
+            OPERATION.at = 0.0
         stack.release(connection)
         return None if data is None else from_stored(data)
 
@@ -163,7 +210,7 @@ class RedisBackend(Backend):
         if not keys:
             return []
         try:
-            found = self._sync_client().execute_command("MGET", *keys)
+            found = self._command("MGET", *keys)
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return [None if data is None else from_stored(data) for data in found]
@@ -172,15 +219,15 @@ class RedisBackend(Backend):
         stored = to_stored(value, self._as_text)
         try:
             if ttl is None:
-                self._sync_client().execute_command("SET", key, stored)
+                self._command("SET", key, stored)
             else:
-                self._sync_client().execute_command("SET", key, stored, "PX", milliseconds(ttl))
+                self._command("SET", key, stored, "PX", milliseconds(ttl))
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 
     def delete(self, key: str) -> None:
         try:
-            self._sync_client().execute_command("UNLINK", key)
+            self._command("UNLINK", key)
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 
@@ -197,6 +244,8 @@ class RedisBackend(Backend):
         client = self._sync_client()
         removed = 0
         batch: list[bytes] = []
+        # No deadline for the whole scan (it grows with the keyspace): each round trip
+        # gets its own, from the connection (see _deadline).
         for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
             batch.append(key)
             if len(batch) >= UNLINK_BATCH:
@@ -215,13 +264,15 @@ class RedisBackend(Backend):
             pipe = self._sync_client().pipeline(transaction=True)
             for field, delta in deltas.items():
                 pipe.hincrbyfloat(key, field, delta)
-            pipe.execute()
+            with self._operation():
+                pipe.execute()
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 
     def read_counters(self, key: str) -> dict[str, float]:
         try:
-            raw = self._sync_client().hgetall(key)
+            with self._operation():
+                raw = self._sync_client().hgetall(key)
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return decode_counters(raw)
@@ -229,22 +280,29 @@ class RedisBackend(Backend):
     def try_lock(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(16)
         try:
-            taken = self._sync_client().execute_command(
-                "SET", key, token, "NX", "PX", milliseconds(ttl)
-            )
+            taken = self._command("SET", key, token, "NX", "PX", milliseconds(ttl))
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return token if taken else None
 
     def unlock(self, key: str, token: str) -> None:
         try:
-            self._sync_client().eval(UNLOCK_SCRIPT, 1, key, token)
+            with self._operation():
+                self._sync_client().eval(UNLOCK_SCRIPT, 1, key, token)
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 
+    def renew_lock(self, key: str, token: str, ttl: float) -> bool:
+        try:
+            renewed = self._sync_client().eval(RENEW_SCRIPT, 1, key, token, milliseconds(ttl))
+        except REDIS_ERRORS as error:
+            raise self._error(error) from error
+        return bool(renewed)
+
     def describe(self) -> dict[str, Any]:
         try:
-            info = self._sync_client().info()
+            with self._operation():
+                info = self._sync_client().info()
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return {**self._settings(), **server_facts(info)}
@@ -261,7 +319,8 @@ class RedisBackend(Backend):
 
     def ping(self) -> None:
         try:
-            self._sync_client().ping()
+            with self._operation():
+                self._sync_client().ping()
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 
@@ -284,7 +343,7 @@ class RedisBackend(Backend):
         if client is None:
             client = await self._async.create()
         try:
-            data = await client.execute_command("GET", key)
+            data = await self._acommand(client, "GET", key)
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return None if data is None else from_stored(data)
@@ -294,7 +353,7 @@ class RedisBackend(Backend):
             return []
         client = await self._aclient()
         try:
-            found = await client.execute_command("MGET", *keys)
+            found = await self._acommand(client, "MGET", *keys)
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return [None if data is None else from_stored(data) for data in found]
@@ -304,16 +363,16 @@ class RedisBackend(Backend):
         client = await self._aclient()
         try:
             if ttl is None:
-                await client.execute_command("SET", key, stored)
+                await self._acommand(client, "SET", key, stored)
             else:
-                await client.execute_command("SET", key, stored, "PX", milliseconds(ttl))
+                await self._acommand(client, "SET", key, stored, "PX", milliseconds(ttl))
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 
     async def adelete(self, key: str) -> None:
         client = await self._aclient()
         try:
-            await client.execute_command("UNLINK", key)
+            await self._acommand(client, "UNLINK", key)
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 
@@ -321,7 +380,7 @@ class RedisBackend(Backend):
         token = secrets.token_hex(16)
         client = await self._aclient()
         try:
-            taken = await client.execute_command("SET", key, token, "NX", "PX", milliseconds(ttl))
+            taken = await self._acommand(client, "SET", key, token, "NX", "PX", milliseconds(ttl))
         except REDIS_ERRORS as error:
             raise self._error(error) from error
         return token if taken else None
@@ -329,7 +388,7 @@ class RedisBackend(Backend):
     async def aunlock(self, key: str, token: str) -> None:
         client = await self._aclient()
         try:
-            await client.eval(UNLOCK_SCRIPT, 1, key, token)
+            await abounded(self.options.async_timeout, client.eval(UNLOCK_SCRIPT, 1, key, token))
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 

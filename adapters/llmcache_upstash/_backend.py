@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -25,6 +26,7 @@ import upstash_redis.asyncio
 
 from llmcache import Backend, BackendError, ConfigError, PerLoop
 
+from ._deadline import ASYNC_DEADLINE, SYNC_DEADLINE, async_transport, sync_transport
 from ._stored import from_text, to_text
 
 __all__ = ["UpstashBackend"]
@@ -39,6 +41,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Extend the lock only if it still holds our token (as the Redis adapter does).
+RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_monotonic = time.monotonic
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -111,6 +121,9 @@ class UpstashBackend(Backend):
         self._token = token
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        # The longest one request may take: `timeout` for the whole request and its
+        # response (see _deadline), plus opening a connection when it needs one.
+        self.deadline = self.async_deadline = timeout + connect_timeout
         self.name = "upstash://" + endpoint.split("://", 1)[1]
         self._client: Any = self._bounded(
             upstash_redis.Redis(endpoint, token, **self._sdk_settings())
@@ -153,22 +166,29 @@ class UpstashBackend(Backend):
         }
 
     def _bounded(self, client: Any) -> Any:
-        """Give the SDK's HTTP client our timeouts.
+        """Give the SDK an HTTP client with our timeouts and deadlines.
 
         upstash-redis has no timeout option: it builds ``httpx.Client(timeout=None)`` (or
         ``AsyncClient``) as ``client._http._client``, so a hanging endpoint would block a
-        call forever. We set that httpx client's ``timeout`` (a public httpx setting that
-        applies to every later request). If a future SDK moves it, we refuse to run rather
-        than run without timeouts.
+        call forever. We replace that client by one with our timeouts, whose connections
+        also keep a deadline per request (see _deadline): httpx's timeouts alone are per
+        read, which a slowly dripping response never trips. If a future SDK moves it, we
+        refuse to run rather than run without timeouts.
         """
-        http = getattr(getattr(client, "_http", None), "_client", None)
+        holder: Any = getattr(client, "_http", None)
+        http = getattr(holder, "_client", None)
         if not isinstance(http, httpx.Client | httpx.AsyncClient):
             raise ConfigError(
                 f"upstash-redis {getattr(upstash_redis, '__version__', '?')} no longer keeps "
                 f"its httpx client where llmcache sets its timeouts; pin upstash-redis<2 "
                 f"or upgrade llmcache"
             )
-        http.timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
+        timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
+        if isinstance(http, httpx.Client):
+            http.close()
+            holder._client = httpx.Client(timeout=timeout, transport=sync_transport())
+        else:  # never used yet: nothing to close
+            holder._client = httpx.AsyncClient(timeout=timeout, transport=async_transport())
         return client
 
     def _make_async_client(self) -> Any:
@@ -183,19 +203,26 @@ class UpstashBackend(Backend):
         raise BackendError(f"{self.name}: {type(error).__name__}: {error}") from error
 
     def _run(self, command: list[Any]) -> Any:
+        outer = SYNC_DEADLINE.at
+        SYNC_DEADLINE.at = _monotonic() + self.timeout
         try:
             return self._client.execute(command)
         except Exception as error:
             self._fail(error)
+        finally:
+            SYNC_DEADLINE.at = outer
 
     async def _arun(self, command: list[Any]) -> Any:
         client = self._async.clients.get(asyncio.get_running_loop())
         if client is None:
             client = await self._async.create()
+        token = ASYNC_DEADLINE.set(_monotonic() + self.timeout)
         try:
             return await client.execute(command)
         except Exception as error:
             self._fail(error)
+        finally:
+            ASYNC_DEADLINE.reset(token)
 
     # -- the sync contract -------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
@@ -229,6 +256,8 @@ class UpstashBackend(Backend):
     def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
         if not deltas:
             return
+        outer = SYNC_DEADLINE.at
+        SYNC_DEADLINE.at = _monotonic() + self.timeout
         try:
             transaction = self._client.multi()  # one /multi-exec request, applied together
             for field, delta in deltas.items():
@@ -236,6 +265,8 @@ class UpstashBackend(Backend):
             transaction.exec()
         except Exception as error:
             self._fail(error)
+        finally:
+            SYNC_DEADLINE.at = outer
 
     def read_counters(self, key: str) -> dict[str, float]:
         found = self._run(["HGETALL", key]) or {}
@@ -248,6 +279,9 @@ class UpstashBackend(Backend):
 
     def unlock(self, key: str, token: str) -> None:
         self._run(["EVAL", UNLOCK_SCRIPT, 1, key, token])
+
+    def renew_lock(self, key: str, token: str, ttl: float) -> bool:
+        return bool(self._run(["EVAL", RENEW_SCRIPT, 1, key, token, _milliseconds(ttl)]))
 
     def ping(self) -> None:
         self._run(["PING"])
