@@ -28,7 +28,7 @@ from ._errors import (
     LLMCacheError,
     MissingDependencyError,
 )
-from ._info import CallInfo, info
+from ._info import CallInfo, info, last_info
 from ._jupyter import load_ipython_extension
 from ._loops import PerLoop
 from ._options import Options, current_options, options
@@ -62,6 +62,7 @@ __all__ = [
     "current_options",
     "get_default_cache",
     "info",
+    "last_info",
     "load_ipython_extension",
     "options",
     "register_backend",

@@ -149,6 +149,7 @@ class MissPath:
     def _follow(self, record: Record | None, value: Any, namespace: Namespace) -> Any:
         """What a caller that waited for another's real call gets: its own copy."""
         if record is None:
+            remember(value, None, None, False, namespace.name)  # never a stale description
             return value
         result = self._serve((record, "single-flight", NOT_SHARED), namespace)
         self.counters.lower_hits -= 1  # counted as coalesced, not as a tier hit

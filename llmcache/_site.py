@@ -21,7 +21,18 @@ from xxhash import xxh3_128_intdigest
 
 from ._canonical import _default, canonical_bytes, canonical_value
 from ._codec import Unstorable, ValueCodec
-from ._info import INFO_CAPACITY, SEEN, forget_older_half, relay, remember, weak_reference
+from ._info import (
+    INFO_CAPACITY,
+    INFO_MAX_BYTES,
+    LAST,
+    SEEN,
+    SHARED_TYPES,
+    forget_older_half,
+    held_bytes,
+    relay,
+    remember,
+    weak_reference,
+)
 from ._ledger import HIT_BATCH, UsageHook
 from ._miss import Found, MissPath, fresh
 from ._namespaces import Namespace
@@ -40,6 +51,7 @@ _SORT_KEYS = orjson.OPT_SORT_KEYS
 _T = TypeVar("_T")
 _IMMUTABLE = (str, int, float, bool, type(None), bytes)
 MISS: Any = object()  # what `CallSite.get` returns when nothing usable is cached
+set_last_call = LAST.set  # `llmcache.info`'s per-context last call, set on every hit path
 
 
 class SiteCounters:
@@ -181,10 +193,18 @@ class CallSite(MissPath):
         noted.append((name, record))
         if len(noted) >= HIT_BATCH:
             self._ledger.drain_hits()
-        held = weak_reference(value) if type(value).__weakrefoffset__ else value
-        SEEN[id(value)] = (held, record, "memory", True, name)
-        if len(SEEN) > INFO_CAPACITY:
-            forget_older_half()
+        set_last_call((value, record, "memory", True, name))
+        kind = type(value)
+        if kind not in SHARED_TYPES:  # a fresh object: also remembered by identity
+            if kind.__weakrefoffset__:
+                weight = record.size
+                SEEN[id(value)] = (weak_reference(value), record, "memory", True, name, weight)
+            else:
+                weight = record.size << 2
+                SEEN[id(value)] = (value, record, "memory", True, name, weight)
+            held_bytes[0] += weight
+            if held_bytes[0] > INFO_MAX_BYTES or len(SEEN) > INFO_CAPACITY:
+                forget_older_half()
         return value
 
     def get(self, request: Mapping[str, Any]) -> Any:
@@ -290,7 +310,9 @@ class CallSite(MissPath):
     def run(self, make_body: Callable[[], bytes], compute: Callable[[], _T]) -> _T:
         opts = current_options()
         if self._bypassed(opts):
-            return compute()
+            value = compute()
+            remember(value, None, None, False, self._namespace_name)  # never a stale hit
+            return value
         namespace, body, opts = self._prepare(make_body())
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)
@@ -361,10 +383,18 @@ class CallSite(MissPath):
             noted.append((name, record.meta_json))
             if len(noted) >= HIT_BATCH:
                 self._ledger.drain_hits()
-            held = weak_reference(value) if type(value).__weakrefoffset__ else value
-            SEEN[id(value)] = (held, record, tier.name, True, name)
-            if len(SEEN) > INFO_CAPACITY:
-                forget_older_half()
+            set_last_call((value, record, tier.name, True, name))
+            kind = type(value)
+            if kind not in SHARED_TYPES:  # a fresh object: also remembered by identity
+                if kind.__weakrefoffset__:
+                    weight = record.size
+                    SEEN[id(value)] = (weak_reference(value), record, tier.name, True, name, weight)
+                else:
+                    weight = record.size << 2
+                    SEEN[id(value)] = (value, record, tier.name, True, name, weight)
+                held_bytes[0] += weight
+                if held_bytes[0] > INFO_MAX_BYTES or len(SEEN) > INFO_CAPACITY:
+                    forget_older_half()
             return value
         return MISS
 
@@ -373,7 +403,9 @@ class CallSite(MissPath):
     ) -> _T:
         opts = current_options()
         if self._bypassed(opts):
-            return await compute()
+            result = await compute()
+            remember(result, None, None, False, self._namespace_name)  # never a stale hit
+            return result
         namespace, body, opts = await self._aprepare(make_body())
         seed, prefix = namespace.state
         fingerprint = self._fingerprint(body, seed, opts)

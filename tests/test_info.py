@@ -1,0 +1,177 @@
+"""`llmcache.info(result)` never describes the wrong call, and holds a bounded amount of memory."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import tracemalloc
+from typing import Any
+
+import llmcache
+
+
+def memory_cache(**options: Any) -> llmcache.Cache:
+    return llmcache.Cache(workspace="info", tiers=["memory"], **options)
+
+
+def test_a_bypassed_call_is_not_described_as_an_earlier_hit() -> None:
+    """Issue 9 item 21: `True` is one object, so a bypassed call reported hit=True, memory."""
+    cache = memory_cache()
+
+    @cache.cached
+    def approve(question: str) -> bool:
+        return True
+
+    approve("q")
+    assert llmcache.info(approve("q")).hit  # type: ignore[union-attr]
+    with llmcache.options(bypass=True):
+        result = approve("q")
+    described = llmcache.info(result)
+    assert described is None or described.hit is False
+    assert described is None or described.tier is None
+
+
+def test_an_unrelated_literal_is_not_described_as_a_hit() -> None:
+    """Issue 9 item 21: `llmcache.info("yes")` on a literal reported another call's hit."""
+    cache = memory_cache()
+
+    @cache.cached
+    def answer(question: str) -> str:
+        return "yes"
+
+    @cache.cached
+    def count(question: str) -> int:
+        return 7
+
+    answer("q")
+    answer("q")  # a hit returning the interned "yes"
+    count("q")  # the last call now returned something else
+    assert llmcache.info("yes") is None
+    assert llmcache.info(None) is None
+    assert llmcache.info(7).hit is False  # type: ignore[union-attr]  # count's own miss
+
+
+def test_a_shared_value_is_described_only_in_its_own_thread() -> None:
+    cache = memory_cache()
+
+    @cache.cached
+    def nothing(question: str) -> None:
+        return None
+
+    nothing("q")
+    assert nothing("q") is None
+    assert llmcache.info(None).hit  # type: ignore[union-attr]
+    seen_elsewhere: list[Any] = []
+    thread = threading.Thread(target=lambda: seen_elsewhere.append(llmcache.info(None)))
+    thread.start()
+    thread.join()
+    assert seen_elsewhere == [None]
+
+
+def test_last_info_describes_every_kind_of_call() -> None:
+    cache = memory_cache()
+
+    @cache.cached
+    def ask(question: str) -> str:
+        return "answer to " + question
+
+    ask("a")
+    assert llmcache.last_info().hit is False  # type: ignore[union-attr]
+    ask("a")
+    last = llmcache.last_info()
+    assert last is not None and last.hit and last.tier == "memory" and last.key
+    with llmcache.options(bypass=True):
+        ask("a")
+    last = llmcache.last_info()
+    assert last is not None and not last.hit and last.key is None
+
+    disabled = memory_cache(enabled=False)
+
+    @disabled.cached
+    def flag(question: str) -> bool:
+        return True
+
+    ask("a")  # a hit, then a call of a disabled cache: the last one is what is described
+    flag("a")
+    last = llmcache.last_info()
+    assert last is not None and not last.hit and last.key is None
+
+
+def test_last_info_is_per_asyncio_task() -> None:
+    cache = memory_cache()
+
+    @cache.cached
+    async def ask(question: str) -> str:
+        return "answer to " + question
+
+    async def two_calls() -> tuple[bool, bool]:
+        await ask("b")
+        first = llmcache.last_info()
+        await ask("b")
+        second = llmcache.last_info()
+        assert first is not None and second is not None
+        return first.hit, second.hit
+
+    async def main() -> list[tuple[bool, bool]]:
+        await ask("b")  # stored: both tasks below hit twice
+        return list(await asyncio.gather(two_calls(), two_calls()))
+
+    assert asyncio.run(main()) == [(True, True), (True, True)]
+
+
+def test_fresh_results_keep_their_own_description() -> None:
+    cache = memory_cache()
+
+    @cache.cached
+    def ask(question: str) -> dict[str, str]:
+        return {"answer": question}
+
+    first = ask("a")
+    ask("b")
+    again = ask("a")
+    assert llmcache.info(first).hit is False  # type: ignore[union-attr]
+    assert llmcache.info(again).hit is True  # type: ignore[union-attr]
+    assert llmcache.info({"answer": "a"}) is None  # an equal object is another object
+
+
+def test_remembered_results_are_bounded_in_bytes() -> None:
+    """Issue 9 item 12: info's record kept 4,096 results alive whatever their size (with a
+    16 MiB memory tier, 400 results of 512 KiB grew RSS by 600 MiB)."""
+    cache = llmcache.Cache(workspace="info", tiers=["memory://?max_bytes=16MiB"])
+
+    @cache.cached
+    def ask(n: int) -> dict[str, str]:
+        return {"text": "x" * (512 * 1024), "n": str(n)}
+
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(120):
+            ask(n)  # every result dropped at once by its caller
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # The memory tier's 16 MiB plus info's 32 MiB bound, with room to spare; before the
+    # fix, all 120 results and their records stayed alive (over 120 MiB).
+    assert held < 64 * 1024 * 1024, held / 2**20
+
+
+CONSTANT = {"answer": "always this very object"}
+
+
+def test_an_object_returned_again_by_a_bypassed_call_is_described_by_that_call() -> None:
+    cache = memory_cache()
+
+    @cache.cached
+    def ask(question: str) -> dict[str, str]:
+        return CONSTANT
+
+    assert llmcache.info(ask("q")).key is not None  # type: ignore[union-attr]  # stored
+    with llmcache.options(bypass=True):
+        again = ask("q")
+    assert again is CONSTANT
+    described = llmcache.info(again)
+    assert described is not None and described.key is None and not described.hit
