@@ -1,17 +1,34 @@
-"""Canonical request: a call's arguments as stable bytes.
+"""Canonical request: a call's arguments as stable bytes, one form per distinct value.
 
 The same call must give the same bytes in every process, on every machine, in every run:
 dict order and set order do not matter, and nothing depends on `repr()`, `hash()` or object
-ids. orjson with sorted keys does the heavy lifting; `_default` covers the types orjson does
-not serialise natively. An argument that cannot be canonicalised is an error that names it.
+ids. And two calls Python tells apart must never give the same bytes (the form is
+injective), or one would be served the other's result.
+
+Plain JSON data (str, int, finite float, bool, None, lists, tuples and dicts with str keys)
+is written by orjson as it is: that is the hit path's one `orjson.dumps` call. Every other
+value is written as a *tagged* form, ``#"<tag>"<payload>``: ``#`` never appears outside a
+string in JSON, so no argument, however it is built, can imitate a tagged form, and the
+tag (a type's module and qualname where the type matters) keeps apart values whose
+payloads agree: an Enum member and its value, two dataclasses with the same fields, a
+`Path` and its text, a dict with int keys and one with str keys, nan and None.
+
+Two choices keep keys shared where a program almost never means a difference: a tuple is
+written like a list with the same items, and a frozenset like a set with the same members.
+
+The bytes are only ever hashed, never parsed: they need not be valid JSON.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime
 import decimal
+import enum
 import inspect
 import pathlib
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -19,78 +36,101 @@ import orjson
 
 from ._errors import KeyDerivationError
 
-__all__ = ["Binder", "canonical_bytes", "canonical_value"]
+__all__ = ["Binder", "canonical_bytes", "canonical_value", "fast_body", "needs_tags"]
 
-_SORTED = orjson.OPT_SORT_KEYS
-# Non-str dict keys cost orjson a slower path, so they are only enabled on a retry (the bytes
-# of str-keyed dicts are identical either way, so the retry never changes a key).
-_SORTED_ANY_KEYS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+# orjson writes datetimes, dataclasses and subclasses of str/int/dict/list like their plain
+# counterparts; passed through, they reach `_default`, which sends them the long way.
+_SORTED = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+_dumps = orjson.dumps
+_Fragment = orjson.Fragment
+# Types orjson writes natively and unambiguously (bool is not an int here: `true` vs `1`).
+_LEAVES: frozenset[type] = frozenset({str, int, bool, type(None)})
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson writes as a number
+
+
+class _TagNeeded(TypeError):
+    """The fast path met a value that needs a tagged form: take the long way."""
 
 
 def _default(obj: Any) -> Any:
-    """Serialise what orjson does not know natively, deterministically, or refuse."""
-    hook = getattr(type(obj), "__llmcache_key__", None)
-    if hook is not None:
-        return hook(obj)
-    if isinstance(obj, set | frozenset):
-        # Sets have no order: sort the members by their own canonical bytes.
-        members = sorted(canonical_value(m) for m in obj)
-        return orjson.Fragment(b"[" + b",".join(members) + b"]")
-    model_dump = getattr(obj, "model_dump", None)
-    if model_dump is not None and hasattr(type(obj), "model_fields"):
-        return model_dump(mode="json")
-    if isinstance(obj, bytes | bytearray | memoryview):
-        return {"__bytes__": base64.b64encode(bytes(obj)).decode("ascii")}
-    if isinstance(obj, decimal.Decimal):
-        return {"__decimal__": str(obj)}
-    if isinstance(obj, pathlib.PurePath):
-        return obj.as_posix()
-    raise TypeError(f"type {type(obj).__qualname__} has no canonical form")
+    """The fast path's `default`: anything orjson does not write natively needs a tag."""
+    raise _TagNeeded
+
+
+def needs_tags(value: Any, _leaves: frozenset[type] = _LEAVES) -> bool:
+    """Whether orjson's own output for `value` could also be another value's.
+
+    orjson writes an Enum member as its value, a UUID as its text and nan or ±inf as
+    `null`, without calling `default`: the hit path must not use its bytes for those (nor
+    for anything else that is not plain JSON data). Dict keys are not looked at: orjson
+    refuses non-str keys itself. Loops, not generators: this runs on every hit.
+    """
+    kind = type(value)
+    if kind is dict:
+        items: Iterable[Any] = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    elif kind is float:
+        return bool(value - value != 0.0)  # nan and ±inf give nan; finite floats 0.0
+    else:
+        return kind not in _leaves
+    for item in items:
+        kind = type(item)
+        if kind in _leaves:
+            continue
+        if kind is float:
+            if item - item != 0.0:
+                return True
+        elif needs_tags(item):
+            return True
+    return False
+
+
+def fast_body(
+    identity: str, version: Any, arguments: Mapping[str, Any], _leaves: frozenset[type] = _LEAVES
+) -> bytes:
+    """The hit path's canonical bytes, `[identity, version, {arguments}]`.
+
+    Raises TypeError when the arguments need the long way (`canonical_bytes`), which gives
+    the same bytes for everything this accepts. `needs_tags(arguments)`, with its first
+    level inlined: most arguments are str and int.
+    """
+    for item in arguments.values():
+        kind = type(item)
+        if kind in _leaves:
+            continue
+        if kind is float:
+            if item - item != 0.0:
+                raise _TagNeeded
+        elif needs_tags(item):
+            raise _TagNeeded
+    return _dumps((identity, version, arguments), option=_SORTED, default=_default)
 
 
 def canonical_value(value: Any) -> bytes:
-    """Canonical JSON bytes of one value; raises TypeError if it has no canonical form."""
-    try:
-        return orjson.dumps(value, option=_SORTED, default=_default)
-    except orjson.JSONEncodeError:
-        pass
-    try:
-        return orjson.dumps(value, option=_SORTED_ANY_KEYS, default=_default)
-    except orjson.JSONEncodeError:
-        return orjson.dumps(_widen_integers(value), option=_SORTED_ANY_KEYS, default=_default)
-
-
-_INT64 = (-(2**63), 2**64 - 1)
-
-
-def _widen_integers(value: Any) -> Any:
-    """Replace integers orjson cannot hold (beyond 64 bits) with a tagged decimal string."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if _INT64[0] <= value <= _INT64[1] else {"__int__": str(value)}
-    if isinstance(value, dict):
-        return {k: _widen_integers(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_widen_integers(v) for v in value]
-    return value
+    """Canonical bytes of one value; raises TypeError if it has no canonical form."""
+    if not needs_tags(value):
+        try:
+            return _dumps(value, option=_SORTED, default=_default)
+        except TypeError:  # a non-str key, a huge int, a lone surrogate, a rich type
+            pass
+    return _dumps(_plain(value), option=_SORTED)
 
 
 def canonical_bytes(arguments: Mapping[str, Any], where: str, head: tuple[Any, ...] = ()) -> bytes:
     """Canonical bytes of bound arguments; a clear `KeyDerivationError` names a bad one.
 
     `head` (a call site's function identity and version) comes first, in one JSON array
-    with the arguments: `[identity, version, {arguments}]`. The first attempt is the one
-    the hit path makes; the fallbacks run only for inputs that the first cannot take, so
-    they never change the key of an input it can.
+    with the arguments: `[identity, version, {arguments}]`, the bytes the hit path makes.
     """
-    for option in (_SORTED, _SORTED_ANY_KEYS):
-        try:
-            return orjson.dumps((*head, arguments), option=option, default=_default)
-        except (orjson.JSONEncodeError, TypeError, RecursionError):
-            pass
     try:
-        widened = _widen_integers(arguments)
-        return orjson.dumps((*head, widened), option=_SORTED_ANY_KEYS, default=_default)
-    except (orjson.JSONEncodeError, TypeError, RecursionError):
+        return canonical_value((*head, arguments))
+    except (TypeError, ValueError, RecursionError):
         raise _explain(arguments, where) from None
 
 
@@ -98,7 +138,7 @@ def _explain(arguments: Mapping[str, Any], where: str) -> KeyDerivationError:
     for name, value in arguments.items():
         try:
             canonical_value(value)
-        except (orjson.JSONEncodeError, TypeError, RecursionError) as error:
+        except (TypeError, ValueError, RecursionError) as error:
             return KeyDerivationError(
                 f"cannot build a cache key for {where}: argument {name!r} "
                 f"(a {type(value).__qualname__}) has no canonical form ({error}). "
@@ -108,6 +148,112 @@ def _explain(arguments: Mapping[str, Any], where: str) -> KeyDerivationError:
                 f"__llmcache_key__(self) method returning plain data."
             )
     return KeyDerivationError(f"cannot build a cache key for {where}")
+
+
+# -- the long way: plain JSON data as it is, everything else tagged ----------------------------
+def _plain(value: Any) -> Any:
+    """`value` with every part that is not plain JSON data replaced by its tagged form."""
+    kind = type(value)
+    if kind is str:
+        return value if _utf8(value) else _tagged("str", _dumps(ascii(value)))
+    if kind is int:
+        low, high = _INT_RANGE
+        return value if low <= value <= high else _tagged("int", _dumps(hex(value)))
+    if kind is float:
+        return value if not value - value else _tagged("float", _dumps(repr(value)))
+    if kind is bool or value is None:
+        return value
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    if kind is dict:
+        if all(type(key) is str and _utf8(key) for key in value):
+            return {key: _plain(item) for key, item in value.items()}
+        # Keys of other types keep their type: the items, sorted by the keys' own forms.
+        pairs = sorted((canonical_value(k), canonical_value(v)) for k, v in value.items())
+        return _tagged("dict", _array(b"[" + k + b"," + v + b"]" for k, v in pairs))
+    return _tag_object(value)
+
+
+def _utf8(text: str) -> bool:
+    """False for a str orjson refuses (a lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _tagged(tag: str, payload: bytes) -> orjson.Fragment:
+    return _Fragment(b"#" + _dumps(tag) + payload)
+
+
+def _array(members: Iterable[bytes]) -> bytes:
+    return b"[" + b",".join(members) + b"]"
+
+
+def _type_name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+# Subclasses of these are keyed as their type's name plus the value as the base type; the
+# base type's own method gives a plain copy (a subclass may override `__str__` and such).
+_BASES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+    (str, str.__str__),
+    (int, int.__int__),
+    (float, float.__float__),
+    (dict, dict),
+    (list, list),
+    (tuple, tuple),
+    (frozenset, frozenset),
+    (set, frozenset),
+    (bytes, bytes),
+)
+
+
+def _tag_object(value: Any) -> orjson.Fragment:
+    """The tagged form of a value that is not plain JSON data, or TypeError if none."""
+    kind = type(value)
+    hook = getattr(kind, "__llmcache_key__", None)
+    if hook is not None:
+        return _tagged(f"key:{_type_name(kind)}", canonical_value(hook(value)))
+    if isinstance(value, enum.Enum):
+        return _tagged(f"enum:{_type_name(kind)}", canonical_value(value.value))
+    if kind is set or kind is frozenset:
+        # No order: members sorted by their own canonical bytes.
+        return _tagged("set", _array(sorted(canonical_value(m) for m in value)))
+    if kind is bytes or kind is bytearray or kind is memoryview:
+        return _tagged(kind.__name__, _dumps(base64.b64encode(bytes(value)).decode("ascii")))
+    if kind is uuid.UUID:
+        return _tagged("uuid", _dumps(str(value)))
+    if kind is decimal.Decimal:
+        return _tagged("decimal", _dumps(str(value)))  # "1.10" and "1.1" stay apart
+    if kind is datetime.datetime or kind is datetime.time:
+        zone = None if value.tzinfo is None else str(value.tzinfo)
+        return _tagged(kind.__name__, _dumps([value.isoformat(), zone]))
+    if kind is datetime.date:
+        return _tagged("date", _dumps(value.isoformat()))
+    if kind is datetime.timedelta:
+        return _tagged("timedelta", _dumps([value.days, value.seconds, value.microseconds]))
+    if isinstance(value, pathlib.PurePath):
+        # Pure and concrete paths of one flavour compare equal: they share a form.
+        flavour = "windows-path" if isinstance(value, pathlib.PureWindowsPath) else "path"
+        return _tagged(flavour, _dumps(value.as_posix()))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return _tagged(f"dataclass:{_type_name(kind)}", canonical_value(fields))
+    model_fields = getattr(kind, "model_fields", None)
+    if isinstance(model_fields, dict) and hasattr(value, "model_dump"):  # a pydantic model
+        fields = {name: getattr(value, name) for name in model_fields}
+        fields.update(getattr(value, "__pydantic_extra__", None) or {})
+        return _tagged(f"model:{_type_name(kind)}", canonical_value(fields))
+    for base, plain_copy in _BASES:
+        if isinstance(value, base):
+            return _tagged(
+                f"{base.__name__}:{_type_name(kind)}", canonical_value(plain_copy(value))
+            )
+    raise TypeError(f"type {kind.__qualname__} has no canonical form")
 
 
 class Binder:

@@ -1,9 +1,9 @@
 """`@cache.cached`: the wrapper is specialised once, at decoration time.
 
 The hit path is the product, so the wrapper does the least it can: a contextvar read, the
-argument binding, one orjson call, one xxh3 call and one LRU lookup; everything else
-(options, the first read of a namespace's generation, lower tiers, misses) goes through the
-`CallSite`.
+argument binding, a look at the argument types and one orjson call (`fast_body`), one xxh3
+call and one LRU lookup; everything else (options, the first read of a namespace's
+generation, lower tiers, misses) goes through the `CallSite`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import orjson
 from xxhash import xxh3_128_intdigest
 
-from ._canonical import _SORTED, Binder, _default, canonical_bytes, describe
+from ._canonical import Binder, canonical_bytes, describe, fast_body
 from ._errors import ConfigError
 from ._options import current_options
 from ._site import MISS, CallSite
@@ -106,7 +105,6 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     bind = binder.bind
     version = site.version
     head = (site.identity, version)
-    dumps = orjson.dumps
     where = site.identity
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -116,7 +114,7 @@ def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_options() is None and cache.enabled and namespace.loaded:
             try:
-                body = dumps((where, version, bind(args, kwargs)), option=_SORTED, default=_default)
+                body = fast_body(where, version, bind(args, kwargs))
             except Exception:  # the slow path canonicalises it, or names the bad argument
                 return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
             seed, prefix = namespace.state
@@ -143,7 +141,6 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
     bind = binder.bind
     version = site.version
     head = (site.identity, version)
-    dumps = orjson.dumps
     where = site.identity
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -153,7 +150,7 @@ def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_options() is None and cache.enabled and namespace.loaded:
             try:
-                body = dumps((where, version, bind(args, kwargs)), option=_SORTED, default=_default)
+                body = fast_body(where, version, bind(args, kwargs))
             except Exception:
                 return await site.arun(
                     lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)

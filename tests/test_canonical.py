@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import decimal
 import enum
+import pathlib
+import uuid
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import llmcache
-from llmcache._canonical import Binder, canonical_bytes
+from llmcache._canonical import Binder, canonical_bytes, canonical_value, fast_body
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
 json_scalars |= st.floats(allow_nan=False, allow_infinity=False)
@@ -283,3 +287,204 @@ def test_a_type_can_give_its_own_key() -> None:
     fn = _keyer(_cache())
     assert fn.cache_key(Client("a")) == fn.cache_key(Client("a"))
     assert fn.cache_key(Client("a")) != fn.cache_key(Client("b"))
+
+
+# -- injectivity (issue 9, item 16): arguments Python tells apart never share a key ------------
+class Shade(enum.IntEnum):
+    ONE = 1
+
+
+class Tone(enum.StrEnum):
+    RED = "red"
+
+
+@dataclasses.dataclass(frozen=True)
+class PairA:
+    x: Any
+    y: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PairB:
+    x: Any
+    y: Any
+
+
+class ModelA(BaseModel):
+    x: int
+
+
+class ModelB(BaseModel):
+    x: int
+
+
+_BIG = 2**70
+CONFUSABLE = [
+    (float("nan"), None),
+    (float("inf"), None),
+    (float("-inf"), None),
+    (float("inf"), float("-inf")),
+    ({1: "a"}, {"1": "a"}),
+    ({True: "a"}, {"True": "a"}),
+    ({None: "a"}, {"null": "a"}),
+    (PairA(1, 2), PairB(1, 2)),
+    (PairA(1, 2), {"x": 1, "y": 2}),
+    (ModelA(x=1), ModelB(x=1)),
+    (ModelA(x=1), {"x": 1}),
+    (Color.RED, "red"),
+    (Shade.ONE, 1),
+    (Tone.RED, "red"),
+    (pathlib.Path("a/b"), "a/b"),
+    (datetime.datetime(2026, 1, 1, 12, 0), "2026-01-01T12:00:00"),
+    (datetime.date(2026, 1, 1), "2026-01-01"),
+    (decimal.Decimal("1.5"), "1.5"),
+    (decimal.Decimal("1.5"), {"__decimal__": "1.5"}),
+    (_BIG, {"__int__": str(_BIG)}),
+    (_BIG, str(_BIG)),
+    (b"\x00\x01", {"__bytes__": "AAE="}),
+    (b"\x00\x01", "AAE="),
+    (uuid.UUID(int=1), str(uuid.UUID(int=1))),
+    ({"a", "b"}, ["a", "b"]),
+    (True, 1),
+    (1, 1.0),
+    (0.0, -0.0),
+    ({"k": float("nan")}, {"k": None}),
+    ([Color.RED], ["red"]),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), CONFUSABLE, ids=[repr(pair) for pair in CONFUSABLE])
+def test_confusable_arguments_get_their_own_results(a: Any, b: Any) -> None:
+    """Each pair used to share a key: the second call was served the first one's result."""
+    cache = _cache()
+    calls: list[Any] = []
+
+    @cache.cached
+    def fn(payload: Any) -> int:
+        calls.append(payload)
+        return len(calls)
+
+    assert (fn(a), fn(b)) == (1, 2)  # each is a miss: the hit path (fast key)
+    assert (fn(a), fn(b)) == (1, 2)  # and each is then a hit on its own entry
+    with llmcache.options(ttl=60):  # the long way (options set) finds the same entries
+        assert (fn(a), fn(b)) == (1, 2)
+    assert fn.cache_key(a) != fn.cache_key(b)
+
+
+def test_a_string_cannot_imitate_a_tagged_form() -> None:
+    fn = _keyer(_cache())
+    assert fn.cache_key(_BIG) != fn.cache_key('#"int""' + hex(_BIG) + '"')
+    assert canonical_value(_BIG) != canonical_value(orjson.loads(b'"#"'))
+
+
+# A strict, type-aware equality: what "Python tells apart" means for keys. Two documented
+# choices: a tuple is the same as a list with the same items, a frozenset as the same set.
+def _kind(value: Any) -> Any:
+    if type(value) in (list, tuple):
+        return "sequence"
+    if type(value) in (set, frozenset):
+        return "set"
+    if isinstance(value, pathlib.PurePosixPath):
+        return "path"
+    return type(value)
+
+
+def same(a: Any, b: Any) -> bool:
+    if _kind(a) != _kind(b):
+        return False
+    if isinstance(a, enum.Enum):
+        return a is b
+    if _kind(a) == "sequence":
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if _kind(a) == "set":
+        return len(a) == len(b) and all(any(same(x, y) for y in b) for x in a)
+    if type(a) is dict:
+        return len(a) == len(b) and all(
+            any(same(ka, kb) and same(va, vb) for kb, vb in b.items()) for ka, va in a.items()
+        )
+    if type(a) is float:
+        return repr(a) == repr(b)  # nan is nan; -0.0 is not 0.0
+    if dataclasses.is_dataclass(a):
+        return same(dataclasses.astuple(a), dataclasses.astuple(b))
+    if type(a) in (datetime.datetime, datetime.time):
+        return a.isoformat() == b.isoformat() and str(a.tzinfo) == str(b.tzinfo)
+    if type(a) is decimal.Decimal:
+        return str(a) == str(b)
+    return bool(a == b) and repr(a) == repr(b)
+
+
+_surrogates = st.sampled_from(["\ud800", "a\udfff", "\udc00\ud800"])
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63 - 2, max_value=2**64 + 2)
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats()  # nan, ±inf, -0.0 included
+    | st.text(max_size=6)
+    | _surrogates
+    | st.binary(max_size=4)
+    | st.sampled_from([Color.RED, Color.BLUE, Shade.ONE, Tone.RED])
+    | st.datetimes(timezones=st.none() | st.just(datetime.UTC))
+    | st.dates()
+    | st.decimals(allow_nan=False, places=2)
+    | st.sampled_from([pathlib.PurePosixPath("a/b"), pathlib.Path("a"), pathlib.Path("a/b")])
+    | st.uuids()
+    | st.sampled_from(["red", "1", "null", "True", "a/b", "AAE=", '#"int""0x1"'])
+)
+_keys = st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=3) | st.uuids()
+_imitations = st.builds(
+    lambda tag, payload: {tag: payload},
+    st.sampled_from(["__int__", "__bytes__", "__decimal__", "__set__", "x"]),
+    _scalars,
+)
+_values = st.recursive(
+    _scalars | _imitations,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(_keys, children, max_size=3)
+        | st.dictionaries(st.text(max_size=3), children, max_size=3)
+        | st.frozensets(_keys, max_size=3)
+        | st.sets(st.integers(-2, 2) | st.text(max_size=2), max_size=3)
+        | st.builds(PairA, children, children)
+        | st.builds(PairB, children, children)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_values, _values)
+def test_canonical_form_is_injective(a: Any, b: Any) -> None:
+    """Equal canonical bytes only for values that are the same, by a type-aware equality."""
+    assert (canonical_value(a) == canonical_value(b)) == same(a, b)
+    assert canonical_value(a) == canonical_value(a)  # and stable
+
+
+@settings(max_examples=200, deadline=None)
+@given(_values)
+def test_the_hit_path_and_the_long_way_agree(value: Any) -> None:
+    """The hit path's bytes (when it takes a value) are the long way's bytes."""
+    arguments = {"p": value}
+    try:
+        fast = fast_body("t", None, arguments)
+    except TypeError:
+        return  # the long way only
+    assert fast == canonical_bytes(arguments, "t", ("t", None))
+
+
+@settings(max_examples=100, deadline=None)
+@given(_values, _values)
+def test_distinct_arguments_never_share_a_cached_result(a: Any, b: Any) -> None:
+    cache = _cache()
+    calls: list[Any] = []
+
+    @cache.cached
+    def fn(payload: Any) -> int:
+        calls.append(payload)
+        return len(calls)
+
+    first, second = fn(a), fn(b)
+    assert (first, second) == ((1, 1) if same(a, b) else (1, 2))
+    assert fn(a) == first and fn(b) == second
