@@ -346,6 +346,18 @@ class Cache:
                     queued_writes=tier.queued_writes,
                     dropped_writes=tier.dropped_writes,
                     errors=tier.counters.errors,
+                    read_state=tier.reads.state,
+                    write_state=tier.writes.state,
+                    read_error=tier.reads.last_error,
+                    read_error_age_s=None
+                    if tier.reads.last_error_at is None
+                    else now - tier.reads.last_error_at,
+                    write_error=tier.writes.last_error,
+                    write_error_age_s=None
+                    if tier.writes.last_error_at is None
+                    else now - tier.writes.last_error_at,
+                    queued_bytes=tier.queued_bytes,
+                    max_queue_bytes=tier.max_queue_bytes,
                 )
             )
         return Health(ok=all(t.state == "closed" for t in tiers), tiers=tiers)

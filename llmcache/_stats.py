@@ -101,6 +101,15 @@ class TierHealth(BaseModel):
     queued_writes: int
     dropped_writes: int
     errors: int
+    # Reads and writes have a breaker each: a tier that cannot store (full, OOM) still serves.
+    read_state: Literal["closed", "open", "half-open"] = "closed"
+    write_state: Literal["closed", "open", "half-open"] = "closed"
+    read_error: str | None = None
+    read_error_age_s: float | None = None
+    write_error: str | None = None
+    write_error_age_s: float | None = None
+    queued_bytes: int = 0  # held by queued writes, bounded by max_queue_bytes
+    max_queue_bytes: int = 0
 
 
 class Health(BaseModel):

@@ -229,7 +229,7 @@ def test_failing_endpoint_fails_open_and_fast(rest: UpstashRestServer, mode: str
         assert health.queued_writes > 0  # results paid for while down, kept for later
 
         rest.mode = "ok"
-        time.sleep(cache.tiers[0]._cooldown + 0.05)
+        time.sleep(cache.tiers[0].cooldown + 0.05)
         assert ask("q5") == "Q5"  # a probe: the tier works again and the queue is replayed
         deadline = time.monotonic() + 5
         while cache.tiers[0].queued_writes and time.monotonic() < deadline:
