@@ -56,13 +56,19 @@ def _read_or_create_secret(path: Path) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(32)
+    # Written whole under a private name, then linked into place: link() fails if the file
+    # exists, so when two processes race, both use the first one's secret, and neither can
+    # read the other's half-written file.
+    draft = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        # O_EXCL: if another process creates it first, use theirs.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret.hex())
+        os.link(draft, path)
     except FileExistsError:
         return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret.hex())
+    finally:
+        draft.unlink(missing_ok=True)
     return secret
 
 

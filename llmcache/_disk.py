@@ -187,6 +187,7 @@ class DiskTier(Backend):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._reopen_mutex = threading.Lock()
         self._identity: tuple[int, int] | None = None
         self._companions: dict[str, tuple[int, int] | None] = {}
         self._touched: dict[str, float] = {}
@@ -277,24 +278,26 @@ class DiskTier(Backend):
         One stat per write (a few microseconds beside a commit); reads do not check, so a
         process that only reads notices at its next write or generation poll.
         """
-        if _file_identity(self.path) != self._identity:
+        identity = self._identity  # None: the last reopen failed, so try again
+        if identity is None or _file_identity(self.path) != identity:
             self._reopen()
         return self._connection()
 
     def _reopen(self) -> None:
-        with self._connections_lock:
-            if _file_identity(self.path) == self._identity and self._identity is not None:
+        with self._reopen_mutex:
+            if self._identity is not None and _file_identity(self.path) == self._identity:
                 return  # another thread has reopened it
-            stale, self._connections = self._connections, []
-            self._local = threading.local()  # every thread opens a new connection on next use
-            self._identity = None
-        for connection in stale:
-            # A thread using one of these now gets a ProgrammingError: a counted miss.
-            with contextlib.suppress(sqlite3.Error):
-                connection.close()
-        with _reopen_lock(self.path):
-            self._remove_stale_companions()
-            self._start()
+            with self._connections_lock:
+                # Every thread opens a new connection at its next call. The old ones are not
+                # closed here: another thread may be inside one (closing it under that thread
+                # crashes the interpreter); each closes when its last user lets go of it.
+                self._connections = []
+                self._local = threading.local()
+            self._identity = None  # until the new file is open: every write tries again
+            self.directory.mkdir(parents=True, exist_ok=True)  # the folder may be gone too
+            with _reopen_lock(self.path):
+                self._remove_stale_companions()
+                self._start()
 
     def _remove_stale_companions(self) -> None:
         """Remove the -wal and -shm files of the database we had open, if still there.
@@ -315,6 +318,7 @@ class DiskTier(Backend):
         _INHERITED.extend(self._connections)
         self._connections = []
         self._connections_lock = threading.Lock()
+        self._reopen_mutex = threading.Lock()
         self._touch_lock = threading.Lock()
         self._local = threading.local()
 

@@ -120,6 +120,34 @@ def test_default_cache_runs_from_memory_with_one_warning_when_its_folder_is_unus
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_processes_racing_to_create_the_secret_all_get_the_same_one(tmp_path: Path) -> None:
+    from llmcache._config import load_or_create_secret
+
+    for round in range(15):
+        folder = tmp_path / f"race-{round}"
+        pipes, children = [], []
+        for _ in range(4):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.write(write, load_or_create_secret(folder).hex().encode())
+                finally:
+                    os._exit(0)
+            os.close(write)
+            pipes.append(read)
+            children.append(pid)
+        secrets = set()
+        for read, pid in zip(pipes, children, strict=True):
+            with os.fdopen(read) as handle:
+                secrets.add(handle.read())
+            os.waitpid(pid, 0)
+        # Before: a process could read the file another had created but not yet written.
+        assert len(secrets) == 1 and len(secrets.pop()) == 64
+        assert sorted(p.name for p in folder.iterdir()) == ["secret"]  # no drafts left
+
+
 @pytest.mark.parametrize("case", BAD_FOLDERS)
 def test_an_explicit_disk_tier_in_an_unusable_folder_is_a_config_error(
     case: str, tmp_path: Path
@@ -286,6 +314,17 @@ def test_a_deleted_database_is_noticed_and_recreated(tmp_path: Path) -> None:
     tier.close()
 
 
+def test_a_deleted_cache_folder_is_recreated(tmp_path: Path) -> None:
+    import shutil
+
+    tier = DiskTier(tmp_path / "d")
+    tier.set("llmc:before", b"1", None)
+    shutil.rmtree(tmp_path / "d")  # e.g. rm -rf ~/.cache/llmcache
+    tier.set("llmc:after", b"2", None)
+    assert _entries_in(tier.path) == {"llmc:after"}
+    tier.close()
+
+
 def test_a_replaced_database_is_noticed_by_writers_and_by_other_threads(tmp_path: Path) -> None:
     tier = DiskTier(tmp_path / "d")
     tier.set("llmc:old", b"old", None)
@@ -311,6 +350,68 @@ def test_a_replaced_database_is_noticed_by_writers_and_by_other_threads(tmp_path
     with _sqlite(tier.path) as check:
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     tier.close()
+
+
+STRESS = """
+import os, shutil, sqlite3, sys, threading, time
+from llmcache._disk import DiskTier
+
+folder = sys.argv[1]
+tier = DiskTier(folder)
+stop = threading.Event()
+
+
+def work(n):
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            tier.set(f"llmc:{n}:{i}", os.urandom(200), None)
+            tier.get(f"llmc:{n}:{i}")
+        except sqlite3.Error:
+            pass  # a write racing the deletion fails: the core counts it; no crash, no hang
+
+
+threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+for thread in threads:
+    thread.start()
+for round in range(10):
+    time.sleep(0.03)
+    if round % 2:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(os.path.join(folder, "cache.sqlite3" + suffix))
+            except FileNotFoundError:
+                pass
+stop.set()
+for thread in threads:
+    thread.join()
+for attempt in range(20):  # the last deletion may have left a torn file: it is replaced
+    try:
+        tier.set("llmc:final", b"x", None)
+        break
+    except sqlite3.Error:
+        shutil.rmtree(folder, ignore_errors=True)
+with sqlite3.connect(tier.path) as check:
+    print(check.execute("PRAGMA integrity_check").fetchone()[0],
+          check.execute("SELECT count(*) FROM entries WHERE key = 'llmc:final'").fetchone()[0])
+"""
+
+
+def test_threads_writing_while_the_file_is_deleted_again_and_again(tmp_path: Path) -> None:
+    # Reopening must not close a connection another thread is inside (that crashed CPython).
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
+    result = subprocess.run(
+        [sys.executable, "-c", STRESS, str(tmp_path / "d")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", "1"]
 
 
 def test_a_process_that_only_reads_notices_a_replaced_file_at_its_generation_poll(
