@@ -28,6 +28,7 @@ from ._errors import (
     LLMCacheError,
     MissingDependencyError,
 )
+from ._generations import Invalidation
 from ._info import CallInfo, info, last_info
 from ._jupyter import load_ipython_extension
 from ._loops import PerLoop
@@ -50,6 +51,7 @@ __all__ = [
     "CallSite",
     "ConfigError",
     "Health",
+    "Invalidation",
     "KeyDerivationError",
     "LLMCacheError",
     "MissingDependencyError",

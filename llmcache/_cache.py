@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import datetime
@@ -16,10 +17,17 @@ from ._backend import Backend
 from ._config import load_or_create_secret
 from ._disk import DiskTier
 from ._errors import ConfigError
+from ._generations import (
+    WORKSPACE_FIELD,
+    GenerationBook,
+    Invalidation,
+    RecordFormat,
+    SharedRuns,
+)
 from ._keys import KeySchedule, check_name
 from ._ledger import Ledger
 from ._memory import MemoryTier
-from ._namespaces import WORKSPACE_FIELD, GenerationWatcher, Namespace, generations_key
+from ._namespaces import GenerationWatcher, Namespace
 from ._registry import backend_from_url, load_providers
 from ._resilience import FAILED, GuardedTier
 from ._stats import CacheStats, Health, TierHealth, TierStats
@@ -107,7 +115,10 @@ class Cache:
         self.lock_tier: GuardedTier | None = lockers[-1] if lockers else None
         self.ledger = Ledger(self.keys.scope)
         self._namespaces: dict[str, Namespace] = {}
-        self._local_generations: dict[str, int] = {}
+        self._generations = GenerationBook(RecordFormat(self.keys), persistent)
+        self._first_loads = SharedRuns()
+        # A first load waits for the tiers at most this long, then goes on provisionally.
+        self._load_deadline = max((t.async_timeout for t in persistent), default=1.0)
         self._lock = threading.Lock()
         self.sites: list[CallSite] = []
         # In-flight real calls, for single-flight: by fingerprint, per thread and per loop.
@@ -223,17 +234,50 @@ class Cache:
         return found
 
     def load(self, namespace: Namespace) -> Namespace:
-        """Read the namespace's current generation (once; the watcher keeps it fresh)."""
+        """Know the namespace's current generation (once; the watcher keeps it fresh).
+
+        Bounded: if the tiers do not answer within the load deadline, the namespace goes on
+        with a provisional generation (nothing stored before is served) until they do.
+        """
         if not namespace.loaded:
-            self._apply_generations(self._read_generations(), only=namespace)
-            self._start_watcher()
+            loading = self._first_loads.start(namespace.name, lambda: self._load_now(namespace))
+            try:
+                loading.result(timeout=self._load_deadline)
+            except Exception:  # late or failed: never a reason to fail the caller's call
+                self._load_provisionally(namespace)
         return namespace
 
-    def invalidate(self, namespace: str | None = None) -> None:
+    async def aload(self, namespace: Namespace) -> Namespace:
+        """`load` for coroutines: the tiers are read off the event loop, within the deadline."""
+        if not namespace.loaded:
+            loading = self._first_loads.start(namespace.name, lambda: self._load_now(namespace))
+            waiter = asyncio.wrap_future(loading)
+            done, _ = await asyncio.wait((waiter,), timeout=self._load_deadline)
+            if not done or waiter.exception() is not None:
+                self._load_provisionally(namespace)
+        return namespace
+
+    def _load_now(self, namespace: Namespace) -> None:
+        self._generations.load((WORKSPACE_FIELD, namespace.name))
+        self._apply_generations(only=namespace)
+        self._start_watcher()
+
+    def _load_provisionally(self, namespace: Namespace) -> None:
+        self._generations.assume_provisional((WORKSPACE_FIELD, namespace.name))
+        self._apply_generations(only=namespace)
+        self._start_watcher()  # it keeps asking the tiers
+
+    def invalidate(self, namespace: str | None = None) -> Invalidation:
         """Make every entry of `namespace` (default: of the cache's default namespace)
-        unreachable in O(1), in this process at once and in every other within a second."""
-        name = check_name("namespace", namespace or self.default_namespace)
-        self._bump(name)
+        unreachable in O(1), in this process at once and in every other within a second.
+
+        Returns an `Invalidation`; its `published` is False when the shared tier could not
+        take it yet (it is retried until it does, see `health().pending_invalidations`).
+        """
+        name = check_name(
+            "namespace", self.default_namespace if namespace is None else namespace
+        )
+        return self._bump(name)
 
     def delete(self, key: str) -> None:
         """Remove the entry with this signed key (see ``fn.cache_key(...)``) from every tier.
@@ -360,7 +404,11 @@ class Cache:
                     max_queue_bytes=tier.max_queue_bytes,
                 )
             )
-        return Health(ok=all(t.state == "closed" for t in tiers), tiers=tiers)
+        return Health(
+            ok=all(t.state == "closed" for t in tiers),
+            tiers=tiers,
+            pending_invalidations=self._generations.pending,
+        )
 
     def report(
         self,
@@ -414,36 +462,20 @@ class Cache:
         found = self._authority.call("read_counters", key)
         return found if isinstance(found, dict) else {}
 
-    def _read_generations(self) -> dict[str, int]:
-        """Generations from every persistent tier and this process, the highest of each."""
-        merged = dict(self._local_generations)
-        for tier in self._persistent:
-            found = tier.call("read_counters", generations_key(self.keys.scope))
-            if isinstance(found, dict):
-                for field, value in found.items():
-                    merged[field] = max(merged.get(field, 0), int(value))
-        return merged
-
-    def _apply_generations(
-        self, generations: Mapping[str, int], only: Namespace | None = None
-    ) -> None:
-        workspace_generation = generations.get(WORKSPACE_FIELD, 0)
+    def _apply_generations(self, only: Namespace | None = None) -> None:
+        """Key each namespace under its current generation (those not known yet: untouched)."""
         targets = [only] if only is not None else list(self._namespaces.values())
         for namespace in targets:
-            namespace.set_generation(workspace_generation, generations.get(namespace.name, 0))
+            label = self._generations.label(namespace.name)
+            if label is not None:
+                namespace.set_generation(label)
 
-    def _bump(self, field: str) -> None:
-        stored = False
-        for tier in self._persistent:
-            result = tier.call("incr_counters", generations_key(self.keys.scope), {field: 1})
-            stored = stored or result is not FAILED
-        if not stored:
-            # No persistent tier took it (none configured, or all down): bump in this process
-            # so at least it stops serving the old entries at once.
-            current = self._read_generations().get(field, 0)
-            with self._lock:
-                self._local_generations[field] = current + 1
-        self._apply_generations(self._read_generations())
+    def _bump(self, field: str) -> Invalidation:
+        """A new generation for `field` (a namespace, or the whole workspace's ``*``)."""
+        result = self._generations.advance(field)
+        self._apply_generations()
+        self._start_watcher()  # it re-publishes a pending invalidation
+        return result
 
     def _start_watcher(self) -> None:
         if self._watcher is None and self._persistent and not self.closed:
@@ -454,7 +486,8 @@ class Cache:
 
     @staticmethod
     def _tick(cache: Cache) -> None:
-        cache._apply_generations(cache._read_generations())
+        if cache._generations.refresh():
+            cache._apply_generations()
         cache.flush()
 
 

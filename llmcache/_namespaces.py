@@ -1,11 +1,11 @@
-"""Namespace generations: O(1) invalidation, seen by every process within a second.
+"""Namespaces and the watcher that keeps their generations current.
 
-A namespace's entries are keyed under its current generation, so bumping the generation
-makes all of them unreachable at once, without a scan. Generations are counters in the
-persistent tiers (``llmc-meta:<workspace>:generations``, one field per namespace, plus the
-field ``*`` that `clear()` bumps for the whole workspace). A background thread re-reads
-them twice a second, so the memory tier of every other process stops serving an invalidated
-namespace within a second, whether the shared tier is Redis, Upstash or the disk file.
+A namespace's entries are keyed under its current generation, so a new generation makes all
+of them unreachable at once, without a scan. The generation records themselves (what they
+are, where they live, why they never go backwards) are in `_generations`. A background
+thread re-reads them twice a second, so the memory tier of every other process stops
+serving an invalidated namespace within a second, whether the shared tier is Redis, Upstash
+or the disk file.
 """
 
 from __future__ import annotations
@@ -21,21 +21,16 @@ from ._keys import KeySchedule, check_name
 if TYPE_CHECKING:
     from ._cache import Cache
 
-__all__ = ["GenerationWatcher", "Namespace", "generations_key"]
-
-WORKSPACE_FIELD = "*"
-
-
-def generations_key(scope: str) -> str:
-    """Where a workspace's generations live; `scope` is `KeySchedule.scope`."""
-    return f"llmc-meta:{scope}:generations"
+__all__ = ["GenerationWatcher", "Namespace"]
 
 
 class Namespace:
     """One namespace of a cache: its name and the key material of its current generation.
 
     `state` is one tuple, replaced whole, so a reader never sees a seed from one generation
-    with a key prefix from another.
+    with a key prefix from another. `loaded` turns True once `state` holds a generation
+    (a verified one, or a provisional one nothing was ever stored under); the hit path
+    reads both directly.
     """
 
     __slots__ = ("generation", "keys", "loaded", "name", "state")
@@ -45,12 +40,10 @@ class Namespace:
         self.keys = keys
         self.loaded = False
         self.generation = ""
-        self.state: tuple[int, str] = (0, "")
-        self.set_generation(0, 0)
-        self.loaded = False
+        self.state: tuple[int, str] = (0, "")  # never read before `loaded`
 
-    def set_generation(self, workspace_generation: int, namespace_generation: int) -> None:
-        generation = f"{workspace_generation}.{namespace_generation}"
+    def set_generation(self, generation: str) -> None:
+        """Key everything from now on under `generation` (see `namespace_label`)."""
         if generation != self.generation:
             self.state = (
                 self.keys.seed(self.name, generation),

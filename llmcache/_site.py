@@ -296,10 +296,8 @@ class CallSite(MissPath):
         namespace = self.namespace
         if opts is not None and opts.namespace:
             namespace = self.cache.namespace(opts.namespace)
-        if not namespace.loaded:  # reading generations is I/O: keep it off the event loop
-            from ._backend import run_in_thread
-
-            await run_in_thread(self.cache.load, namespace)
+        if not namespace.loaded:  # off the event loop, and bounded by the load deadline
+            await self.cache.aload(namespace)
         return namespace, body, opts
 
     def _fingerprint(self, body: bytes, seed: int, opts: Options | None) -> int:

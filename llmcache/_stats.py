@@ -113,10 +113,15 @@ class TierHealth(BaseModel):
 
 
 class Health(BaseModel):
-    """Every tier's state; `ok` is True when no breaker is open."""
+    """Every tier's state; `ok` is True when no breaker is open.
+
+    `pending_invalidations`: invalidations applied in this process that the shared tier has
+    not taken yet (it was down); they are re-published until it does.
+    """
 
     ok: bool
     tiers: list[TierHealth]
+    pending_invalidations: int = 0
 
     _HEADERS = ("tier", "state", "latency ms", "queued", "errors", "last error")
 
@@ -128,6 +133,8 @@ class Health(BaseModel):
 
     def __str__(self) -> str:
         title = "llmcache health: " + ("ok" if self.ok else "DEGRADED")
+        if self.pending_invalidations:
+            title += f" ({self.pending_invalidations} invalidation(s) not yet published)"
         return title + "\n" + render_table(self._HEADERS, self._rows())
 
     def _repr_html_(self) -> str:
