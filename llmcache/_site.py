@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from xxhash import xxh3_128_intdigest
 
-from ._canonical import _default, canonical_bytes, canonical_value
+from ._canonical import canonical_bytes, canonical_value, fast_body
 from ._codec import Unstorable, ValueCodec
 from ._info import (
     INFO_CAPACITY,
@@ -136,9 +136,7 @@ class CallSite(MissPath):
         if current_options() is None and self.cache.enabled and namespace.loaded:
             # `_fast_key`, inlined: this is every provider hit's path.
             try:
-                body = _dumps(
-                    (self.identity, self.version, request), option=_SORT_KEYS, default=_default
-                )
+                body = fast_body(self.identity, self.version, request)
             except Exception:  # the long way canonicalises it, or names what cannot be keyed
                 body = None
             if body is not None:
@@ -166,9 +164,7 @@ class CallSite(MissPath):
         if current_options() is not None or not self.cache.enabled or not namespace.loaded:
             return None
         try:
-            body = _dumps(
-                (self.identity, self.version, request), option=_SORT_KEYS, default=_default
-            )
+            body = fast_body(self.identity, self.version, request)
         except Exception:  # the long way canonicalises it, or names what cannot be keyed
             return None
         seed, prefix = namespace.state
