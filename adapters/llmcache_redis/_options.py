@@ -3,8 +3,11 @@
 ``redis://[user:password@]host[:port][/db][?option=value&...]`` (``rediss://`` for TLS,
 ``redis+cluster://host:port`` for a Redis Cluster seed node). Our options:
 
-    timeout              socket read/write timeout, seconds (default 0.05; 0.25 over TLS)
-    connect_timeout      connect timeout, seconds (default 0.05; 0.5 over TLS)
+    timeout              deadline of one operation, seconds: the command sent and its whole
+                         reply read, however slowly the server sends it (default 0.05;
+                         0.25 over TLS); see _deadline
+    connect_timeout      connect timeout, seconds, added to the deadline of an operation
+                         that opens a connection (default 0.05; 0.5 over TLS)
     async_timeout        the same for the asyncio client (default: timeout, at least 0.25)
     async_connect_timeout  (default: connect_timeout, at least 0.5)
     health_check_interval  PING a connection idle this long before reuse (default 30)
@@ -23,8 +26,8 @@ longer defaults. The breaker in the core skips the tier after a few failures any
 The asyncio client gets longer floors because on an event loop a timeout is wall-clock
 time in which the loop also runs every other task: with a thousand tasks ready, 50 ms can
 pass before a reply that arrived in 100 us is read, and a burst of new connections times
-out though the server is fine. A slow reply there delays one task, not the loop, and the
-core bounds every async tier call (1 s) anyway.
+out though the server is fine. A slow reply there delays one task, not the loop; waiting
+for a pooled connection counts in the deadline.
 """
 
 from __future__ import annotations

@@ -6,13 +6,17 @@ URL: ``upstash://TOKEN@host[:port][?tls=0&timeout=0.25&connect_timeout=0.5]`` ta
 ``UPSTASH_REDIS_REST_TOKEN``; a URL with a host but no token takes the token from the latter.
 
 Commands are the same as the Redis adapter's (GET/MGET, SET PX, SET NX PX locks released by
-a compare-and-delete script, HINCRBYFLOAT counters in one ``/multi-exec`` request), and
+a compare-and-delete script, HINCRBYFLOAT counters in one script), and
 values are stored in the text form of ``_stored``.
+
+``timeout`` is the deadline of one request as a whole, response body included, however
+slowly it arrives (see `_deadline`); ``connect_timeout`` is added when it opens a connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import secrets
 import time
@@ -35,6 +39,18 @@ DEFAULT_TIMEOUT = 0.25
 DEFAULT_CONNECT_TIMEOUT = 0.5
 SCAN_COUNT = 1000
 DELETE_BATCH = 500
+# Adds each delta to its field of one hash, atomically. A field holding something that is not
+# a number (written by someone else) would make HINCRBYFLOAT fail, and with it every later
+# flush: such a field is set to the delta instead (what it held was not a count).
+INCR_COUNTERS_SCRIPT = """
+for i = 1, #ARGV, 2 do
+    local added = redis.pcall('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+    if type(added) == 'table' and added.err then
+        redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    end
+end
+return 0
+"""
 UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
@@ -100,6 +116,14 @@ def parse_url(url: str) -> tuple[str, str, dict[str, str]]:
     if not endpoint.startswith(("https://", "http://")):
         raise ConfigError(f"UPSTASH_REDIS_REST_URL must start with https://, not {endpoint!r}")
     return endpoint, token, options
+
+
+def _counter_value(value: Any) -> float:
+    """A counter value; one that is not a number reads as NaN (the ledger skips and counts it)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 class UpstashBackend(Backend):
@@ -259,10 +283,9 @@ class UpstashBackend(Backend):
         outer = SYNC_DEADLINE.at
         SYNC_DEADLINE.at = _monotonic() + self.timeout
         try:
-            transaction = self._client.multi()  # one /multi-exec request, applied together
-            for field, delta in deltas.items():
-                transaction.execute(["HINCRBYFLOAT", key, field, delta])
-            transaction.exec()
+            # One script: the fields of one flush land together.
+            flat = [part for item in deltas.items() for part in (item[0], repr(float(item[1])))]
+            self._client.eval(INCR_COUNTERS_SCRIPT, [key], flat)
         except Exception as error:
             self._fail(error)
         finally:
@@ -270,7 +293,7 @@ class UpstashBackend(Backend):
 
     def read_counters(self, key: str) -> dict[str, float]:
         found = self._run(["HGETALL", key]) or {}
-        return {str(field): float(value) for field, value in found.items()}
+        return {str(field): _counter_value(value) for field, value in found.items()}
 
     def try_lock(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(16)
