@@ -119,7 +119,22 @@ class ValueCodec:
                 self._adapter = None
 
     def encode(self, value: Any) -> tuple[str, bytes, bool]:
-        """(tag, value JSON, immutable?) of a value; raises Unstorable if none fits."""
+        """(tag, value JSON, immutable?) of a value; raises Unstorable if none fits.
+
+        Only Unstorable: the result it is given was paid for, and the caller must get it
+        even when it cannot be stored (an int beyond 64 bits, a str with a lone surrogate,
+        nan, a model its own serializer refuses...).
+        """
+        try:
+            return self._encode(value)
+        except Unstorable:
+            raise
+        except (TypeError, ValueError, OverflowError, RecursionError) as error:
+            raise Unstorable(
+                f"a {type(value).__qualname__} that JSON cannot store ({error})"
+            ) from error
+
+    def _encode(self, value: Any) -> tuple[str, bytes, bool]:
         kind = type(value)
         if kind in _IMMUTABLE or (kind is float and math.isfinite(value)):
             return "json", orjson.dumps(value), True
@@ -148,6 +163,8 @@ class ValueCodec:
             if round_trip != value:  # NaN, enums, subclasses...: would not come back equal
                 raise Unstorable(f"{kind.__name__} does not survive a JSON round trip")
             return ("tuple" if kind is tuple else "json"), data, False
+        if kind is float:
+            raise Unstorable(f"{value!r} has no JSON form")
         raise Unstorable(
             f"values of type {kind.__qualname__} cannot be cached: return JSON data or a "
             f"pydantic model, or annotate the function's return type"
