@@ -74,6 +74,11 @@ __all__ = [
 ]
 
 
+def __dir__() -> list[str]:
+    """The public API only (not the typing names this module imports for annotations)."""
+    return sorted(__all__)
+
+
 def cached(
     function: Callable[..., Any] | None = None,
     *,

@@ -1,13 +1,17 @@
 """The `llmcache` command line: inspect, report on, invalidate and clear a cache.
 
-Configured by the same LLMCACHE_* variables as the library, or by flags. A user mistake
-(unknown tier URL, unreachable server, wrong token, missing secret) is one line on stderr
-and exit code 2, never a traceback.
+Configured by the same LLMCACHE_* variables as the library, or by flags. Every failure the
+user can meet (unknown tier URL, unreachable server, wrong token, missing secret, a bad
+option, an HTML path that cannot be written, a demo API that refuses the key) is one line
+on stderr and a non-zero exit, never a traceback: exit 2 for those, 1 for a failed check
+(doctor) or an aborted confirmation, 130 on Ctrl-C. An unexpected error is one line too
+(LLMCACHE_DEBUG=1 shows its traceback).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,11 +19,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from ._cache import Cache
 from ._config import env_settings
 from ._errors import LLMCacheError
+from ._render import Grid
 
 __all__ = ["app", "main"]
 
@@ -29,6 +34,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: rich's shows every flag as taking a "<bool>" value.
+    rich_markup_mode=None,
 )
 console = Console()
 errors = Console(stderr=True)
@@ -52,6 +59,26 @@ class UsageError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"llmcache {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """Inspect, report on, invalidate and clear an llmcache cache."""
+
+
 def _open(
     workspace: str | None,
     tiers: str | None,
@@ -61,8 +88,6 @@ def _open(
     check: bool = True,
 ) -> Cache:
     if directory is not None:
-        import os
-
         os.environ["LLMCACHE_DIR"] = str(directory)
     settings: dict[str, Any] = env_settings()
     settings.pop("enabled", None)  # the command line works on the cache even if disabled
@@ -88,8 +113,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise UsageError(message)
 
 
 @app.command()
@@ -99,16 +123,28 @@ def stats(
     secret: Secret = None,
     directory: Directory = None,
 ) -> None:
-    """Entries and bytes in each tier, and the ledger's calls and hits for today."""
+    """Entries and bytes in each tier, and the ledger's calls and hits."""
     with _open(workspace, tiers, secret, directory) as cache:
-        table = Table(title=f"llmcache workspace {cache.workspace!r}")
-        for column in ("tier", "entries", "bytes", "state"):
-            table.add_column(column, justify="right" if column in ("entries", "bytes") else "left")
-        for tier in cache.stats().tiers:
-            state = "closed" if tier.name == "memory" else _tier_state(cache, tier.name)
-            table.add_row(tier.name, _num(tier.entries), _num(tier.bytes), state)
-        console.print(table)
-        console.print(str(cache.report(since=0)), highlight=False)
+        rows = [
+            [
+                tier.name,
+                _num(tier.entries),
+                _num(tier.bytes),
+                "closed" if tier.name == "memory" else _tier_state(cache, tier.name),
+            ]
+            for tier in cache.stats().tiers
+        ]
+        console.print(
+            Grid(
+                f"llmcache workspace {cache.workspace!r}",
+                ("tier", "entries", "bytes", "state"),
+                rows,
+                numeric=frozenset({1, 2}),
+            ).table(console.width)
+        )
+        result = cache.report(since=0)
+        console.print(result)
+        _hint_if_empty(result.totals.calls, workspace, tiers, "stats")
 
 
 def _tier_state(cache: Cache, name: str) -> str:
@@ -128,22 +164,66 @@ def report(
     since: Annotated[
         str | None, typer.Option(help="From this day: YYYY-MM-DD, or a number of days back.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (every column).")
+    ] = False,
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write an HTML report with the plot here.")
     ] = None,
 ) -> None:
     """Calls, hits, money spent and saved, time saved, by namespace and model."""
+    if html is not None:
+        html = writable_file(html, "--html")
     with _open(workspace, tiers, secret, directory) as cache:
         since_value: Any = int(since) if since is not None and since.isdigit() else since
         result = cache.report(since=since_value)
         if as_json:
             print(json.dumps(result.to_dict(), indent=2, default=str))
         else:
-            console.print(str(result), highlight=False)
+            console.print(result)
+            _hint_if_empty(result.totals.calls, workspace, tiers, "report")
         if html is not None:
-            result.to_html(html)
-            errors.print(f"wrote {html}")
+            write_html(result, html)
+            errors.print(f"wrote {html}", highlight=False, soft_wrap=True)
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """`path` if a file can be written there; else a UsageError that says why (checked
+    before any work, so a long report or demo does not fail at its very end)."""
+    if path.is_dir():
+        raise UsageError(
+            f"{option} {path} is a folder: give a file name, e.g. {path / 'report.html'}"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} {path}: the folder {folder} is not writable")
+    return path
+
+
+def write_html(report: Any, path: Path) -> None:
+    try:
+        report.to_html(path)
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _hint_if_empty(calls: int, workspace: str | None, tiers: str | None, command: str) -> None:
+    """After `llmcache demo`, a plain `llmcache report` looks at the user's own (empty)
+    workspace: point at the demo's, with the exact command."""
+    if calls or workspace or tiers:
+        return
+    from ._demo import demo_folder, report_command
+
+    folder = demo_folder()
+    if (folder / "cache.sqlite3").exists():
+        errors.print(
+            f"no calls recorded here yet; the demo's are in its own workspace: "
+            f"{report_command(folder, command)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -190,8 +270,6 @@ def doctor(
 ) -> None:
     """Check each tier: reachable, latency, version, secret, breaker. Exit 1 if one is unusable."""
     cache = _open(workspace, tiers, secret, directory, check=False)
-    import os
-
     secret_source = (
         "flag"
         if secret
@@ -201,11 +279,9 @@ def doctor(
             else "generated (embedded tiers only)"
         )
     )
-    table = Table(title=f"llmcache doctor: workspace {cache.workspace!r}, secret: {secret_source}")
-    for column in ("tier", "reachable", "latency ms", "breaker", "details"):
-        table.add_column(column)
+    rows = []
     if cache.memory is not None:
-        table.add_row("memory", "yes", "-", "closed", f"max {cache.memory.max_bytes:,} bytes")
+        rows.append(["memory", "yes", "-", "closed", f"max {cache.memory.max_bytes:,} bytes"])
     unusable = []
     for tier in cache.tiers:
         started = time.perf_counter()
@@ -214,10 +290,12 @@ def doctor(
             reachable, latency = "yes", f"{(time.perf_counter() - started) * 1000:.2f}"
             details = ", ".join(f"{k}={v}" for k, v in _describe(tier.backend).items())
         except Exception as error:
-            reachable, latency, details = "[red]NO[/]", "-", _one_line(error)
+            reachable, latency, details = "NO", "-", _one_line(error)
             unusable.append(tier.name)
-        table.add_row(tier.name, reachable, latency, tier.state, details)
-    console.print(table)
+        rows.append([tier.name, reachable, latency, tier.state, details])
+    title = f"llmcache doctor: workspace {cache.workspace!r}, secret: {secret_source}"
+    headers = ("tier", "reachable", "latency ms", "breaker", "details")
+    console.print(Grid(title, headers, rows, numeric=frozenset({2})).table(console.width))
     cache.close()
     if unusable:
         errors.print(f"[bold red]unusable tier(s):[/] {', '.join(unusable)}")
@@ -242,17 +320,50 @@ def demo(
     directory: Directory = None,
 ) -> None:
     """Run a realistic workload through a wrapped OpenAI client and report the savings."""
-    from ._demo import run_demo
+    from ._demo import DemoFailed, run_demo
 
-    run_demo(
-        requests=requests, concurrency=concurrency, html=html, directory=directory, console=console
-    )
+    html = writable_file(html, "--html")
+    try:
+        run_demo(
+            requests=requests,
+            concurrency=concurrency,
+            html=html,
+            directory=directory,
+            console=console,
+        )
+    except DemoFailed as error:
+        raise UsageError(str(error)) from None
 
 
 def main() -> None:
-    """Entry point of the `llmcache` script."""
+    """Entry point of the `llmcache` script: every failure is one line on stderr."""
+    args = sys.argv[1:] or ["--help"]
     try:
-        app()
+        code = app(args=args, prog_name="llmcache", standalone_mode=False)
     except (LLMCacheError, UsageError) as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _exit_with(str(error), 2)
+    except typer.Abort:  # a declined confirmation, or Ctrl-C at a prompt
+        _exit_with("aborted", 1)
+    except KeyboardInterrupt:
+        _exit_with("interrupted", 130)
+    except Exception as error:
+        if _is_bad_command_line(error):
+            message = error.format_message()  # type: ignore[attr-defined]
+            context = getattr(error, "ctx", None)
+            command = context.command_path if context is not None else "llmcache"
+            _exit_with(f"{message} (see: {command} --help)", 2)
+        if os.environ.get("LLMCACHE_DEBUG"):
+            raise
+        _exit_with(f"unexpected {_one_line(error)} (LLMCACHE_DEBUG=1 shows where)", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_bad_command_line(error: Exception) -> bool:
+    """click's usage errors (an unknown option, a bad value), whichever click typer uses
+    (its own copy since typer 0.20, the click package before)."""
+    return callable(getattr(error, "format_message", None)) and hasattr(error, "exit_code")
+
+
+def _exit_with(message: str, code: int) -> None:
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)

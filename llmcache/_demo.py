@@ -2,9 +2,13 @@
 
 A few hundred chat requests, drawn with repeats from a prompt set (as a team's notebooks and
 agents repeat themselves), several in flight at once, through `cache.wrap(OpenAI())`.
-Against the real API when OPENAI_API_KEY is set, otherwise against the local
-OpenAI-compatible server from `llmcache.testing`, and it says which. The cache lives in a
-persistent folder, so a second run is served from disk and says so.
+Against the API OPENAI_BASE_URL names (the real OpenAI API by default) when OPENAI_API_KEY
+is set, otherwise against the local OpenAI-compatible server from `llmcache.testing`, and it
+says which URL. The cache lives in a persistent folder (workspace "demo"), so a second run
+is served from disk and says so; the demo ends with the command that shows its report again.
+
+A failing API (a bad key, an unreachable URL) stops the demo after its first request with one
+line that says what to check (`DemoFailed`), not a traceback per request.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import random
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ._cache import Cache
 from ._disk import default_directory
 from ._info import info
+from ._render import format_seconds, format_usd
 
-__all__ = ["WORKLOAD", "DemoResult", "run_demo"]
+__all__ = ["WORKLOAD", "DemoFailed", "DemoResult", "demo_folder", "report_command", "run_demo"]
+
+WORKSPACE = "demo"
 
 # (namespace, model, prompts): two teams, two models, prompts that recur.
 WORKLOAD: list[tuple[str, str, list[str]]] = [
@@ -67,6 +75,21 @@ DEMO_PORT = 47821
 _SYSTEM = "You are a concise assistant. Answer in at most three sentences."
 
 
+class DemoFailed(Exception):
+    """The demo cannot go on (the API refused or could not be reached); one line to print."""
+
+
+def demo_folder(directory: Path | None = None) -> Path:
+    """Where the demo's cache lives: `directory`, else "demo" in the default cache folder."""
+    return Path(directory) if directory else default_directory() / "demo"
+
+
+def report_command(folder: Path, command: str = "report") -> str:
+    """The exact `llmcache` command that shows the demo's cache (its own workspace and
+    folder, whatever LLMCACHE_TIERS or LLMCACHE_WORKSPACE say)."""
+    return f"llmcache {command} --workspace {WORKSPACE} --tiers {shlex.quote(f'disk://{folder}')}"
+
+
 @dataclass
 class DemoResult:
     """What one demo run did (the persistent report covers every run)."""
@@ -95,12 +118,16 @@ def _draw(requests: int, seed: int) -> list[tuple[str, str, str]]:
 
 
 def _client(console: Console) -> tuple[Any, str, Any]:
-    """A real OpenAI client when OPENAI_API_KEY is set, else one on the local server."""
+    """A client of OPENAI_BASE_URL (default: OpenAI's) when OPENAI_API_KEY is set, else one
+    of the local server. Says which URL it uses."""
     from openai import OpenAI
 
     if os.environ.get("OPENAI_API_KEY"):
-        console.print("[bold]mode:[/] the real OpenAI API (OPENAI_API_KEY is set)")
-        return OpenAI(), "real OpenAI API", None
+        client = OpenAI()
+        url = str(client.base_url).rstrip("/")
+        where = "the OpenAI API" if url == _OPENAI_URL else "the OpenAI-compatible API"
+        console.print(f"[bold]mode:[/] {where} at {url} (OPENAI_API_KEY is set)", soft_wrap=True)
+        return client, f"{where} at {url}", None
     from .testing import FakeOpenAIServer
 
     # The base URL is part of every key (two endpoints must not share entries), so the local
@@ -114,9 +141,40 @@ def _client(console: Console) -> tuple[Any, str, Any]:
         server = FakeOpenAIServer(latency_per_token=0.004, base_latency=0.15).start()
     console.print(
         "[bold]mode:[/] local OpenAI-compatible server at "
-        f"{server.base_url} (set OPENAI_API_KEY to use the real API)"
+        f"{server.base_url} (set OPENAI_API_KEY to use the real API)",
+        soft_wrap=True,
     )
     return OpenAI(base_url=server.base_url, api_key="demo", max_retries=0), "local server", server
+
+
+_OPENAI_URL = "https://api.openai.com/v1"
+
+
+def _failure(error: Exception, mode: str) -> DemoFailed:
+    """One line for an API error: what happened, and what to check."""
+    import openai
+
+    hint = "or unset OPENAI_API_KEY to run against the local server"
+    if isinstance(error, openai.APIConnectionError):  # includes timeouts
+        cause = error.__cause__ or error
+        return DemoFailed(
+            f"cannot reach {mode}: {type(cause).__name__}: {_first_line(cause)}; "
+            f"check OPENAI_BASE_URL, {hint}"
+        )
+    if isinstance(error, openai.APIStatusError):
+        body = error.body if isinstance(error.body, dict) else {}
+        code = body.get("code") or body.get("type") or ""
+        message = body.get("message") or _first_line(error)
+        check = "check OPENAI_API_KEY" if error.status_code in (401, 403) else "see the message"
+        return DemoFailed(
+            f"{mode} answered {error.status_code} {code}: {_first_line(message)}; {check}, {hint}"
+        )
+    return DemoFailed(f"{mode} failed: {type(error).__name__}: {_first_line(error)}")
+
+
+def _first_line(value: object) -> str:
+    lines = str(value).strip().splitlines()
+    return lines[0][:300] if lines else ""
 
 
 def run_demo(
@@ -129,12 +187,18 @@ def run_demo(
     seed: int = 7,
 ) -> DemoResult:
     console = console or Console()
-    folder = Path(directory) if directory else default_directory() / "demo"
-    cache = Cache(workspace="demo", tiers=["memory", f"disk://{folder}"])
+    folder = demo_folder(directory)
+    # LLMCACHE_SECRET, when set, signs the demo's entries too: the printed report command,
+    # run in the same environment, then reads them.
+    cache = Cache(
+        workspace=WORKSPACE,
+        tiers=["memory", f"disk://{folder}"],
+        secret=os.environ.get("LLMCACHE_SECRET") or None,
+    )
     raw_client, mode, server = _client(console)
     client = cache.wrap(raw_client)
     result = DemoResult(mode=mode, requests=requests)
-    console.print(f"[bold]cache:[/] {cache!r} in {folder}")
+    console.print(f"[bold]cache:[/] {cache!r} in {folder}", soft_wrap=True)
 
     def one(job: tuple[str, str, str]) -> Any:
         namespace, model, prompt = job
@@ -162,22 +226,56 @@ def run_demo(
             transient=False,
         ) as progress:
             task = progress.add_task("requests", total=requests)
-            with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-                for response in pool.map(one, _draw(requests, seed)):
-                    _tally(result, response, run_started)
-                    progress.advance(task)
+            _run(one, _draw(requests, seed), concurrency, mode, progress, task, result, run_started)
+    except BaseException:
+        cache.close()  # what was paid for stays stored and counted
+        raise
     finally:
         if server is not None:
             server.stop()
     result.wall_s = time.perf_counter() - started
     _summarise(console, cache, result)
     report = cache.report(by=("namespace", "model"))
-    console.print(str(report), highlight=False, soft_wrap=True)
+    console.print(report)
     report.to_html(html)
     result.html = html
-    console.print(f"[bold]HTML report with the savings plot:[/] {html.resolve()}")
+    console.print(f"[bold]HTML report with the savings plot:[/] {html.resolve()}", soft_wrap=True)
+    console.print(
+        f"[bold]see this report again:[/] {report_command(folder)}", soft_wrap=True, highlight=False
+    )
     cache.close()
     return result
+
+
+def _run(
+    one: Any,
+    jobs: list[tuple[str, str, str]],
+    concurrency: int,
+    mode: str,
+    progress: Progress,
+    task: Any,
+    result: DemoResult,
+    run_started: float,
+) -> None:
+    """The first request alone (a bad key or URL fails once, not once per request), then
+    the rest `concurrency` at a time; the first API error cancels what has not started."""
+    import openai
+
+    try:
+        for response in map(one, jobs[:1]):
+            _tally(result, response, run_started)
+            progress.advance(task)
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            futures = [pool.submit(one, job) for job in jobs[1:]]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    _tally(result, future.result(), run_started)
+                    progress.advance(task)
+            finally:
+                for future in futures:
+                    future.cancel()
+    except openai.APIError as error:
+        raise _failure(error, mode) from error
 
 
 def _tally(result: DemoResult, response: Any, run_started: float) -> None:
@@ -199,7 +297,7 @@ def _summarise(console: Console, cache: Cache, result: DemoResult) -> None:
     console.print(
         f"\n[bold]this run:[/] {result.requests} requests in {result.wall_s:.1f} s: "
         f"{result.real_calls} real calls, {result.hits} served by the cache ({rate:.0%}; {tiers}); "
-        f"saved ${result.saved_usd:.4f} and {result.saved_s:.1f} s of model time"
+        f"saved {format_usd(result.saved_usd)} and {format_seconds(result.saved_s)} of model time"
     )
     if result.from_earlier_runs:
         console.print(

@@ -1,7 +1,8 @@
 """`%load_ext llmcache`: the `%llmcache` line magic for notebooks.
 
     %llmcache stats      this kernel's counters, as a table
-    %llmcache report     money and time saved (every process, from the ledger)
+    %llmcache report     money and time saved (every process, from the ledger); options:
+                         --since N (last N days) or YYYY-MM-DD, --by namespace,model,day
     %llmcache health     each tier's breaker state and latency
     %llmcache on | off   switch the default cache on or off for this kernel
     %llmcache clear      delete this workspace's entries
@@ -13,23 +14,62 @@ restarting the kernel with the disk or a shared tier configured, hits.
 
 from __future__ import annotations
 
+import argparse
+import shlex
 from typing import Any
 
 from ._config import get_default_cache
+from ._errors import ConfigError
 
 __all__ = ["llmcache_magic", "load_ipython_extension", "show_figures_inline"]
 
-_USAGE = "usage: %llmcache stats | report | health | on | off | clear"
+_USAGE = (
+    "usage: %llmcache stats | report [--since N|YYYY-MM-DD] [--by namespace,model,day] "
+    "| health | on | off | clear"
+)
+
+
+class _MagicUsageError(Exception):
+    pass
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting the kernel."""
+
+    def error(self, message: str) -> Any:
+        raise _MagicUsageError(message)
+
+
+def _report_options(words: list[str]) -> dict[str, Any]:
+    parser = _ArgumentParser(prog="%llmcache report", add_help=False)
+    parser.add_argument("--since")
+    parser.add_argument("--by")
+    options = parser.parse_args(words)
+    since = options.since
+    found: dict[str, Any] = {}
+    if since is not None:
+        found["since"] = int(since) if since.strip().isdigit() else since
+    if options.by is not None:
+        found["by"] = tuple(name.strip() for name in options.by.split(",") if name.strip())
+    return found
 
 
 def llmcache_magic(line: str) -> Any:
     """Run one `%llmcache` subcommand; its result renders as HTML in Jupyter."""
-    command = line.strip().lower()
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = []
+    command = words[0].lower() if words else ""
     cache = get_default_cache()
     if command == "stats":
         return cache.stats()
     if command == "report":
-        return cache.report()
+        try:
+            return cache.report(**_report_options(words[1:]))
+        except (_MagicUsageError, ConfigError) as error:
+            print(f"llmcache: {error}\n{_USAGE}")
+            return None
     if command == "health":
         return cache.health()
     if command in ("on", "off"):

@@ -18,7 +18,6 @@ import datetime
 import html
 import io
 import json
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -26,11 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, MissingDependencyError
 from ._ledger import day_of, epoch_day_of
+from ._render import Grid, format_money, format_seconds, format_usd, render_text, terminal_width
 
 if TYPE_CHECKING:
     from ._cache import Cache
 
-__all__ = ["GROUPS", "Report", "ReportRow", "build_report"]
+__all__ = [
+    "GROUPS",
+    "Report",
+    "ReportRow",
+    "build_report",
+    "format_money",
+    "format_seconds",
+    "format_usd",
+]
 
 GROUPS = ("namespace", "model", "day")
 _COUNTS = (
@@ -111,48 +119,34 @@ def _summed(group: dict[str, str], rows: Iterable[Mapping[str, Any]]) -> ReportR
 
 
 # -- formatting ------------------------------------------------------------------------------------
-def format_usd(value: float) -> str:
-    """$1,234.50, $0.0123, $0.0000456: about three significant digits below a dollar."""
-    if value == 0:
-        return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    decimals = min(max(2, 2 - math.floor(math.log10(abs(value)))), 10)
-    return f"${value:.{decimals}f}"
-
-
-def format_money(value: float, unpriced: int, has_usage: bool) -> str:
-    if unpriced and not value:
-        return "unknown"
-    if not value and not has_usage:
-        return "-"  # calls that reported no usage at all (e.g. plain functions)
-    return ("≥ " if unpriced else "") + format_usd(value)
-
-
-def format_seconds(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds else "0 s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
+# Short headers (numbers never wrap, so neither do their headers); the title says that money
+# is spent on misses and saved by hits.
 _HEADERS = (
     "calls",
     "hits",
     "hit rate",
-    "spent (misses)",
-    "saved (hits)",
+    "spent",
+    "saved",
     "time saved",
-    "tokens saved in / out",
-    "unpriced calls",
+    "tokens saved in/out",
+    "unpriced",
 )
+# Left out on a narrow terminal, in this order (indexes in _HEADERS): the token counts, the
+# unpriced count when it is zero everywhere, the hit count (the rate stays), the time saved.
+_OPTIONAL = (6, 7, 1, 5)
+_UNPRICED_NOTE = "unknown / ≥: some calls used models without a known price (set_price)"
+_NO_USAGE_NOTE = "-: the calls reported no token usage (e.g. plain functions): nothing to price"
+
+
+def _has_usage(row: ReportRow) -> bool:
+    return bool(
+        row.input_tokens + row.output_tokens + row.saved_input_tokens + row.saved_output_tokens
+    )
 
 
 def _cells(row: ReportRow) -> list[str]:
-    has_usage = bool(
-        row.input_tokens + row.output_tokens + row.saved_input_tokens + row.saved_output_tokens
-    )
+    has_usage = _has_usage(row)
+    unpriced = row.unpriced_misses + row.unpriced_hits
     return [
         f"{row.calls:,}",
         f"{row.hits:,}",
@@ -161,7 +155,8 @@ def _cells(row: ReportRow) -> list[str]:
         format_money(row.saved_usd, row.unpriced_hits, has_usage),
         format_seconds(row.saved_s),
         f"{row.saved_input_tokens:,} / {row.saved_output_tokens:,}",
-        f"{row.unpriced_misses + row.unpriced_hits:,}",
+        # Like the money cells: "-" where there was nothing to price, not "0 unpriced".
+        f"{unpriced:,}" if has_usage or unpriced else "-",
     ]
 
 
@@ -205,60 +200,52 @@ class Report:
     # -- text and HTML ------------------------------------------------------------------------
     def title(self) -> str:
         total = self.totals
+        head = (
+            f"llmcache report, workspace {self.workspace!r}, {self.first_day} to {self.last_day} "
+            f"(UTC): {total.calls:,} calls, {total.hit_rate:.1%} hits"
+        )
+        time_saved = format_seconds(total.saved_s)
+        if not (_has_usage(total) or total.unpriced_misses or total.unpriced_hits):
+            return f"{head}; saved {time_saved}"  # nothing was priced: no "$0" to mislead
         spent = format_money(total.spent_usd, total.unpriced_misses, True)
         saved = format_money(total.saved_usd, total.unpriced_hits, True)
-        return (
-            f"llmcache report, workspace {self.workspace!r}, {self.first_day} to {self.last_day} "
-            f"(UTC): {total.calls:,} calls, {total.hit_rate:.1%} hits; spent {spent} on "
-            f"misses, saved {saved} and {format_seconds(total.saved_s)}"
-        )
+        return f"{head}; spent {spent} on misses, saved {saved} and {time_saved}"
 
-    def _table(self) -> tuple[list[str], list[list[str]], list[str]]:
-        headers = list(self.by) + list(_HEADERS)
+    def grid(self) -> Grid:
+        """The table: one row per group, then the total."""
+        first_numeric = len(self.by)
         body = [[row.group.get(name, "") for name in self.by] + _cells(row) for row in self.rows]
         labels = ["total"] + [""] * (len(self.by) - 1) if self.by else []
-        return headers, body, labels + _cells(self.totals)
+        notes = []
+        unpriced = self.totals.unpriced_misses + self.totals.unpriced_hits
+        if unpriced:
+            notes.append(_UNPRICED_NOTE)
+        if any(not _has_usage(row) and "-" in _cells(row)[3:5] for row in self.rows):
+            notes.append(_NO_USAGE_NOTE)
+        return Grid(
+            self.title(),
+            headers=[*self.by, *_HEADERS],
+            rows=body,
+            numeric=frozenset(range(first_numeric, first_numeric + len(_HEADERS))),
+            optional=[first_numeric + i for i in _OPTIONAL if i != 7 or not unpriced],
+            total=labels + _cells(self.totals),
+            notes=notes,
+        )
 
     def __str__(self) -> str:
-        headers, body, total = self._table()
-        numeric = [False] * len(self.by) + [True] * len(_HEADERS)
-        widths = [max(len(r[i]) for r in [headers, *body, total]) for i in range(len(headers))]
-
-        def line(cells: Sequence[str]) -> str:
-            parts = [
-                c.rjust(w) if right else c.ljust(w)
-                for c, w, right in zip(cells, widths, numeric, strict=True)
-            ]
-            return "  ".join(parts).rstrip()
-
-        rule = "  ".join("-" * w for w in widths)
-        lines = [self.title(), line(headers), rule, *(line(r) for r in body)]
-        if body:
-            lines.append(rule)
-        lines.append(line(total))
-        if self.totals.unpriced_misses or self.totals.unpriced_hits:
-            lines.append("unknown / ≥: some calls used models without a known price (set_price)")
-        return "\n".join(lines)
+        """The table as plain text, fitted to the terminal's width (COLUMNS, else 80)."""
+        return render_text(self.grid().table(terminal_width()))
 
     def __repr__(self) -> str:
         return str(self)
 
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield self.grid().table(options.max_width)
+
     def _html_table(self) -> str:
-        headers, body, total = self._table()
-        first_numeric = len(self.by)
+        from ._render import render_html
 
-        def cells(values: Sequence[str], tag: str) -> str:
-            return "".join(
-                f"<{tag}{' class=num' if i >= first_numeric else ''}>{html.escape(v)}</{tag}>"
-                for i, v in enumerate(values)
-            )
-
-        rows = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body)
-        return (
-            f"<table><caption>{html.escape(self.title())}</caption>"
-            f"<thead><tr>{cells(headers, 'th')}</tr></thead>"
-            f"<tbody>{rows}<tr class=total>{cells(total, 'td')}</tr></tbody></table>"
-        )
+        return render_html(self.grid(), css_class="llmcache-table")
 
     def _repr_html_(self) -> str:
         return f"<div class=llmcache-report><style>{_STYLE}</style>{self._html_table()}</div>"

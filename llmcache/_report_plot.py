@@ -37,11 +37,9 @@ def plot_report(report: Report) -> Any:
     except ImportError as error:
         raise MissingDependencyError(f"Report.plot() needs matplotlib; {_NOTEBOOK_HINT}") from error
     daily = report.daily
-    # Each series starts from zero the day before the first day, so even a one-day report
-    # draws a line rather than a lone point.
-    first = datetime.date.fromisoformat(daily[0].group["day"]) if daily else None
-    start = (first or report.first_day) - datetime.timedelta(days=1)
-    days = [start] + [datetime.date.fromisoformat(row.group["day"]) for row in daily]
+    # Only days the report covers: no made-up $0 point before the first one (a one-day
+    # report draws single markers, which is what it knows).
+    days = [datetime.date.fromisoformat(row.group["day"]) for row in daily]
     saved = _cumulative(row.saved_usd for row in daily)
     spent = _cumulative(row.spent_usd for row in daily)
     seconds = _cumulative(row.saved_s for row in daily)
@@ -52,18 +50,25 @@ def plot_report(report: Report) -> Any:
 
     figure = Figure(figsize=(8, 5.5), layout="constrained")
     money_axes, time_axes = figure.subplots(2, 1, sharex=True)
-    money_axes.plot(days, [0.0, *saved], marker="o", color="#2a9d8f", label="saved by hits")
-    money_axes.plot(days, [0.0, *spent], marker=".", color="#e76f51", label="spent on misses")
+    money_axes.plot(days, saved, marker="o", color="#2a9d8f", label="saved by hits")
+    money_axes.plot(days, spent, marker=".", color="#e76f51", label="spent on misses")
     money_axes.set_ylim(bottom=0)
-    money_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_usd(v)))
+    # Ticks are round numbers: shown exactly, even below the table's "<$0.0001".
+    money_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_usd(v, smallest=0)))
     money_axes.set_ylabel("US$, cumulative")
     money_axes.legend(loc="upper left")
     money_axes.grid(alpha=0.3)
-    time_axes.plot(days, [0.0, *(s / scale for s in seconds)], marker="o", color="#264653")
+    time_axes.plot(days, [s / scale for s in seconds], marker="o", color="#264653")
     time_axes.set_ylim(bottom=0)
     time_axes.set_ylabel(f"time saved, {unit}, cumulative")
     time_axes.grid(alpha=0.3)
-    if (days[-1] - days[0]).days <= 14:
+    if days:
+        # Half a day of margin either side: a one-day report is a point, which matplotlib
+        # would otherwise centre in years of empty axis.
+        margin = datetime.timedelta(hours=12)
+        start = datetime.datetime.combine(days[0], datetime.time()) - margin
+        time_axes.set_xlim(start, datetime.datetime.combine(days[-1], datetime.time()) + margin)
+    if not days or (days[-1] - days[0]).days <= 14:
         # Whole days only: the automatic locator would label hours on a short range.
         time_axes.xaxis.set_major_locator(dates.DayLocator())  # type: ignore[no-untyped-call]
         time_axes.xaxis.set_major_formatter(dates.DateFormatter("%b %d"))  # type: ignore[no-untyped-call]

@@ -2,43 +2,119 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-__all__ = ["CacheStats", "Health", "TierHealth", "TierStats", "render_table"]
+from ._render import Grid, format_field, header_of, render_text
+from ._render import render_html as grid_html
+
+__all__ = [
+    "CacheStats",
+    "Health",
+    "TierHealth",
+    "TierStats",
+    "render_fields",
+    "render_html",
+    "render_table",
+]
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    """A plain-text table (rich's), fitted to the terminal."""
+    return render_text(_grid("", headers, rows).table(_width()))
 
 
 def render_html(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
+    return grid_html(_grid(title, headers, rows))
+
+
+def render_fields(model: BaseModel, title: str) -> Grid:
+    """One model's fields as a field/value table, each value formatted by its unit."""
+    rows = [[name, format_field(name, getattr(model, name))] for name in type(model).model_fields]
+    return Grid(title, ("field", "value"), rows)
+
+
+def _grid(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Grid:
+    if tuple(headers) == ("field", "value"):
+        # A record shown field by field: each value in its field's unit, so an amount reads
+        # the same wherever it appears (`llmcache.info`'s saving on a hit and on a miss).
+        cells = [[str(name), format_field(str(name), value)] for name, value in rows]
+        return Grid(title, ("field", "value"), cells)
+    cells = [[format_field(str(h), c) for h, c in zip(headers, row, strict=True)] for row in rows]
+    numeric = {
+        i
+        for i in range(len(headers))
+        if all(_is_number(r[i]) or r[i] is None for r in rows)
+        and any(_is_number(r[i]) for r in rows)
+    }
+    return Grid(title, [str(h) for h in headers], cells, numeric=frozenset(numeric))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _width() -> int:
+    from ._render import terminal_width
+
+    return terminal_width()
+
+
+def _per_tier(title: str, tiers: Sequence[BaseModel], essential: int) -> Grid:
+    """One row per tier, one column per field (whatever fields the model has, but those no
+    tier has a value for).
+
+    The first `essential` fields come first and always show; then the numbers, then text
+    such as the last error (which wraps). On a narrow terminal the numbers are left out
+    first, the last first, then the text, the last first.
+    """
+    if not tiers:
+        return Grid(title, ["tier"], [])
+    # A field no tier has a value for (no error yet) is left out: it would only say "-".
+    fields = [
+        name
+        for n, name in enumerate(type(tiers[0]).model_fields)
+        if n < essential or any(getattr(t, name) is not None for t in tiers)
+    ]
+
+    def numeric(name: str) -> bool:
+        values = [getattr(t, name) for t in tiers]
+        return any(_is_number(v) for v in values) and all(
+            _is_number(v) or v is None for v in values
+        )
+
+    rest = fields[essential:]
+    names = (
+        fields[:essential] + [n for n in rest if numeric(n)] + [n for n in rest if not numeric(n)]
     )
-    return (
-        f"<div class='llmcache'><strong>{html.escape(title)}</strong>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    numbers = [i for i, n in enumerate(names) if numeric(n)]
+    texts = [i for i in range(essential, len(names)) if i not in numbers]
+    return Grid(
+        title,
+        headers=["tier" if n == "name" else header_of(n) for n in names],
+        rows=[[format_field(n, getattr(t, n)) for n in names] for t in tiers],
+        numeric=frozenset(numbers),
+        # Numbers go first, the last first; then text, so the first one (the last error) stays.
+        optional=[i for i in reversed(numbers) if i >= essential] + texts[::-1],
     )
 
 
-def _fmt(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+class _Table(BaseModel):
+    """A model shown as one table: as text (`str`), in rich, and in Jupyter (HTML)."""
+
+    def _grid(self) -> Grid:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return render_text(self._grid().table(_width()))
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield self._grid().table(options.max_width)
+
+    def _repr_html_(self) -> str:
+        return grid_html(self._grid())
 
 
 class TierStats(BaseModel):
@@ -54,7 +130,7 @@ class TierStats(BaseModel):
     bytes: int | None
 
 
-class CacheStats(BaseModel):
+class CacheStats(_Table):
     """Counters of one cache since it was created (this process)."""
 
     workspace: str
@@ -68,26 +144,16 @@ class CacheStats(BaseModel):
     unstorable: int  # results returned to the caller but not cacheable
     tiers: list[TierStats]
 
-    _HEADERS = ("tier", "hits", "misses", "errors", "integrity", "writes", "entries", "bytes")
-
-    def _rows(self) -> list[list[object]]:
-        return [
-            [t.name, t.hits, t.misses, t.errors, t.integrity_failures, t.writes, t.entries, t.bytes]
-            for t in self.tiers
-        ]
-
     def _title(self) -> str:
         state = "" if self.enabled else " (disabled)"
         return (
-            f"llmcache workspace {self.workspace!r}{state}: {self.calls} calls, {self.hits} hits, "
-            f"{self.misses} misses, hit rate {self.hit_rate:.1%}, {self.coalesced} coalesced"
+            f"llmcache workspace {self.workspace!r}{state}: {self.calls:,} calls, "
+            f"{self.hits:,} hits, {self.misses:,} misses, hit rate {self.hit_rate:.1%}, "
+            f"{self.coalesced:,} coalesced"
         )
 
-    def __str__(self) -> str:
-        return self._title() + "\n" + render_table(self._HEADERS, self._rows())
-
-    def _repr_html_(self) -> str:
-        return render_html(self._HEADERS, self._rows(), self._title())
+    def _grid(self) -> Grid:
+        return _per_tier(self._title(), self.tiers, essential=3)
 
 
 class TierHealth(BaseModel):
@@ -112,7 +178,7 @@ class TierHealth(BaseModel):
     max_queue_bytes: int = 0
 
 
-class Health(BaseModel):
+class Health(_Table):
     """Every tier's state; `ok` is True when no breaker is open.
 
     `pending_invalidations`: invalidations applied in this process that the shared tier has
@@ -123,19 +189,8 @@ class Health(BaseModel):
     tiers: list[TierHealth]
     pending_invalidations: int = 0
 
-    _HEADERS = ("tier", "state", "latency ms", "queued", "errors", "last error")
-
-    def _rows(self) -> list[list[object]]:
-        return [
-            [t.name, t.state, t.latency_ms, t.queued_writes, t.errors, t.last_error]
-            for t in self.tiers
-        ]
-
-    def __str__(self) -> str:
+    def _grid(self) -> Grid:
         title = "llmcache health: " + ("ok" if self.ok else "DEGRADED")
         if self.pending_invalidations:
             title += f" ({self.pending_invalidations} invalidation(s) not yet published)"
-        return title + "\n" + render_table(self._HEADERS, self._rows())
-
-    def _repr_html_(self) -> str:
-        return render_html(self._HEADERS, self._rows(), "llmcache health")
+        return _per_tier(title, self.tiers, essential=2)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,8 @@ from pathlib import Path
 import pytest
 
 import llmcache
+from llmcache._render import header_of
+from llmcache.testing import FakeOpenAIServer
 
 
 def run(
@@ -137,3 +142,158 @@ def test_bad_input_is_one_line_and_non_zero(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 3  # one message (rich may wrap it)
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The failure's message, after checking it is exactly one line and a non-zero exit."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--nope",), "No such option: --nope"),
+        (("report", "--nope"), "llmcache report --help"),
+        (("nosuch",), "No such command"),
+        (("report", "--since"), "requires an argument"),
+        (("demo", "--requests", "many"), "--requests"),
+        (("report", "--since", "last week"), "not a date"),
+    ],
+)
+def test_a_bad_command_line_is_one_line(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = run(*args, env_dir=tmp_path, COLUMNS="80")
+    assert message in one_line_failure(result)
+    assert result.returncode == 2
+
+
+def test_html_paths_that_cannot_be_written_are_one_line(populated: Path, tmp_path: Path) -> None:
+    missing = run(
+        "report", "-w", "cli", "--html", str(tmp_path / "no" / "r.html"), env_dir=populated
+    )
+    assert "does not exist" in one_line_failure(missing)
+    folder = run("report", "-w", "cli", "--html", str(tmp_path), env_dir=populated)
+    assert "is a folder" in one_line_failure(folder)
+    demo = run("demo", "--html", str(tmp_path), "--dir", str(tmp_path / "d"), env_dir=tmp_path)
+    assert "is a folder" in one_line_failure(demo)
+    assert not (tmp_path / "d").exists()  # checked before any request was made
+
+
+def test_demo_against_a_dead_base_url_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+        result = run(
+            "demo", "--requests", "20", "--dir", str(tmp_path / "d"), "--html",
+            str(tmp_path / "r.html"), env_dir=tmp_path, OPENAI_API_KEY="sk-test",
+            OPENAI_BASE_URL=url,
+        )  # fmt: skip
+    message = one_line_failure(result)
+    assert result.returncode == 2
+    assert f"cannot reach the OpenAI-compatible API at {url}" in message
+    assert "OPENAI_BASE_URL" in message
+    assert f"API at {url}" in result.stdout and "the real OpenAI API" not in result.stdout
+
+
+def test_demo_with_a_rejected_key_is_one_line_after_one_request(tmp_path: Path) -> None:
+    with FakeOpenAIServer() as server:
+        server.fail_next(10_000, status=401)  # every request: invalid_api_key
+        result = run(
+            "demo", "--requests", "50", "--dir", str(tmp_path / "d"), "--html",
+            str(tmp_path / "r.html"), env_dir=tmp_path, OPENAI_API_KEY="sk-wrong",
+            OPENAI_BASE_URL=server.base_url,
+        )  # fmt: skip
+        requests = server.requests
+    message = one_line_failure(result)
+    assert result.returncode == 2
+    assert "401" in message and "invalid_api_key" in message and "OPENAI_API_KEY" in message
+    assert requests == 1  # stopped at the first refusal, not once per request
+
+
+def test_demo_names_the_url_it_uses(tmp_path: Path) -> None:
+    with FakeOpenAIServer() as server:
+        url = server.base_url.rstrip("/")
+        result = run(
+            "demo", "--requests", "10", "--dir", str(tmp_path / "d"), "--html",
+            str(tmp_path / "r.html"), env_dir=tmp_path, OPENAI_API_KEY="sk-test",
+            OPENAI_BASE_URL=server.base_url,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert server.requests > 0
+    assert f"OpenAI-compatible API at {url}" in result.stdout
+    assert "real OpenAI API" not in result.stdout
+
+
+def test_after_the_demo_the_natural_command_leads_to_its_calls(tmp_path: Path) -> None:
+    """`llmcache demo` then `llmcache report`: the report points at the demo's calls with
+    the exact command, and that command (also printed by the demo) shows them."""
+    cache_dir = tmp_path / "cache"
+    demo = run("demo", "--requests", "30", "--html", str(tmp_path / "r.html"), env_dir=cache_dir)
+    assert demo.returncode == 0, demo.stderr
+    printed = demo.stdout.split("see this report again:")[1].split("\n")[0].strip()
+    for command in ("report", "stats"):
+        natural = run(command, env_dir=cache_dir)
+        assert natural.returncode == 0, natural.stderr
+        hint = natural.stderr.split("in its own workspace:")[1].strip()
+        assert hint.startswith(f"llmcache {command} ")
+        words = shlex.split(hint)
+        assert words[1:] == [command, *shlex.split(printed)[2:]]
+        shown = run(*words[1:], env_dir=cache_dir)
+        assert shown.returncode == 0, shown.stderr
+        assert "'demo'" in shown.stdout and "30 calls" in shown.stdout
+    as_json = run(*shlex.split(printed)[1:], "--json", env_dir=cache_dir)
+    assert json.loads(as_json.stdout)["totals"]["calls"] == 30
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    version = run("--version", env_dir=tmp_path)
+    assert version.returncode == 0 and version.stdout.strip() == f"llmcache {llmcache.__version__}"
+    help_text = run("report", "--help", env_dir=tmp_path, COLUMNS="80").stdout
+    assert re.search(r"^\s+--json\s+Print the report as JSON", help_text, re.MULTILINE), help_text
+    bare = run(env_dir=tmp_path)
+    assert bare.returncode == 0 and "Commands" in bare.stdout
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_report_and_stats_fit_the_terminal(populated: Path, width: int) -> None:
+    for command in ("report", "stats", "doctor"):
+        result = run(command, "-w", "cli", env_dir=populated, COLUMNS=str(width))
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines) <= width, result.stdout
+        if command != "doctor":
+            assert any(line.startswith("research") for line in lines)  # names whole
+    report = run("report", "-w", "cli", env_dir=populated, COLUMNS=str(width)).stdout
+    total = next(line for line in report.splitlines() if line.startswith("total"))
+    assert total.split()[1] == "4"  # calls, whole
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_health_and_stats_fit_the_terminal_whatever_their_fields(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every field of TierHealth (more may be added) is rendered, within the width."""
+    cache = llmcache.Cache(
+        workspace="wide", secret="s" * 32, tiers=["memory", "redis://127.0.0.1:1/0"]
+    )
+    try:
+        ask = cache.cached(lambda q: q)
+        for n in range(5):
+            ask(n)  # the dead Redis fails: an error message to wrap
+        monkeypatch.setenv("COLUMNS", str(width))
+        for shown in (cache.health(), cache.stats()):
+            text = str(shown)
+            assert max(len(line) for line in text.splitlines()) <= width, text
+            assert "redis://127.0.0.1:1/0" in text
+        assert "Connection" in str(cache.health())  # the last error is kept, wrapped
+        html = cache.health()._repr_html_()
+        for field in llmcache.TierHealth.model_fields:  # HTML has room for all that are set
+            if field != "name" and any(getattr(t, field) is not None for t in cache.health().tiers):
+                assert f">{header_of(field)}</th>" in html
+    finally:
+        cache.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,29 @@ def test_html_reprs(tmp_path: Path) -> None:
     assert "<table>" in cache.health()._repr_html_()
     info = llmcache.info(hit)
     assert info is not None and "memory" in info._repr_html_()
+
+
+def test_report_magic_takes_since(
+    ipython, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    cache = llmcache.Cache(workspace="nb-since", tiers=["memory", f"disk://{tmp_path}/d"])
+    llmcache.set_default_cache(cache)
+    ask = cache.cached(lambda q: q)
+    ask("a"), ask("a")
+    report = ipython.run_line_magic("llmcache", "report --since 7")
+    assert report is not None and report.totals.calls == 2
+    assert report.first_day >= report.last_day - datetime.timedelta(days=6)
+    by_day = ipython.run_line_magic("llmcache", "report --since 2000-01-01 --by day")
+    assert by_day.by == ("day",) and by_day.totals.calls == 2
+    assert ipython.run_line_magic("llmcache", "report --since yesterday") is None
+    assert ipython.run_line_magic("llmcache", "report --colour red") is None
+    printed = capsys.readouterr().out
+    assert "not a date" in printed and "usage: %llmcache" in printed
+
+
+def test_dir_shows_only_the_public_api() -> None:
+    names = dir(llmcache)
+    for typing_name in ("Any", "Callable", "Iterable", "Mapping", "annotations"):
+        assert typing_name not in names
+    assert set(llmcache.__all__) <= set(names)
+    assert all(hasattr(llmcache, name) for name in names)
