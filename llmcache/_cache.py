@@ -113,7 +113,7 @@ class Cache:
         self._authority: GuardedTier | None = persistent[-1] if persistent else None
         lockers = [t for t in self.tiers if t.backend.supports_locks]
         self.lock_tier: GuardedTier | None = lockers[-1] if lockers else None
-        self.ledger = Ledger(self.keys.scope)
+        self.ledger = Ledger(self.keys.scope, self.keys.ledger_key)
         self._namespaces: dict[str, Namespace] = {}
         self._generations = GenerationBook(RecordFormat(self.keys), persistent)
         self._first_loads = SharedRuns()

@@ -4,29 +4,42 @@ A miss's usage and cost go into its entry's metadata, so every later hit, in any
 knows what it saved. Counting happens in memory (a hit adds to a small list) and is flushed
 in the background to the most shared tier as counter records, one per workspace and day::
 
-    llmc-ledger:<scope>:<YYYY-MM-DD>  field "<namespace>|<model>|<metric>" → number
+    llmc-ledger:<scope>:<YYYY-MM-DD>  field E("<namespace>|<model>|<metric>") → number
     llmc-ledger:<scope>:days          field "<YYYY-MM-DD>" → flushes that day (an index)
 
-where the scope (``<workspace>#<id from the secret>``) keeps two secrets' ledgers apart
+where the scope (``<workspace>#<id from the secret>``) keeps two secrets' ledgers apart, so a
+report covers every process and survives kernel restarts; the index lets a report of
+"everything" read only the days that have counts. Money spent and money saved are kept
+apart, and calls whose price is unknown are counted as such, never as $0.
 
-so a report covers every process and survives kernel restarts; the index lets a report of
-"everything" read only the days that have counts. Money spent and money saved
-are kept apart, and calls whose price is unknown are counted as such, never as $0.
+At rest, E is AES-SIV under the workspace's `KeySchedule.ledger_key`, as base64url text: a
+reader of the shared tier sees no namespace or model name. It is deterministic, so every
+process adds to the same field; the amounts and counts themselves are plain numbers, which
+a reader can see (and a writer can change: see `Ledger.integrity_failures`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import datetime
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
 from ._pricing import call_cost
 from ._record import Record, parse_meta
 
-__all__ = ["HIT_BATCH", "METRICS", "Ledger", "day_of", "epoch_day_of", "usage_meta"]
+__all__ = ["HIT_BATCH", "METRICS", "FieldCipher", "Ledger", "day_of", "epoch_day_of", "usage_meta"]
+
+log = logging.getLogger("llmcache")
 
 METRICS = (
     "calls",
@@ -132,11 +145,69 @@ def epoch_day_of(day: str | datetime.date) -> int:
     return (date - _EPOCH).days
 
 
-class Ledger:
-    """In-memory counters per (day, namespace, model), flushed to a counter store."""
+class FieldCipher:
+    """Deterministic encryption of ledger field names (AES-SIV), both ways memoised.
 
-    def __init__(self, scope: str) -> None:
+    The distinct fields written are few (namespaces x models x metrics), so each is
+    encrypted once. What is read back may be anything someone wrote: a name that does not
+    decrypt reads as None, and the memo of those is bounded.
+    """
+
+    _MEMO_LIMIT = 4096
+
+    def __init__(self, key: bytes, scope: str) -> None:
+        self._aead = AESSIV(key)
+        self._context = [b"llmc-ledger-field", scope.encode()]
+        self._sealed: dict[str, str] = {}
+        self._opened: dict[str, str | None] = {}
+
+    def seal(self, field: str) -> str:
+        sealed = self._sealed.get(field)
+        if sealed is None:
+            raw = self._aead.encrypt(field.encode(), self._context)
+            sealed = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+            self._sealed[field] = sealed
+            self._opened[sealed] = field
+        return sealed
+
+    def open(self, sealed: str) -> str | None:
+        """The field name, or None if `sealed` is not one this key sealed."""
+        if sealed in self._opened:
+            return self._opened[sealed]
+        try:
+            raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+            field: str | None = self._aead.decrypt(raw, self._context).decode()
+        except (InvalidTag, ValueError, binascii.Error):
+            field = None
+        if len(self._opened) >= self._MEMO_LIMIT:
+            self._opened = {v: k for k, v in self._sealed.items()}  # keep what we wrote
+        self._opened[sealed] = field
+        return field
+
+
+def _amount(value: Any) -> float | None:
+    """A stored count as a float; None if it is not a finite number (someone wrote it)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class Ledger:
+    """In-memory counters per (day, namespace, model), flushed to a counter store.
+
+    Counting is exact under threads: every change to the pending counts (a miss, a drain of
+    noted hits, a flush taking them, a failed flush putting them back) holds `_lock`, so no
+    increment races another or lands in a bucket a flush has already taken.
+    """
+
+    def __init__(self, scope: str, key: bytes) -> None:
         self.scope = scope
+        self.fields = FieldCipher(key, scope)
+        # Stored fields skipped because they are not ours: a name that does not decrypt or
+        # parse, or a value that is not a finite number. Counted, logged, never raised.
+        self.integrity_failures = 0
         self._pending: dict[tuple[int, str, str], list[float]] = {}
         # Hits are noted as (namespace, record) and summed later, off the hit path. The
         # watcher drains them every half second, so they land in the right day's bucket.
@@ -156,7 +227,12 @@ class Ledger:
 
     def recorded_days(self, read: Callable[[str], Mapping[str, float] | None]) -> list[int]:
         """Epoch days that have stored counts (from the index), plus days with pending ones."""
-        days = {epoch_day_of(day) for day in (read(self.days_key) or {})}
+        days = set()
+        for day in read(self.days_key) or {}:
+            try:
+                days.add(epoch_day_of(day))
+            except (TypeError, ValueError):
+                self._reject(f"day {day!r} in the index")
         with self._lock:
             days.update(slot[0] for slot in self._pending)
         if self.noted_hits:
@@ -164,12 +240,16 @@ class Ledger:
         return sorted(days)
 
     def _bucket(self, namespace: str, model: str) -> list[float]:
+        """Today's pending counts of a namespace and model (the caller holds `_lock`)."""
         slot = (int(time.time() // 86400), namespace, model)
         bucket = self._pending.get(slot)
         if bucket is None:
-            with self._lock:
-                bucket = self._pending.setdefault(slot, [0.0] * len(METRICS))
+            bucket = self._pending[slot] = [0.0] * len(METRICS)
         return bucket
+
+    def _reject(self, what: str) -> None:
+        self.integrity_failures += 1
+        log.warning("llmcache: skipping %s of the ledger: not written by this workspace", what)
 
     def hit(self, namespace: str, record: Record) -> None:
         """Count a hit: one list append, summed in `drain_hits`.
@@ -202,23 +282,35 @@ class Ledger:
                 by_meta[group] = [source, count]
             else:
                 found[1] += count
-        for (namespace, _), (source, count) in by_meta.items():
-            meta = parse_meta(source) if isinstance(source, bytes) else source.meta
-            bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
-            bucket[_CALLS] += count
-            bucket[_HITS] += count
-            bucket[_SAVED_S] += meta.get("latency_s", 0.0) * count
-            cost = meta.get("cost_usd")
-            if cost is None:
-                if "input_tokens" in meta:
-                    bucket[_UNPRICED_HITS] += count
-            else:
-                bucket[_SAVED_USD] += cost * count
-            bucket[_SAVED_IN] += meta.get("input_tokens", 0) * count
-            bucket[_SAVED_OUT] += meta.get("output_tokens", 0) * count
+        counted = [
+            (namespace, parse_meta(source) if isinstance(source, bytes) else source.meta, count)
+            for (namespace, _), (source, count) in by_meta.items()
+        ]
+        with self._lock:
+            for namespace, meta, count in counted:
+                self._count_hits(namespace, meta, count)
+
+    def _count_hits(self, namespace: str, meta: Mapping[str, Any], count: int) -> None:
+        """Add `count` hits on one entry (the caller holds `_lock`)."""
+        bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
+        bucket[_CALLS] += count
+        bucket[_HITS] += count
+        bucket[_SAVED_S] += meta.get("latency_s", 0.0) * count
+        cost = meta.get("cost_usd")
+        if cost is None:
+            if "input_tokens" in meta:
+                bucket[_UNPRICED_HITS] += count
+        else:
+            bucket[_SAVED_USD] += cost * count
+        bucket[_SAVED_IN] += meta.get("input_tokens", 0) * count
+        bucket[_SAVED_OUT] += meta.get("output_tokens", 0) * count
 
     def miss(self, namespace: str, meta: Mapping[str, Any]) -> None:
         """Count a real call, what it cost and how long it took."""
+        with self._lock:
+            self._count_miss(namespace, meta)
+
+    def _count_miss(self, namespace: str, meta: Mapping[str, Any]) -> None:
         bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
         bucket[_CALLS] += 1
         bucket[_MISSES] += 1
@@ -255,7 +347,7 @@ class Ledger:
             safe_model = model.replace("|", "/")
             for metric, value in zip(METRICS, values, strict=True):
                 if value:
-                    field = f"{namespace}|{safe_model}|{metric}"
+                    field = self.fields.seal(f"{namespace}|{safe_model}|{metric}")
                     fields[field] = fields.get(field, 0.0) + value
         failed: dict[tuple[int, str, str], list[float]] = {}
         written: dict[str, float] = {}
@@ -286,10 +378,15 @@ class Ledger:
         self.drain_hits()
         wanted = set(days)
         for epoch_day in sorted(wanted):
-            for field, value in (read(self.key_for(epoch_day)) or {}).items():
-                namespace, model, metric = field.rsplit("|", 2)
-                if metric in METRICS:
-                    row(epoch_day, namespace, model)[metric] += float(value)
+            for sealed, stored in (read(self.key_for(epoch_day)) or {}).items():
+                field = self.fields.open(sealed)
+                parts = field.rsplit("|", 2) if field is not None else ()
+                amount = _amount(stored)
+                if len(parts) != 3 or parts[2] not in METRICS or amount is None:
+                    self._reject(f"field {sealed!r} of {day_of(epoch_day)}")
+                    continue
+                namespace, model, metric = parts
+                row(epoch_day, namespace, model)[metric] += amount
         with self._lock:
             pending = {s: list(v) for s, v in self._pending.items()}
         for (epoch_day, namespace, model), values in pending.items():

@@ -3,13 +3,14 @@
 Entries are plain string keys set with ``PX`` (millisecond TTL); a lookup is one ``GET``.
 Locks are ``SET NX PX`` with a random token, released by a compare-and-delete script, so a
 leader whose lock expired cannot release the lock of the next leader. Counters (ledger and
-namespace generations) are hashes updated with ``HINCRBYFLOAT`` inside ``MULTI``.
+namespace generations) are hashes updated with ``HINCRBYFLOAT`` in one Lua script.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,18 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.RedisClusterException,
     OSError,
 )
+# Adds each delta to its field of one hash, atomically. A field holding something that is not
+# a number (written by someone else) would make HINCRBYFLOAT fail, and with it every later
+# flush: such a field is set to the delta instead (what it held was not a count).
+INCR_COUNTERS_SCRIPT = """
+for i = 1, #ARGV, 2 do
+    local added = redis.pcall('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+    if type(added) == 'table' and added.err then
+        redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    end
+end
+return 0
+"""
 # Delete the lock only if it still holds our token (it may have expired and been retaken).
 UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -85,7 +98,21 @@ def backend_error(name: str, error: BaseException) -> BackendError:
 
 
 def decode_counters(raw: Mapping[Any, Any]) -> dict[str, float]:
-    return {(k.decode() if isinstance(k, bytes) else str(k)): float(v) for k, v in raw.items()}
+    """Counter fields as floats; a value that is not a number reads as NaN (the reader skips
+    and counts it), so one bad field does not hide the others."""
+    return {(k.decode() if isinstance(k, bytes) else str(k)): _number(v) for k, v in raw.items()}
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def flat_deltas(deltas: Mapping[str, float]) -> list[str]:
+    """field, delta, field, delta, ... as INCR_COUNTERS_SCRIPT takes them."""
+    return [part for field, delta in deltas.items() for part in (field, repr(float(delta)))]
 
 
 class RedisBackend(Backend):
@@ -259,13 +286,11 @@ class RedisBackend(Backend):
         if not deltas:
             return
         try:
-            # One hash per record, so one slot even on a cluster; MULTI makes the fields of
-            # one flush land together.
-            pipe = self._sync_client().pipeline(transaction=True)
-            for field, delta in deltas.items():
-                pipe.hincrbyfloat(key, field, delta)
+            # One hash per record, so one slot even on a cluster; one script makes the
+            # fields of one flush land together.
+            client = self._sync_client()
             with self._operation():
-                pipe.execute()
+                client.eval(INCR_COUNTERS_SCRIPT, 1, key, *flat_deltas(deltas))
         except REDIS_ERRORS as error:
             raise self._error(error) from error
 

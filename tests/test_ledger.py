@@ -1,0 +1,275 @@
+"""The ledger on a real redis-server and a real SQLite file: exact counts under threads and a
+concurrent flusher, garbage fields skipped and counted, and no names readable at rest."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import llmcache
+from tests.servers.redis_server import RedisServer
+
+SECRET = "a-ledger-test-secret-of-enough-length"
+NAMESPACE = "confidential-ns"
+MODEL = "secret-model-x"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as started:
+        yield started
+
+
+@pytest.fixture(params=["redis", "disk"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ledger's counter store: the most shared tier of the cache."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("server")
+        client = server.client()
+        client.flushdb()
+        client.close()
+        return str(server.url)
+    return f"disk://{tmp_path}/cache"
+
+
+def make_cache(store: str) -> llmcache.Cache:
+    return llmcache.Cache(workspace="ledger", secret=SECRET, tiers=["memory", store])
+
+
+def raw_counters(cache: llmcache.Cache, store: str) -> dict[str, dict[str, str]]:
+    """Every ledger record as stored, read past llmcache: key → {field: value}."""
+    if store.startswith("redis"):
+        client = redis.Redis.from_url(store, decode_responses=True)
+        try:
+            return {key: client.hgetall(key) for key in client.scan_iter("llmc-ledger:*")}
+        finally:
+            client.close()
+    path = cache.tiers[0].backend.path  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT key, field, value FROM counters").fetchall()
+    found: dict[str, dict[str, str]] = {}
+    for key, field, value in rows:
+        if key.startswith("llmc-ledger:"):
+            found.setdefault(key, {})[field] = str(value)
+    return found
+
+
+def corrupt(cache: llmcache.Cache, store: str, key: str, field: str, value: Any) -> None:
+    """Write a counter field the way someone with write access but no secret could."""
+    if store.startswith("redis"):
+        client = redis.Redis.from_url(store)
+        try:
+            client.hset(key, field, value)
+        finally:
+            client.close()
+        return
+    path = cache.tiers[0].backend.path  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO counters (key, field, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (key, field) DO UPDATE SET value = excluded.value",
+            (key, field, value),
+        )
+
+
+MISS_META = {
+    "model": MODEL,
+    "latency_s": 0.5,
+    "cost_usd": 0.25,
+    "input_tokens": 3,
+    "output_tokens": 2,
+}
+
+
+@pytest.fixture()
+def fast_switching() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_counts_are_exact_with_threads_and_a_concurrent_flusher(
+    store: str, fast_switching: None
+) -> None:
+    """Issue 9 item 20: 8 threads x 20,000 misses with the flusher running lost some."""
+    threads, per_thread = 8, 20_000
+    cache = make_cache(store)
+    ledger = cache.ledger
+    working = threading.Event()
+    working.set()
+    flushes = [0]
+
+    def misses() -> None:
+        for _ in range(per_thread):
+            ledger.miss(NAMESPACE, MISS_META)
+
+    def flusher() -> None:
+        while working.is_set():
+            cache.flush()
+            flushes[0] += 1
+
+    flushing = threading.Thread(target=flusher)
+    flushing.start()
+    workers = [threading.Thread(target=misses) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    working.clear()
+    flushing.join()
+    totals = cache.report().totals
+    cache.close()
+    expected = threads * per_thread
+    assert flushes[0] > 1
+    assert totals.calls == expected
+    assert totals.misses == expected
+    assert totals.spent_usd == expected * 0.25  # exact: quarters add up exactly in a float
+    assert totals.input_tokens == expected * 3
+    assert totals.output_tokens == expected * 2
+
+
+def test_hits_noted_while_flushing_are_all_counted(store: str, fast_switching: None) -> None:
+    cache = make_cache(store)
+
+    @cache.cached(namespace=NAMESPACE)
+    def ask(question: str) -> str:
+        return "answer to " + question
+
+    ask("q")
+    working = threading.Event()
+    working.set()
+
+    def hits() -> None:
+        for _ in range(5_000):
+            ask("q")
+
+    def flusher() -> None:
+        while working.is_set():
+            cache.flush()
+
+    flushing = threading.Thread(target=flusher)
+    flushing.start()
+    workers = [threading.Thread(target=hits) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    working.clear()
+    flushing.join()
+    totals = cache.report().totals
+    cache.close()
+    assert (totals.calls, totals.hits, totals.misses) == (20_001, 20_000, 1)
+
+
+def test_no_namespace_model_or_metric_name_is_readable_at_rest(store: str) -> None:
+    """Issue 9 item 1 (ledger part): anyone reading the shared tier read every name."""
+    cache = make_cache(store)
+
+    @cache.cached(namespace=NAMESPACE, usage=lambda _: {"model": MODEL, "cost_usd": 0.5})
+    def ask(question: str) -> str:
+        return "answer to " + question
+
+    ask("a")
+    ask("a")
+    ask("b")
+    cache.flush()
+    stored = raw_counters(cache, store)
+    assert stored, "the ledger was flushed to the store"
+    text = repr(stored)
+    for name in (NAMESPACE, MODEL, "calls", "misses", "spent_usd", "saved_usd"):
+        assert name not in text
+    # Another process with the same secret reads the same fields back.
+    other = make_cache(store)
+    rows = other.report(by=("namespace", "model")).rows
+    assert [(r.group["namespace"], r.group["model"]) for r in rows] == [(NAMESPACE, MODEL)]
+    assert (rows[0].calls, rows[0].hits, rows[0].spent_usd) == (3, 1, 1.0)
+    assert other.ledger.integrity_failures == 0
+    cache.close()
+    other.close()
+
+
+def _ledger_record(cache: llmcache.Cache) -> str:
+    return cache.ledger.key_for(int(time.time() // 86400))
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "not a number",
+        "inf",
+        "nan",
+    ],
+)
+def test_a_garbage_value_is_skipped_counted_and_flushing_goes_on(store: str, garbage: str) -> None:
+    """Issue 9 item 10: one non-number in the ledger made every later flush fail."""
+    cache = make_cache(store)
+    for _ in range(10):
+        cache.ledger.miss(NAMESPACE, MISS_META)
+    cache.flush()
+    key = _ledger_record(cache)
+    fields = raw_counters(cache, store)[key]
+    for field in fields:
+        corrupt(cache, store, key, field, garbage)
+
+    totals = cache.report().totals  # reads garbage: skipped, never raised
+    assert totals.calls == 0
+    assert cache.ledger.integrity_failures >= len(fields)
+
+    for _ in range(7):
+        cache.ledger.miss(NAMESPACE, MISS_META)
+    assert cache.ledger.flush(cache._write_counters)  # the flush is not blocked
+    totals = cache.report().totals
+    assert (totals.calls, totals.misses, totals.spent_usd) == (7, 7, 1.75)
+    for _ in range(2):
+        cache.ledger.miss(NAMESPACE, MISS_META)
+    cache.flush()
+    assert cache.report().totals.calls == 9
+    cache.close()
+
+
+def test_garbage_field_names_and_days_are_skipped_and_counted(store: str) -> None:
+    cache = make_cache(store)
+    for _ in range(4):
+        cache.ledger.miss(NAMESPACE, MISS_META)
+    cache.flush()
+    key = _ledger_record(cache)
+    corrupt(cache, store, key, "not|a|sealed-name", 5)
+    corrupt(cache, store, key, "confidential-ns|secret-model-x|calls", 100)  # plain text
+    corrupt(cache, store, key, "", 1)
+    corrupt(cache, store, cache.ledger.days_key, "not-a-day", 1)
+    corrupt(cache, store, cache.ledger.days_key, "2026-13-45", 1)
+    report = cache.report()
+    assert (report.totals.calls, report.totals.misses) == (4, 4)
+    assert cache.ledger.integrity_failures == 5
+    for _ in range(3):
+        cache.ledger.miss(NAMESPACE, MISS_META)
+    cache.flush()
+    assert cache.report().totals.calls == 7
+    cache.close()
+
+
+def test_field_names_are_sealed_deterministically_per_secret() -> None:
+    """HINCRBYFLOAT must add to one field from every process: same secret, same name."""
+    first = llmcache.Cache(workspace="ledger", secret=SECRET, tiers=["memory"])
+    second = llmcache.Cache(workspace="ledger", secret=SECRET, tiers=["memory"])
+    other = llmcache.Cache(workspace="ledger", secret=SECRET + "-other", tiers=["memory"])
+    name = f"{NAMESPACE}|{MODEL}|calls"
+
+    def sealed(cache: llmcache.Cache) -> str:
+        return cache.ledger.fields.seal(name)
+
+    assert sealed(first) == sealed(second) != sealed(other)
+    assert second.ledger.fields.open(sealed(first)) == name
+    assert other.ledger.fields.open(sealed(first)) is None
+    assert set(sealed(first)) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
