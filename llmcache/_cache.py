@@ -28,6 +28,7 @@ from ._keys import KeySchedule, check_name
 from ._ledger import Ledger
 from ._memory import MemoryTier
 from ._namespaces import GenerationWatcher, Namespace
+from ._options import check_seconds
 from ._registry import backend_from_url, load_providers
 from ._resilience import FAILED, GuardedTier
 from ._stats import CacheStats, Health, TierHealth, TierStats
@@ -81,8 +82,7 @@ class Cache:
     ) -> None:
         check_name("workspace", workspace)
         check_name("namespace", namespace)
-        if ttl is not None and ttl <= 0:
-            raise ConfigError("ttl must be a positive number of seconds, or None for no expiry")
+        ttl = check_seconds("ttl", ttl)
         backends = [
             backend_from_url(t) if isinstance(t, str) else t for t in (tiers or DEFAULT_TIERS)
         ]

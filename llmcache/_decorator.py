@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from xxhash import xxh3_128_intdigest
 
 from ._canonical import Binder, canonical_bytes, describe, fast_body
-from ._errors import ConfigError
-from ._options import current_options
+from ._options import check_seconds, current_options
 from ._site import MISS, CallSite
 
 if TYPE_CHECKING:
@@ -66,8 +65,7 @@ class CachedDecorator:
     ) -> None:
         if isinstance(ignore, str):
             ignore = (ignore,)
-        if ttl is not None and ttl <= 0:
-            raise ConfigError("ttl must be a positive number of seconds")
+        ttl = check_seconds("cached(ttl=...)", ttl)
         self.cache = cache
         self.namespace = namespace
         self.ttl = ttl

@@ -29,14 +29,14 @@ from ._errors import ConfigError
 __all__ = ["KEY_PREFIX", "KeySchedule", "check_name"]
 
 KEY_PREFIX = "llmc"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")  # fullmatch: `$` would allow "name\n"
 # What follows the workspace prefix in an entry key: namespace, generation, 32-hex name.
 _ENTRY_TAIL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}:[^:\s]+:[0-9a-f]{32}\Z")
 
 
 def check_name(kind: str, name: str) -> str:
     """Workspace and namespace names appear in keys, so they must be short and plain."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
             f"{kind} name {name!r} is not valid: use 1-64 letters, digits, '_', '.' or '-', "
             f"starting with a letter or digit (it becomes part of every key)"

@@ -79,8 +79,8 @@ def backend_class(scheme: str) -> type[Backend]:
 
 def scheme_of(url: str) -> str:
     if "://" not in url:
-        # "memory" and "disk" may be written bare.
-        return url.strip().lower()
+        # "memory" and "disk" may be written bare, options too: "memory?max_bytes=2000000".
+        return url.strip().partition("?")[0].lower()
     return urlsplit(url).scheme.lower()
 
 
@@ -92,7 +92,9 @@ def backend_from_url(url: str, **options: Any) -> Backend:
         )
     scheme = scheme_of(url)
     cls = backend_class(scheme)
-    return cls.from_url(url if "://" in url else f"{scheme}://", **options)
+    if "://" not in url:
+        url = f"{scheme}://?{url.strip().partition('?')[2]}"
+    return cls.from_url(url, **options)
 
 
 def load_providers() -> list[Any]:

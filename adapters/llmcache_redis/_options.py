@@ -14,8 +14,10 @@
     max_connections      asyncio connections per event loop (default 64)
     entry_encoding       binary | base64 | auto (default auto: base64 for *.upstash.io)
 
-Every other query option (``ssl_cert_reqs``, ``ssl_ca_certs``, ``client_name``, ...) is
-passed to redis-py as it is, and keyword arguments given to `from_url` override the URL.
+Every other query option that redis-py takes (``ssl_cert_reqs``, ``ssl_ca_certs``,
+``client_name``, ...) is passed to it as it is, and keyword arguments given to `from_url`
+override the URL. A name neither we nor redis-py know is a ConfigError: redis-py would only
+fail when it first connects, which leaves the tier silently disabled.
 
 Why these defaults: a cache tier that answers slower than tens of milliseconds is better
 skipped, and redis-py's own defaults (5 s timeouts, 10 retries with backoff in redis-py 8)
@@ -32,6 +34,9 @@ for a pooled connection counts in the deadline.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -86,6 +91,43 @@ def _number(name: str, value: Any, minimum: float) -> float:
     return number
 
 
+@functools.cache
+def _redis_py_names(cluster: bool) -> frozenset[str]:
+    """The option names redis-py's pools and connections take, read from its signatures
+    (they change between redis-py versions)."""
+    import redis
+    import redis.connection
+
+    takers: list[Any] = [
+        redis.connection.AbstractConnection.__init__,
+        redis.connection.Connection.__init__,
+        redis.connection.SSLConnection.__init__,
+        redis.ConnectionPool.__init__,
+    ]
+    if cluster:
+        import redis.cluster
+
+        takers.append(redis.cluster.RedisCluster.__init__)
+    names = set(getattr(redis.connection, "URL_QUERY_ARGUMENT_PARSERS", {}))
+    for taker in takers:
+        for parameter in inspect.signature(taker).parameters.values():
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                names.add(parameter.name)
+    return frozenset(names - {"self"})
+
+
+def _check_names(cluster: bool, names: list[str]) -> None:
+    known = _OURS | _ALIASES.keys() | _redis_py_names(cluster)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"unknown Redis tier option {name!r}: {hint}"
+                f"ours are {', '.join(sorted(_OURS))}; other names must be redis-py's"
+            )
+
+
 def parse_options(url: str, cluster: bool, overrides: dict[str, Any]) -> RedisOptions:
     """Split a tier URL into redis-py's URL and our settings; ConfigError if malformed."""
     parts = urlsplit(url)
@@ -104,9 +146,11 @@ def parse_options(url: str, cluster: bool, overrides: dict[str, Any]) -> RedisOp
     if cluster and db not in ("", "0"):
         raise ConfigError("a Redis Cluster has only database 0: drop the /db from the URL")
 
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    _check_names(cluster, [key for key, _ in query] + list(overrides))
     settings: dict[str, Any] = {}
     passthrough: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+    for key, value in query:
         key = _ALIASES.get(key, key)
         if key in _OURS:
             settings[key] = value
