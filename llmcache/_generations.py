@@ -70,24 +70,31 @@ _VERSION = "g1"
 _MAX_COUNTER = 2**62  # far beyond any real count; a bound that keeps arithmetic trivial
 _COUNTER = re.compile(r"[1-9][0-9]{0,18}\Z")
 _TOKEN = re.compile(r"[0-9a-f]{16}\Z")
+_ABOVE = re.compile(r"(?:[0-9a-f]{16})?\Z")
 _MAC = re.compile(r"[0-9a-f]{32}\Z")
-_MAX_RECORD_BYTES = 96
+_MAX_RECORD_BYTES = 128
 
 
 class Generation(NamedTuple):
-    """One generation record. Tuples order by (counter, token): the highest one wins."""
+    """One generation record. Tuples order by (counter, token): the highest one wins.
+
+    `above` is the token of the record its maker had read from the shared tier when it
+    made this one ("" if none): a pending invalidation whose token it names is covered by
+    it, since it was made after that invalidation was seen.
+    """
 
     counter: int
     token: str
+    above: str = ""
 
     @property
     def label(self) -> str:
         return f"{self.counter:x}-{self.token}"
 
 
-def mint(counter: int) -> Generation:
+def mint(counter: int, above: str = "") -> Generation:
     """A generation nobody has ever had: `counter` and 8 fresh random bytes."""
-    return Generation(counter, secrets.token_hex(8))
+    return Generation(counter, secrets.token_hex(8), above)
 
 
 def namespace_label(workspace: Generation, namespace: Generation) -> str:
@@ -136,16 +143,17 @@ class RecordFormat:
     def key(self, field: str) -> str:
         return f"llmc-meta:{self.scope}:gen:{field}"
 
-    def _sign(self, field: str, counter: int, token: str) -> str:
+    def _sign(self, field: str, counter: int, token: str, above: str) -> str:
         mac = self._mac.copy()
         # The scope and field are signed too: a record copied to another field or workspace
         # does not verify there.
-        mac.update(f"{_VERSION}\0{self.scope}\0{field}\0{counter}\0{token}".encode())
+        mac.update(f"{_VERSION}\0{self.scope}\0{field}\0{counter}\0{token}\0{above}".encode())
         return mac.hexdigest()
 
     def seal(self, field: str, generation: Generation) -> bytes:
-        counter, token = generation
-        return f"{_VERSION}:{counter}:{token}:{self._sign(field, counter, token)}".encode()
+        counter, token, above = generation
+        mac = self._sign(field, counter, token, above)
+        return f"{_VERSION}:{counter}:{token}:{above}:{mac}".encode()
 
     def open(self, field: str, data: object) -> Generation:
         """The record stored as `data`; InvalidRecord for anything that is not one we signed."""
@@ -154,19 +162,22 @@ class RecordFormat:
         if len(data) > _MAX_RECORD_BYTES:
             raise InvalidRecord("too long")
         try:
-            version, counter, token, mac = bytes(data).decode("ascii").split(":")
+            version, counter, token, above, mac = bytes(data).decode("ascii").split(":")
         except (UnicodeDecodeError, ValueError):
             raise InvalidRecord("malformed") from None
         if version != _VERSION or not (
-            _COUNTER.match(counter) and _TOKEN.match(token) and _MAC.match(mac)
+            _COUNTER.match(counter)
+            and _TOKEN.match(token)
+            and _ABOVE.match(above)
+            and _MAC.match(mac)
         ):
             raise InvalidRecord("malformed")
         value = int(counter)
         if value > _MAX_COUNTER:
             raise InvalidRecord("counter out of range")
-        if not hmac.compare_digest(mac, self._sign(field, value, token)):
+        if not hmac.compare_digest(mac, self._sign(field, value, token, above)):
             raise InvalidRecord("bad signature")
-        return Generation(value, token)
+        return Generation(value, token, above)
 
 
 # What one tier said about the fields asked: None if the read failed, else one record per
@@ -190,9 +201,8 @@ class GenerationBook:
         self.authority = self.tiers[-1] if self.tiers else None
         self._known: dict[str, Generation] = {}
         self._provisional: set[str] = set()
-        # Invalidations the authority has not taken yet: field -> (record, basis), where the
-        # basis is the highest record this process knew of when it made the record.
-        self._pending: dict[str, tuple[Generation, Generation | None]] = {}
+        # This process's invalidations the authority has not settled yet, by field.
+        self._pending: dict[str, _Pending] = {}
         self._reported: set[tuple[str, str]] = set()  # (tier, field) integrity failures logged
         self._lock = threading.Lock()
         self._io = threading.Lock()
@@ -213,7 +223,7 @@ class GenerationBook:
     @property
     def pending(self) -> int:
         """Invalidations applied here that the authority has not taken yet."""
-        return len(self._pending)
+        return sum(1 for p in list(self._pending.values()) if not p.seen)
 
     def is_provisional(self, field: str) -> bool:
         return field in self._provisional
@@ -243,19 +253,22 @@ class GenerationBook:
             self._round([field])
             with self._lock:
                 known = self._known.get(field)
-                new = mint(1 if known is None else known.counter + 1)
                 # A provisional record is no basis: it says nothing about the authority.
                 basis = None if field in self._provisional else known
+                new = mint(1 if known is None else known.counter + 1, basis.token if basis else "")
                 self._known[field] = new
                 self._provisional.discard(field)
+                pending = _Pending(new, basis)
                 if self.authority is not None:
-                    self._pending[field] = (new, basis)
+                    self._pending[field] = pending
             published = False
             for tier in self.tiers:
                 if self._write(tier, field, new) and tier is self.authority:
                     # Read it back: a concurrent writer may have put its own record over ours
                     # (the next rounds then settle it, above both).
-                    published = self._read(tier, [field]) == [new] and self._confirm(field, new)
+                    published = self._read(tier, [field]) == [new]
+                    with self._lock:
+                        pending.seen += published
         return Invalidation(field, new.label, published)
 
     # -- the watcher's tick ----------------------------------------------------------------
@@ -299,24 +312,8 @@ class GenerationBook:
         # The authority is the last tier; `read[-1]` is whether it answered.
         authority_read = bool(read) and read[-1]
         if pending is not None:
-            record, basis = pending
-            # A higher record in a tier below the authority (a disk shared with processes
-            # that saw ours) is followed at once; it stays pending in our name too.
-            below = [r for r in seen[:-1] if r is not None]
-            if below and max(below) > record:
-                record = max(below)
-            held = seen[-1] if authority_read else None
-            if held == record:
-                del self._pending[field]  # it is there: published
-            elif held is not None and (basis is None or held > basis):
-                # The authority holds a record we did not know when we invalidated: maybe a
-                # concurrent invalidation, maybe the generation from before ours. Ours must
-                # end up above it, and above anything made before it: a new record.
-                top = max(held, record)
-                record, basis = mint(top.counter + 1), top
-            if field in self._pending:
-                self._pending[field] = (record, basis)
-            self._known[field] = record
+            self._settle(field, pending, seen[-1] if authority_read else _UNREAD)
+            self._known[field] = pending.record
         elif known is None or field in self._provisional:
             if self.tiers and not authority_read:
                 if known is None:  # unknown is never "generation 0": nothing old is served
@@ -337,13 +334,33 @@ class GenerationBook:
             if was_read and (held is None or held < current)
         ]
 
-    def _confirm(self, field: str, generation: Generation) -> bool:
-        """The authority took `generation`: it is no longer pending. True if it was current."""
-        with self._lock:
-            pending = self._pending.get(field)
-            if pending is not None and pending[0] == generation:
+    def _settle(self, field: str, pending: _Pending, held: Generation | object | None) -> None:
+        """Move a pending invalidation on, given what the authority holds (`held`).
+
+        Settled once the authority showed our record, or one made above it, in two rounds:
+        one is not enough, as another process that read the tier just before our write may
+        still put its own record over ours (that one is then not "above" ours, and ours is
+        re-made above it).
+        """
+        if held is _UNREAD:
+            return
+        assert held is None or isinstance(held, Generation)
+        record, basis = pending.record, pending.basis
+        if held is not None and (held == record or held.above == record.token):
+            pending.record = max(record, held)
+            pending.seen += 1
+            if pending.seen >= 2:
                 del self._pending[field]
-            return self._known.get(field) == generation
+        elif held is not None and (basis is None or held > basis):
+            # The authority holds a record we did not know when we invalidated: maybe a
+            # concurrent invalidation, maybe the generation from before ours. Ours must end
+            # up above it, and say so, so that its maker sees its own is covered.
+            top = max(held, record)
+            pending.record = mint(top.counter + 1, held.token)
+            pending.basis = held
+            pending.seen = 0
+        else:  # missing, invalid, or one we knew: ours is written (again)
+            pending.seen = 0
 
     def _read(self, tier: GuardedTier, fields: list[str]) -> _Reading:
         found = tier.call("get_many", [self.records.key(f) for f in fields])
@@ -383,6 +400,22 @@ class GenerationBook:
         # The parent's rounds may have held these locks at fork(): the child starts afresh.
         self._lock = threading.Lock()
         self._io = threading.Lock()
+
+
+_UNREAD = object()  # the authority did not answer this round
+
+
+@dataclasses.dataclass
+class _Pending:
+    """An invalidation of this process that the authority has not settled yet.
+
+    `basis`: the record it was made above (None if made blind). `seen`: consecutive rounds
+    in which the authority held it (or a record made above it).
+    """
+
+    record: Generation
+    basis: Generation | None
+    seen: int = 0
 
 
 class SharedRuns:

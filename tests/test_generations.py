@@ -577,3 +577,43 @@ def test_redis_write_side_failing_still_invalidates_locally(own_server: RedisSer
         assert RecordFormat(model.cache.keys).open("research", data).label == result.generation
     finally:
         model.cache.close()
+
+
+def test_pending_invalidations_in_lockstep_settle_above_both(own_server: RedisServer) -> None:
+    """Two processes' outage invalidations, their rounds in strict alternation (the worst
+    interleaving: each reads the other's record before its own): they settle in a few rounds
+    (no endless re-invalidation) on one record newer than both."""
+    workspace = unique("lockstep")
+    books = []
+    caches = [
+        llmcache.Cache(
+            workspace=workspace, secret=SECRET, tiers=[own_server.url], generation_poll=3600
+        )
+        for _ in range(2)
+    ]
+    try:
+        for cache in caches:
+            cache.load(cache.namespace("research"))
+            books.append(cache._generations)
+        own_server.kill()
+        made = [cache.invalidate("research") for cache in caches]
+        assert not any(m.published for m in made)
+        own_server.start()
+        for cache in caches:  # both tiers' breakers closed: the rounds reach Redis
+            wait_for(lambda c=cache: c.tiers[0].call("get", "probe") is None, seconds=30)
+        rounds = 0
+        while any(book._pending for book in books):
+            rounds += 1
+            assert rounds <= 10, [book._pending for book in books]
+            for book in books:
+                book.refresh()
+        for book in books:
+            book.refresh()
+        final = {book.get("research") for book in books}
+        assert len(final) == 1
+        (record,) = final
+        assert record is not None
+        assert record.label not in {m.generation for m in made}  # newer than both
+    finally:
+        for cache in caches:
+            cache.close()
