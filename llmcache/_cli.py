@@ -10,12 +10,13 @@ on stderr and a non-zero exit, never a traceback: exit 2 for those, 1 for a fail
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -112,7 +113,10 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _fail(message: str) -> None:
+_PUBLISH_WAIT_S = 5.0  # how long `llmcache invalidate` retries an unreachable shared tier
+
+
+def _fail(message: str) -> NoReturn:
     raise UsageError(message)
 
 
@@ -236,7 +240,24 @@ def invalidate(
 ) -> None:
     """Make every entry of a namespace unreachable (O(1); other processes follow within 1 s)."""
     with _open(workspace, tiers, secret, directory) as cache:
-        cache.invalidate(namespace)
+        if not any(tier.backend.persistent for tier in cache.tiers):
+            _fail(
+                "no shared or persistent tier is configured, so no other process can see an "
+                "invalidation made here: pass --tiers (or set LLMCACHE_TIERS)"
+            )
+        result = cache.invalidate(namespace)
+        # This process exits at once, so an invalidation that only took locally would be lost:
+        # give the shared tier a few watcher rounds to come back before saying it failed.
+        deadline = time.monotonic() + _PUBLISH_WAIT_S
+        while not result.published and time.monotonic() < deadline:
+            time.sleep(0.1)
+            if not cache.health().pending_invalidations:
+                result = dataclasses.replace(result, published=True)
+        if not result.published:
+            _fail(
+                f"could not reach the shared tier within {_PUBLISH_WAIT_S:.0f} s, so namespace "
+                f"{namespace!r} was NOT invalidated; check `llmcache doctor` and run it again"
+            )
         console.print(f"invalidated namespace {namespace!r} of workspace {cache.workspace!r}")
 
 

@@ -103,6 +103,15 @@ def test_invalidate_then_entries_are_unreachable(populated: Path) -> None:
     assert calls == ["a"]
 
 
+def test_invalidate_without_a_persistent_tier_says_it_reaches_no_one(tmp_path: Path) -> None:
+    # The command's process exits at once: an invalidation kept only in its memory would be
+    # reported as done and reach no other process.
+    message = one_line_failure(
+        run("invalidate", "--namespace", "research", "--tiers", "memory", env_dir=tmp_path)
+    )
+    assert "no shared or persistent tier" in message
+
+
 def test_clear_asks_and_yes_skips(populated: Path) -> None:
     refused = run("clear", "-w", "cli", env_dir=populated, stdin="n\n")
     assert refused.returncode != 0
