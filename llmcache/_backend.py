@@ -106,6 +106,15 @@ class Backend(abc.ABC):
     def unlock(self, key: str, token: str) -> None:  # noqa: B027 - optional, no-op by default
         """Release a lock taken with `try_lock`, only if `token` still holds it."""
 
+    def renew_lock(self, key: str, token: str, ttl: float) -> bool:
+        """Make the lock `key` live `ttl` seconds from now, only if `token` still holds it.
+
+        True if renewed. Override it together with `try_lock`: the core then holds locks as
+        short leases that a live leader keeps renewing. Without it (this default) locks are
+        taken for a long fixed time instead, so a crashed leader blocks the others longer.
+        """
+        return False
+
     def size(self) -> tuple[int, int] | None:
         """(entries, bytes) held, if the backend can tell cheaply."""
         return None

@@ -17,6 +17,8 @@ from ._backend import Backend
 from ._config import load_or_create_secret
 from ._disk import DiskTier
 from ._errors import ConfigError
+from ._flights import Flights
+from ._fork import track_for_fork
 from ._generations import (
     WORKSPACE_FIELD,
     GenerationBook,
@@ -41,10 +43,25 @@ __all__ = ["Cache"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 DEFAULT_TIERS = ("memory", "disk")
+DEFAULT_LOCK_TTL = 3.0
+DEFAULT_LOCK_WAIT = 60.0
 _SECRET_HINT = (
     "set LLMCACHE_SECRET or pass Cache(secret=...) with the same value in every process that "
     "shares the tier; make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
 )
+
+
+def _positive_seconds(name: str, value: float, zero_ok: bool = False) -> float:
+    """`value` as seconds, or a ConfigError that says what is wanted (nan is not a number)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value >= 0 if zero_ok else value > 0)
+        or value == float("inf")
+    ):
+        wanted = "zero or more" if zero_ok else "more than zero"
+        raise ConfigError(f"{name} must be a finite number of seconds, {wanted}; got {value!r}")
+    return float(value)
 
 
 def _as_secret(secret: str | bytes) -> bytes:
@@ -63,8 +80,10 @@ class Cache:
         namespace: default namespace of `cached` functions.
         enabled: False makes every cached call go straight to the real function.
         compress_above: lz4-compress entries larger than this many bytes.
-        lock_ttl: how long a cross-process single-flight lock lives (a crashed leader
-            blocks nobody longer than this); waiters give up and call after `lock_wait`.
+        lock_ttl: the lease of a cross-process single-flight lock, in seconds: its leader
+            renews it while its call runs, so a crashed leader blocks the others for about
+            this long; waiters give up and call after `lock_wait` (default: 60 s or
+            `lock_ttl`, whichever is longer).
     """
 
     def __init__(
@@ -76,7 +95,7 @@ class Cache:
         namespace: str = "default",
         enabled: bool = True,
         compress_above: int = 1024,
-        lock_ttl: float = 60.0,
+        lock_ttl: float = DEFAULT_LOCK_TTL,
         lock_wait: float | None = None,
         generation_poll: float = 0.5,
     ) -> None:
@@ -102,8 +121,12 @@ class Cache:
         self.ttl = ttl
         self.enabled = enabled
         self.compress_above = compress_above
-        self.lock_ttl = lock_ttl
-        self.lock_wait = lock_ttl if lock_wait is None else lock_wait
+        self.lock_ttl = _positive_seconds("lock_ttl", lock_ttl)
+        self.lock_wait = (
+            max(DEFAULT_LOCK_WAIT, self.lock_ttl)
+            if lock_wait is None
+            else _positive_seconds("lock_wait", lock_wait, zero_ok=True)
+        )
         self.tiers = [GuardedTier(b) for b in backends]
         self.keys = KeySchedule(self._resolve_secret(secret, backends), workspace)
         self.entry_aead = self.keys.entry_aead
@@ -121,10 +144,9 @@ class Cache:
         self._load_deadline = max((t.async_timeout for t in persistent), default=1.0)
         self._lock = threading.Lock()
         self.sites: list[CallSite] = []
-        # In-flight real calls, for single-flight: by fingerprint, per thread and per loop.
-        self.flights: dict[int, Any] = {}
-        self.flight_lock = threading.Lock()
-        self.async_flights: dict[int, tuple[Any, Any]] = {}
+        # In-flight real calls, for single-flight across threads and event loops.
+        self.flights = Flights()
+        track_for_fork(self)
         self._watcher: GenerationWatcher | None = None
         self._generation_poll = generation_poll
         self.closed = False
@@ -433,6 +455,17 @@ class Cache:
         self.flush()
         for tier in self.tiers:
             tier.call("close")
+
+    def _after_fork_in_child(self) -> None:
+        """Forget, in a forked child, what belongs to the parent (see `_fork`)."""
+        self.flights = Flights()  # the parent's calls in flight never land in this process
+        self._lock = threading.Lock()  # a thread that held it at the fork is not here
+        # Threads do not survive fork: the next load starts a watcher of this process, which
+        # polls generations (invalidations) and flushes this process's own ledger counts.
+        self._watcher = None
+        for namespace in list(self._namespaces.values()):
+            namespace.loaded = False
+        self.ledger.forget_after_fork()
 
     def __enter__(self) -> Cache:
         return self

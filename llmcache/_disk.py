@@ -450,6 +450,14 @@ class DiskTier(Backend):
     def unlock(self, key: str, token: str) -> None:
         self._writer().execute("DELETE FROM locks WHERE key = ? AND token = ?", (key, token))
 
+    def renew_lock(self, key: str, token: str, ttl: float) -> bool:
+        # Compare-token-and-extend in one statement: a lock another process took is left alone.
+        cursor = self._connection().execute(
+            "UPDATE locks SET expires = ? WHERE key = ? AND token = ?",
+            (time.time() + ttl, key, token),
+        )
+        return cursor.rowcount == 1
+
     supports_locks = True
 
     def size(self) -> tuple[int, int]:

@@ -395,3 +395,10 @@ class Ledger:
                 for metric, value in zip(METRICS, values, strict=True):
                     target[metric] += value
         return [rows[slot] for slot in sorted(rows)]
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the counts copied from the parent, which flushes its own."""
+        self._lock = threading.Lock()  # may have been held by a thread the child does not have
+        self._drain_lock = threading.Lock()
+        self._pending = {}
+        del self.noted_hits[:]  # in place: call sites hold this very list

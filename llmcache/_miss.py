@@ -1,23 +1,27 @@
 """The miss path of a call site: single-flight, the real call, and storing its result.
 
-Identical concurrent misses make one real call: threads share a `_Flight`, asyncio tasks of
-one loop share a future, and processes share the most shared tier's lock (waiters poll for
-the entry, bounded by `lock_wait`; a crashed leader's lock expires after `lock_ttl`). The
-leader's result is stored in every tier and counted in the ledger; a follower gets its own
-copy, decoded from the stored entry. An exception reaches every waiter and stores nothing.
+Identical concurrent misses make one real call: in a process, threads and asyncio tasks of
+any loop share one `Flight` (see `_flights`); across processes, callers share the most
+shared tier's lock, held as a lease the leader keeps renewing (see `_leases`), while the
+others poll for the entry, bounded by `lock_wait`; a leader that dies stops renewing, and
+one of them takes over within about a lease. The leader's result is stored in every tier
+and counted in the ledger; a follower gets its own copy, decoded from the stored entry. An
+exception reaches every waiter and stores nothing; a cancelled leader's waiters elect one
+of them to make the call instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._codec import Unstorable, ValueCodec
+from ._flights import Flight
 from ._info import remember
+from ._leases import LEASES, Lease, lease_seconds
 from ._ledger import UsageHook, usage_meta
 from ._namespaces import Namespace
 from ._options import Options
@@ -32,18 +36,6 @@ __all__ = ["Found", "MissPath", "fresh"]
 log = logging.getLogger("llmcache")
 _T = TypeVar("_T")
 Found = tuple[Record, str, Any]  # record, tier name, decoded value (or NOT_SHARED)
-
-
-class _Flight:
-    """One in-progress real call that identical concurrent calls wait for."""
-
-    __slots__ = ("done", "error", "record", "value")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        self.record: Record | None = None
-        self.value: Any = None
 
 
 class MissPath:
@@ -84,28 +76,28 @@ class MissPath:
         compute: Callable[[], _T],
         opts: Options | None,
     ) -> _T:
-        cache = self.cache
-        with cache.flight_lock:
-            flight = cache.flights.get(fingerprint)
-            leading = flight is None
-            if flight is None:
-                flight = cache.flights[fingerprint] = _Flight()
-        if not leading:
-            self.counters.coalesced += 1
+        flights = self.cache.flights
+        while True:
+            flight, leading = flights.join(fingerprint)
+            if leading:
+                break
+            if not flight.joinable(None):  # led from this very thread: waiting would hang
+                return self._lead(fingerprint, namespace, prefix, compute, opts)[0]
             flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return self._follow(flight.record, flight.value, namespace)  # type: ignore[no-any-return]
+            if not flight.abandoned:
+                return self._joined(flight, namespace)  # type: ignore[no-any-return]
+            # Its leader gave up (cancelled): the first of us to look again leads anew.
         try:
             flight.value, flight.record = self._lead(fingerprint, namespace, prefix, compute, opts)
             return flight.value  # type: ignore[no-any-return]
-        except BaseException as error:
+        except Exception as error:
             flight.error = error
             raise
+        except BaseException:  # cancelled or interrupted: not an answer for the others
+            flight.abandoned = True
+            raise
         finally:
-            with cache.flight_lock:
-                cache.flights.pop(fingerprint, None)
-            flight.done.set()
+            flights.land(fingerprint, flight)
 
     async def amiss(
         self,
@@ -115,36 +107,37 @@ class MissPath:
         compute: Callable[[], Awaitable[_T]],
         opts: Options | None,
     ) -> _T:
-        cache = self.cache
+        flights = self.cache.flights
         loop = asyncio.get_running_loop()
-        joined = cache.async_flights.get(fingerprint)
-        if joined is not None and joined[0] is loop:
-            future = joined[1]
-            self.counters.coalesced += 1
-            try:
-                record, value = await asyncio.shield(future)
-            except asyncio.CancelledError:
-                if not future.cancelled():
-                    raise  # we were cancelled ourselves
-                # The leader was cancelled, not us: make the call ourselves.
-            else:
-                return self._follow(record, value, namespace)  # type: ignore[no-any-return]
-        future = loop.create_future()
-        cache.async_flights[fingerprint] = (loop, future)
+        while True:
+            flight, leading = flights.join(fingerprint, loop)
+            if leading:
+                break
+            if not flight.joinable(loop):  # a sync call of this thread leads: cannot wait
+                return (await self._alead(fingerprint, namespace, prefix, compute, opts))[0]
+            await flight.landed()
+            if not flight.abandoned:
+                return self._joined(flight, namespace)  # type: ignore[no-any-return]
         try:
-            result, stored = await self._alead(fingerprint, namespace, prefix, compute, opts)
-            future.set_result((stored, result))
-            return result
-        except asyncio.CancelledError:
-            future.cancel()
+            flight.value, flight.record = await self._alead(
+                fingerprint, namespace, prefix, compute, opts
+            )
+            return flight.value  # type: ignore[no-any-return]
+        except Exception as error:
+            flight.error = error
             raise
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # mark it retrieved: nobody may be waiting
+        except BaseException:  # cancelled: one waiter takes over, the others join it
+            flight.abandoned = True
             raise
         finally:
-            if cache.async_flights.get(fingerprint, (None, None))[1] is future:
-                del cache.async_flights[fingerprint]
+            flights.land(fingerprint, flight)
+
+    def _joined(self, flight: Flight, namespace: Namespace) -> Any:
+        """What a caller that waited for another's flight gets: its error, or its own copy."""
+        self.counters.coalesced += 1
+        if flight.error is not None:
+            raise flight.error
+        return self._follow(flight.record, flight.value, namespace)
 
     def _follow(self, record: Record | None, value: Any, namespace: Namespace) -> Any:
         """What a caller that waited for another's real call gets: its own copy."""
@@ -187,7 +180,7 @@ class MissPath:
         found: Found | None = None
         if lock_tier is not None and (opts is None or not opts.refresh):
             lock_key = self.cache.keys.signed_key(prefix, fingerprint) + ":lock"
-            token = lock_tier.call("try_lock", lock_key, self.cache.lock_ttl)
+            token = lock_tier.call("try_lock", lock_key, self._lease())
             if token is None:  # another process is making this call: wait for its entry
                 found, token = self._wait_for_other_process(fingerprint, prefix, lock_key, opts)
             elif isinstance(token, str):
@@ -199,14 +192,15 @@ class MissPath:
             if found is not None:
                 self.counters.coalesced += 1
                 return self._follow(found[0], None, namespace), found[0]
+        lease = self._hold(lock_key, token)
         try:
             started = time.perf_counter()
             value = compute()
             meta = self._meta(value, time.perf_counter() - started, None)
             return value, self._finish(fingerprint, namespace, prefix, value, meta, opts, True)
         finally:
-            if isinstance(token, str):
-                lock_tier.call("unlock", lock_key, token)  # type: ignore[union-attr]
+            if lease is not None and LEASES.drop(lease):
+                lease.tier.call("unlock", lock_key, lease.token)
 
     async def _alead(
         self,
@@ -223,7 +217,7 @@ class MissPath:
         found: Found | None = None
         if lock_tier is not None and (opts is None or not opts.refresh):
             lock_key = self.cache.keys.signed_key(prefix, fingerprint) + ":lock"
-            token = await lock_tier.acall("try_lock", lock_key, self.cache.lock_ttl)
+            token = await lock_tier.acall("try_lock", lock_key, self._lease())
             if token is None:
                 found, token = await self._await_other_process(fingerprint, prefix, lock_key, opts)
             elif isinstance(token, str):  # look once more, as in _lead
@@ -233,6 +227,7 @@ class MissPath:
             if found is not None:
                 self.counters.coalesced += 1
                 return self._follow(found[0], None, namespace), found[0]
+        lease = self._hold(lock_key, token)
         try:
             started = time.perf_counter()
             value = await compute()
@@ -244,8 +239,20 @@ class MissPath:
                     await tier.aset(record.signed_key, data, self._ttl_of(record))
             return value, record
         finally:
-            if isinstance(token, str):
-                await lock_tier.acall("unlock", lock_key, token)  # type: ignore[union-attr]
+            if lease is not None and LEASES.drop(lease):
+                await lease.tier.acall("unlock", lock_key, lease.token)
+
+    def _lease(self) -> float:
+        """How long a cross-process lock lives between its holder's renewals."""
+        assert self.cache.lock_tier is not None
+        return lease_seconds(self.cache.lock_tier, self.cache.lock_ttl)
+
+    def _hold(self, lock_key: str, token: Any) -> Lease | None:
+        """Keep renewing the lock we took (if we took one) while our real call runs."""
+        if not isinstance(token, str):
+            return None
+        assert self.cache.lock_tier is not None
+        return LEASES.hold(self.cache.lock_tier, lock_key, token, self._lease())
 
     def _wait_for_other_process(
         self, fingerprint: int, prefix: str, lock_key: str, opts: Options | None
@@ -264,7 +271,7 @@ class MissPath:
             found = self._lookup(fingerprint, prefix, opts)
             if found is not None:
                 return found, None
-            token = self.cache.lock_tier.call("try_lock", lock_key, self.cache.lock_ttl)
+            token = self.cache.lock_tier.call("try_lock", lock_key, self._lease())
             if isinstance(token, str):
                 # Double-checked: the holder may have stored its entry and let go of the lock
                 # between our lookup and our try_lock; then we follow instead of calling again.
@@ -288,7 +295,7 @@ class MissPath:
             found = await self._alookup(fingerprint, prefix, opts)
             if found is not None:
                 return found, None
-            token = await self.cache.lock_tier.acall("try_lock", lock_key, self.cache.lock_ttl)
+            token = await self.cache.lock_tier.acall("try_lock", lock_key, self._lease())
             if isinstance(token, str):  # double-checked, as in _wait_for_other_process
                 found = await self._alookup(fingerprint, prefix, opts)
                 if found is not None:

@@ -3,8 +3,8 @@
 Lookup order: the memory tier (decoded records by fingerprint), then each shared or
 persistent tier (signed bytes, verified before use). A hit below memory is promoted to the
 tiers above it with its remaining TTL. A miss runs the real call once per process
-(single-flight across threads, and across asyncio tasks of one loop) and, when a tier can
-take locks, once across processes; the result is stored in every tier and its cost goes to
+(single-flight across threads and asyncio tasks of any loop) and, when a tier can take
+locks, once across processes; the result is stored in every tier and its cost goes to
 the ledger. Nothing here raises into the caller because of the cache: only the real call's
 own exceptions and the caller's own mistakes (an argument that cannot be keyed) do.
 """

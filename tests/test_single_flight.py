@@ -1,18 +1,25 @@
-"""Identical concurrent misses make one real call: threads, asyncio tasks, processes."""
+"""Identical concurrent misses make one real call: threads, asyncio tasks of any loop, and
+processes (whose leader holds a renewed lease, so a dead one is replaced within two)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import llmcache
+from tests.servers.redis_server import RedisServer
 
 
 def test_threads_share_one_real_call(memory_cache: llmcache.Cache) -> None:
@@ -202,3 +209,263 @@ def test_processes_making_the_same_slow_call_make_one(tmp_path: Path) -> None:
     outputs = [c.communicate(timeout=60)[0].strip() for c in children]
     assert all(o.startswith("answer:shared question") for o in outputs)
     assert marker.read_text().count("call") == 1
+
+
+# -- issue 9, item 15: single-flight gaps ------------------------------------------------------
+def test_threads_and_two_event_loops_share_one_real_call(memory_cache: llmcache.Cache) -> None:
+    """Sync callers in threads and async callers in two loops: one real call in all.
+
+    An async caller that joins a call led from another thread or loop waits for it without
+    blocking its own loop: a ticker task of that loop keeps ticking meanwhile.
+    """
+    site = memory_cache.site("test.mixed-callers")
+    request = {"prompt": "the same question"}
+    threads_calling, tasks_per_loop = 4, 3
+    callers = threads_calling + 2 * tasks_per_loop
+    calls: list[str] = []
+    release = threading.Event()
+
+    def compute() -> dict[str, int]:
+        calls.append("thread")
+        release.wait(30)
+        return {"answer": 42}
+
+    async def acompute() -> dict[str, int]:
+        calls.append("task")
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        return {"answer": 42}
+
+    results: list[dict[str, int]] = []
+    ticks_while_waiting: list[int] = []
+
+    def thread_caller() -> None:
+        results.append(site.call(request, compute))
+
+    async def loop_callers() -> None:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        ticking = asyncio.create_task(ticker())
+        answers = await asyncio.gather(
+            *(site.acall(request, acompute) for _ in range(tasks_per_loop))
+        )
+        ticks_while_waiting.append(ticks)
+        ticking.cancel()
+        results.extend(answers)
+
+    workers = [threading.Thread(target=thread_caller) for _ in range(threads_calling)]
+    workers += [threading.Thread(target=asyncio.run, args=(loop_callers(),)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    # Every caller has missed memory once it counts its miss: only then may the call end
+    # (plus a moment to reach the flight), so that nobody could be served from memory.
+    deadline = time.monotonic() + 30
+    while site.counters.memory_misses < callers and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.2)
+    release.set()
+    for worker in workers:
+        worker.join(30)
+    assert len(calls) == 1, calls
+    assert results == [{"answer": 42}] * callers
+    assert len({id(r) for r in results}) == callers  # each caller got its own object
+    assert site.counters.misses == 1 and site.counters.coalesced == callers - 1
+    assert len(ticks_while_waiting) == 2 and min(ticks_while_waiting) > 5
+
+
+async def test_a_cancelled_leader_hands_its_call_to_exactly_one_waiter(
+    memory_cache: llmcache.Cache,
+) -> None:
+    calls = 0
+    leading = asyncio.Event()
+
+    @memory_cache.cached
+    async def slow(q: str) -> list[str]:
+        nonlocal calls
+        calls += 1
+        leading.set()
+        await asyncio.sleep(0.3)
+        return [q]
+
+    leader = asyncio.create_task(slow("q"))
+    await leading.wait()
+    waiters = [asyncio.create_task(slow("q")) for _ in range(21)]
+    await asyncio.sleep(0.05)  # they all join the leader's flight (a late one joins the next)
+    leader.cancel()
+    results = await asyncio.gather(*waiters)
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    assert results == [["q"]] * 21
+    assert calls == 2  # the cancelled call and the one that took over
+    assert slow.cache_info().coalesced == 20
+
+
+def test_a_thread_caller_waiting_on_a_flight_led_from_its_own_thread_calls_itself(
+    memory_cache: llmcache.Cache,
+) -> None:
+    """A sync call made inside the running loop that leads the same call must not hang."""
+    site = memory_cache.site("test.same-thread")
+    request = {"prompt": "q"}
+
+    async def scenario() -> list[str]:
+        entered = asyncio.Event()
+
+        async def acompute() -> str:
+            entered.set()
+            await asyncio.sleep(0.2)
+            return "from the task"
+
+        task = asyncio.create_task(site.acall(request, acompute))
+        await entered.wait()
+        # The same thread, blocking inside the loop: waiting for the task would never end.
+        inner = site.call(request, lambda: "from the sync call")
+        return [inner, await task]
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == ["from the sync call", "from the task"]
+
+
+# -- across processes: leases --------------------------------------------------------------------
+LEASE_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time, llmcache
+    tier, marker, seconds, options = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+    cache = llmcache.Cache(workspace="leases", secret="lease-test-secret-0123456789",
+                           tiers=["memory", tier], **json.loads(options))
+
+    @cache.cached(namespace="n")
+    def slow(question: str) -> str:
+        with open(marker, "a") as f:
+            f.write(f"{os.getpid()} {time.time()}\\n")
+        time.sleep(seconds)
+        return "answer:" + question
+
+    cache.load(cache.namespace("n"))
+    print(json.dumps({"lease": cache.lock_ttl}), flush=True)
+    sys.stdin.readline()
+    print(json.dumps({"value": slow("q")}), flush=True)
+    """
+)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LeaseChild:
+    """A process that makes the slow call once told to; it reports its lease first."""
+
+    def __init__(self, tier: str, marker: Path, seconds: float, **options: float) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCACHE_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        arguments = [tier, str(marker), str(seconds), json.dumps(options)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", LEASE_CHILD, *arguments],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lease = float(self.read()["lease"])
+
+    def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line, f"the child died (exit code {self.process.wait(10)})"
+        found: dict[str, Any] = json.loads(line)
+        return found
+
+    def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+def _calls(marker: Path) -> list[tuple[int, float]]:
+    if not marker.exists():
+        return []
+    lines = [line.split() for line in marker.read_text().splitlines()]
+    return [(int(pid), float(at)) for pid, at in lines]
+
+
+def _wait_for_calls(marker: Path, count: int, within: float) -> list[tuple[int, float]]:
+    deadline = time.monotonic() + within
+    while len(_calls(marker)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _calls(marker)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as started:
+        yield started
+
+
+@pytest.fixture(params=["redis", "disk"])
+def shared_tier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        server.client().flushdb()
+        yield server.url
+    else:
+        yield f"disk://{tmp_path}/shared"
+
+
+def test_a_killed_leader_is_taken_over_within_two_leases(shared_tier: str, tmp_path: Path) -> None:
+    """SIGKILL stops the leader's renewals: its lock lapses and a waiter calls instead."""
+    marker = tmp_path / "calls.txt"
+    leader = LeaseChild(shared_tier, marker, 600)  # default lease
+    follower = LeaseChild(shared_tier, marker, 0)
+    try:
+        lease = leader.lease
+        # The default lease is short: a dead leader must not hold the others for a minute.
+        assert lease <= 5.0
+        leader.go()
+        assert len(_wait_for_calls(marker, 1, 60)) == 1  # the leader is in its call
+        follower.go()
+        time.sleep(0.5)  # the follower finds the lock taken and waits for the entry
+        assert len(_calls(marker)) == 1
+        os.kill(leader.process.pid, signal.SIGKILL)
+        killed_at = time.time()
+        assert follower.read() == {"value": "answer:q"}
+        calls = _calls(marker)
+        assert [pid for pid, _ in calls] == [leader.process.pid, follower.process.pid]
+        took_over_after = calls[1][1] - killed_at
+        # The lock lapses at most one lease after the last renewal; a second lease covers
+        # the follower's polling and scheduling on a busy machine.
+        assert took_over_after < 2 * lease + 1.0, (took_over_after, lease)
+    finally:
+        leader.stop()
+        follower.stop()
+
+
+def test_a_live_leader_keeps_its_lock_through_a_call_of_many_leases(
+    shared_tier: str, tmp_path: Path
+) -> None:
+    lease, call_seconds = 0.4, 3.0  # the call lasts over seven leases
+    marker = tmp_path / "calls.txt"
+    children = [LeaseChild(shared_tier, marker, call_seconds, lock_ttl=lease) for _ in range(3)]
+    try:
+        assert all(child.lease == lease for child in children)
+        children[0].go()
+        assert len(_wait_for_calls(marker, 1, 60)) == 1
+        for child in children[1:]:
+            child.go()
+        assert [child.read() for child in children] == [{"value": "answer:q"}] * 3
+        assert len(_calls(marker)) == 1  # nobody took over from the live leader
+    finally:
+        for child in children:
+            child.stop()
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "3", True])
+def test_lock_ttl_must_be_a_positive_number_of_seconds(value: Any) -> None:
+    with pytest.raises(llmcache.ConfigError, match="lock_ttl"):
+        llmcache.Cache(workspace="w", tiers=["memory"], lock_ttl=value)

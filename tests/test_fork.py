@@ -1,0 +1,218 @@
+"""After os.fork(), a child starts with its own per-process state (issue 9, item 14).
+
+Real forks: the child runs a few calls, reports to the parent through a pipe as JSON lines
+and always ends with os._exit (never returning into pytest). Covered: an identical call in
+the child does not wait for the parent's in-flight call; the child sees the parent's
+invalidations (it has a watcher of its own); parent and child counts add up exactly in the
+shared ledger (the child neither loses its own counts nor flushes the parent's again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import llmcache
+from tests.servers.redis_server import RedisServer
+
+SECRET = "fork-test-secret-0123456789abcdef"
+POLL = 0.5  # the caches' generation_poll: how often a watcher polls and flushes
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as started:
+        yield started
+
+
+class Child:
+    """A forked child running `body(send, receive)`; messages are JSON lines over pipes."""
+
+    def __init__(self, body: Callable[[Callable[..., None], Callable[[], str]], None]) -> None:
+        up_read, up_write = os.pipe()
+        down_read, down_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child
+            code = 0
+            try:
+                os.close(up_read)
+                os.close(down_write)
+                out = os.fdopen(up_write, "w")
+                commands = os.fdopen(down_read)
+
+                def send(**fields: Any) -> None:
+                    out.write(json.dumps(fields) + "\n")
+                    out.flush()
+
+                body(send, commands.readline)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                os._exit(code)
+        self.exit_code: int | None = None
+        os.close(up_write)
+        os.close(down_read)
+        self._from_child = os.fdopen(up_read)
+        self._to_child = os.fdopen(down_write, "w")
+
+    def read(self, timeout: float) -> dict[str, Any]:
+        """The child's next message, or a failure if none comes within `timeout`."""
+        ready, _, _ = select.select([self._from_child], [], [], timeout)
+        assert ready, f"the child said nothing for {timeout} s (deadlocked?)"
+        line = self._from_child.readline()
+        assert line, "the child died"
+        found: dict[str, Any] = json.loads(line)
+        return found
+
+    def tell(self, command: str) -> None:
+        self._to_child.write(command + "\n")
+        self._to_child.flush()
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A child left running (a failed test) is killed: it must not outlive the test."""
+        if self.exit_code is None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+    def finish(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+                return self.exit_code
+            time.sleep(0.01)
+        raise AssertionError(f"the child did not end within {timeout} s")
+
+
+def test_an_identical_call_in_the_child_does_not_wait_for_the_parents_flight() -> None:
+    cache = llmcache.Cache(workspace="fork", tiers=["memory"])
+    parent = os.getpid()
+    in_call, release = threading.Event(), threading.Event()
+
+    @cache.cached
+    def slow(question: str) -> str:
+        if os.getpid() == parent:
+            in_call.set()
+            release.wait(30)
+        return f"answer to {question} from {os.getpid()}"
+
+    leader = threading.Thread(target=slow, args=("q",))
+    leader.start()
+    try:
+        assert in_call.wait(30)
+
+        def body(send: Callable[..., None], receive: Callable[[], str]) -> None:
+            send(value=slow("q"))
+
+        with Child(body) as child:
+            # Without the reset, the child waits forever for a copy of the parent's flight.
+            assert child.read(timeout=20) == {"value": f"answer to q from {child.pid}"}
+            assert child.finish() == 0
+    finally:
+        release.set()
+        leader.join(30)
+        cache.close()
+
+
+def test_the_child_sees_an_invalidation_made_in_the_parent(server: RedisServer) -> None:
+    cache = llmcache.Cache(
+        workspace=f"fork-{uuid.uuid4().hex[:8]}",
+        secret=SECRET,
+        tiers=["memory", server.url],
+        generation_poll=POLL,
+    )
+    calls: list[str] = []
+
+    @cache.cached(namespace="watched")
+    def numbered(question: str) -> str:
+        calls.append(question)
+        return f"{question}#{os.getpid()}-{len(calls)}"
+
+    first = numbered("q")
+
+    def body(send: Callable[..., None], receive: Callable[[], str]) -> None:
+        assert numbered("q") == first  # the parent's entry, from the copied memory tier
+        send(state="ready")
+        receive()  # the parent has invalidated
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            value = numbered("q")
+            if value != first:
+                send(changed_at=time.time(), value=value)
+                return
+            time.sleep(0.005)
+        send(changed_at=None)
+
+    try:
+        with Child(body) as child:
+            assert child.read(timeout=20) == {"state": "ready"}
+            cache.invalidate(namespace="watched")
+            invalidated_at = time.time()
+            child.tell("invalidated")
+            seen = child.read(timeout=20)
+            assert seen["changed_at"] is not None, "the child kept serving the invalidated entry"
+            assert seen["value"].startswith(f"q#{child.pid}-")
+            # The child's watcher polls every POLL seconds; one more POLL covers a busy machine.
+            assert seen["changed_at"] - invalidated_at < 2 * POLL + 1.0
+            assert child.finish() == 0
+    finally:
+        cache.close()
+
+
+def test_parent_and_child_counts_add_up_exactly_in_the_shared_ledger(server: RedisServer) -> None:
+    calls = 50
+    cache = llmcache.Cache(
+        workspace=f"fork-{uuid.uuid4().hex[:8]}",
+        secret=SECRET,
+        tiers=["memory", server.url],
+        generation_poll=POLL,
+    )
+
+    @cache.cached(namespace="counted")
+    def ask(number: int) -> int:
+        return number * 2
+
+    def counted() -> tuple[int, int]:
+        cache.flush()  # this process's counts; the report also reads unflushed ones
+        totals = cache.report().totals
+        return totals.calls, totals.misses
+
+    try:
+        for number in range(calls):
+            ask(number)  # counted in the parent, most likely not flushed yet at the fork
+
+        def body(send: Callable[..., None], receive: Callable[[], str]) -> None:
+            for number in range(calls, 2 * calls):
+                ask(number)
+            send(state="done")
+            receive()  # stay alive until told: only the watcher may flush our counts
+
+        with Child(body) as child:
+            assert child.read(timeout=30) == {"state": "done"}
+            # The child's watcher flushes its counts within a poll or two.
+            deadline = time.monotonic() + 4 * POLL + 5.0
+            while counted()[0] < 2 * calls and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(2 * POLL)  # and never flushes a second copy of the parent's counts
+            assert counted() == (2 * calls, 2 * calls)
+            child.tell("exit")
+            assert child.finish() == 0  # os._exit: no atexit flush in the child
+        assert counted() == (2 * calls, 2 * calls)
+    finally:
+        cache.close()
