@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 import llmcache
+from llmcache._disk import DiskTier
+from llmcache._memory import MemoryTier
 from tests.servers.redis_server import RedisServer
 
 
@@ -469,3 +471,53 @@ def test_a_live_leader_keeps_its_lock_through_a_call_of_many_leases(
 def test_lock_ttl_must_be_a_positive_number_of_seconds(value: Any) -> None:
     with pytest.raises(llmcache.ConfigError, match="lock_ttl"):
         llmcache.Cache(workspace="w", tiers=["memory"], lock_ttl=value)
+
+
+@pytest.fixture(params=["redis", "disk", "upstash"])
+def lock_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[llmcache.Backend]:
+    backend: llmcache.Backend
+    if request.param == "redis":
+        from llmcache_redis import RedisBackend
+
+        backend = RedisBackend(request.getfixturevalue("redis_server").url)
+    elif request.param == "disk":
+        backend = DiskTier(tmp_path / "locks")
+    else:
+        from llmcache_upstash import UpstashBackend
+
+        from tests.servers.upstash_rest import UpstashRestServer
+
+        with UpstashRestServer(request.getfixturevalue("redis_server").url) as rest:
+            backend = UpstashBackend.from_url(f"upstash://{rest.token}@127.0.0.1:{rest.port}?tls=0")
+            yield backend
+            backend.close()
+        return
+    yield backend
+    backend.close()
+
+
+def test_renew_lock_extends_only_the_holders_lock(lock_backend: llmcache.Backend) -> None:
+    key = f"llmc:renew-test:{time.time_ns()}:lock"
+    first_ttl = 0.5
+    token = lock_backend.try_lock(key, first_ttl)
+    assert isinstance(token, str)
+    assert lock_backend.renew_lock(key, "not-the-token", 30) is False
+    assert lock_backend.renew_lock(key, token, 30) is True
+    time.sleep(first_ttl + 0.2)
+    assert lock_backend.try_lock(key, 1) is None  # past its first TTL, still held: renewed
+    lock_backend.unlock(key, token)
+    assert lock_backend.renew_lock(key, token, 30) is False  # released: nothing to extend
+    assert lock_backend.try_lock(key, 1) is not None
+
+
+def test_a_backend_that_cannot_renew_keeps_long_locks() -> None:
+    """A third-party backend without `renew_lock`: a long call must not be duplicated."""
+    from llmcache._leases import UNRENEWED_LOCK_TTL, lease_seconds
+    from llmcache._resilience import GuardedTier
+
+    class NoRenewal(MemoryTier):
+        supports_locks = True
+
+    assert llmcache.Backend.renew_lock is NoRenewal.renew_lock
+    assert lease_seconds(GuardedTier(NoRenewal()), 3.0) == UNRENEWED_LOCK_TTL
+    assert lease_seconds(GuardedTier(DiskTier()), 3.0) == 3.0
