@@ -296,9 +296,7 @@ class Cache:
         Returns an `Invalidation`; its `published` is False when the shared tier could not
         take it yet (it is retried until it does, see `health().pending_invalidations`).
         """
-        name = check_name(
-            "namespace", self.default_namespace if namespace is None else namespace
-        )
+        name = check_name("namespace", self.default_namespace if namespace is None else namespace)
         return self._bump(name)
 
     def delete(self, key: str) -> None:
