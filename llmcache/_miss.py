@@ -376,7 +376,10 @@ class MissPath:
             now,
             NO_EXPIRY if ttl is None else now + ttl,
             self.cache.keys.signed_key(prefix, fingerprint),
-            value if immutable else NOT_SHARED,
+            # A str that hits hand out is the cache's own copy, never the object the function
+            # returned (maybe an interned literal that unrelated code holds too), so
+            # `llmcache.info` can never take someone else's "yes" for this call's result.
+            (decoder(value_json) if type(value) is str else value) if immutable else NOT_SHARED,
         )
         record.decoder = decoder
         return record

@@ -175,3 +175,19 @@ def test_an_object_returned_again_by_a_bypassed_call_is_described_by_that_call()
     assert again is CONSTANT
     described = llmcache.info(again)
     assert described is not None and described.key is None and not described.hit
+
+
+def test_hits_hand_out_the_caches_own_copy_of_a_str() -> None:
+    """A hit never returns the very object the function returned (an interned literal that
+    other code holds too), so `info` on that literal cannot describe the hit."""
+    cache = memory_cache()
+
+    @cache.cached
+    def answer(question: str) -> str:
+        return "yes"
+
+    first = answer("q")
+    hit = answer("q")
+    assert hit == "yes" and hit is not first
+    assert llmcache.info(hit).hit is True  # type: ignore[union-attr]
+    assert llmcache.info("yes") is None

@@ -62,8 +62,11 @@ def report(**fields):
 if mode == "share":
     report(state="ready")
     sys.stdin.readline()
-    values = [ask(q) for q in arg["read"]]
-    tiers = [llmcache.info(v).tier if llmcache.info(v) else None for v in values]
+    values, tiers = [], []
+    for q in arg["read"]:
+        values.append(ask(q))
+        # A str result is described by its own call, so ask right after it (see README).
+        tiers.append(llmcache.last_info().tier)
     written = [ask(q) for q in arg["write"]]
     report(values=values, tiers=tiers, calls=calls, written=written)
 elif mode == "slow":
