@@ -17,12 +17,22 @@ Deadlines: the adapters bound each sync operation themselves (a thread cannot be
 interrupted from outside). Each async operation is bounded here too, by the backend's
 ``async_deadline`` attribute when it has one (the longest its own deadline allows),
 otherwise by ``async_timeout``.
+
+One deadline per call, not one per operation: a miss makes several operations on a tier
+(get, try_lock, set, unlock). A tier that stopped answering (hung, paused) would make one
+call wait out each of their deadlines until the breaker opens. So a caller (a thread, or
+an asyncio task) whose operation timed out skips that tier for the rest of its call: until
+the tier answers someone again, at most one cooldown (see `GuardedTier._stalled`). Other
+callers are not affected by one slow reply: the shared breakers still need
+`failure_threshold` failures, so one stall on a busy machine does not switch a healthy
+tier off for everyone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import threading
 import time
 from collections.abc import Awaitable
@@ -86,6 +96,29 @@ def unreachable(error: BaseException) -> bool:
     return False
 
 
+def timed_out(error: BaseException) -> bool:
+    """Whether `error` says the tier did not answer within a whole deadline (a connect or
+    an operation timeout), as opposed to refusing at once (a dead server refuses the
+    connection in microseconds)."""
+    seen: BaseException | None = error
+    for _ in range(8):  # the chain of causes, bounded
+        if seen is None:
+            return False
+        # The builtin (socket.timeout and asyncio's are aliases of it), or a client's own
+        # class: redis-py's TimeoutError, httpx's ReadTimeout and ConnectTimeout, ...
+        if isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+# The tier this caller (thread or asyncio task: each has its own context) last waited a
+# whole deadline for, and until when it skips that tier (see `GuardedTier._stalled`).
+_STALLED: contextvars.ContextVar[tuple[object, float] | None] = contextvars.ContextVar(
+    "llmcache_stalled", default=None
+)
+
+
 def describe_error(error: BaseException) -> str:
     """One line naming the error, and the error it replaced when it was raised while
     handling another (e.g. "cannot rollback" after "database or disk is full")."""
@@ -112,11 +145,17 @@ class Breaker:
         "last_error_at",
         "max_cooldown",
         "quiet",
+        "sibling",
         "unreachable",
     )
 
     def __init__(
-        self, counters: TierCounters, failure_threshold: int, cooldown: float, max_cooldown: float
+        self,
+        counters: TierCounters,
+        failure_threshold: int,
+        cooldown: float,
+        max_cooldown: float,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.counters = counters
         self.failure_threshold = failure_threshold
@@ -126,7 +165,10 @@ class Breaker:
         self._failures = 0
         self._open_until = 0.0  # monotonic time; 0 means closed
         self._probing = False
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()  # shared with `sibling`, if it has one
+        # The other direction of the same tier: while both are open because the tier did
+        # not answer, one probe at a time tries it for both (see `allowed`).
+        self.sibling: Breaker | None = None
         self.quiet = True  # closed, and no failure since the last success
         self.unreachable = False  # the last failure was the tier not answering at all
         self.last_error: str | None = None
@@ -146,7 +188,8 @@ class Breaker:
             self.counters.skipped += 1
             return False
         with self._lock:
-            if self._probing:
+            sibling = self.sibling
+            if self._probing or (self.unreachable and sibling is not None and sibling._probing):
                 self.counters.skipped += 1
                 return False
             self._probing = True
@@ -163,6 +206,11 @@ class Breaker:
 
     def end_probe(self) -> None:
         """A probe that made no call after all: let the next one through."""
+        self._probing = False
+
+    def after_fork_in_child(self, lock: threading.Lock) -> None:
+        """In a forked child: a lock no thread holds, and no probe (its prober is gone)."""
+        self._lock = lock
         self._probing = False
 
     def succeeded(self) -> bool:
@@ -209,8 +257,12 @@ class GuardedTier:
         self.backend = backend
         self.name = backend.name
         self.counters = TierCounters()
-        self.reads = Breaker(self.counters, failure_threshold, cooldown, max_cooldown)
-        self.writes = Breaker(self.counters, failure_threshold, cooldown, max_cooldown)
+        # One lock for both breakers: a probe for one direction is seen by the other.
+        lock = threading.Lock()
+        self.reads = Breaker(self.counters, failure_threshold, cooldown, max_cooldown, lock)
+        self.writes = Breaker(self.counters, failure_threshold, cooldown, max_cooldown, lock)
+        self.reads.sibling, self.writes.sibling = self.writes, self.reads
+        self._stall_mark = object()  # names this tier in a caller's `_STALLED`
         declared = getattr(backend, "async_deadline", None)
         self.async_timeout = (
             async_timeout
@@ -268,13 +320,29 @@ class GuardedTier:
 
     def _failed(self, breaker: Breaker, error: BaseException) -> None:
         """Count a failure against `breaker`, and against the other direction too when the
-        tier was unreachable: a dead or hung server then costs as few timeouts as before."""
+        tier was unreachable: a dead or hung server then costs as few timeouts as before.
+        A timeout also makes this caller skip the tier for the rest of its call."""
+        if timed_out(error):
+            _STALLED.set((self._stall_mark, time.monotonic() + self.reads.cooldown))
         if unreachable(error):
             breaker.failed(error, unreachable=True)
             other = self.writes if breaker is self.reads else self.reads
             other.failed(error, count=False, unreachable=True)
         else:
             breaker.failed(error)
+
+    def _stalled(self) -> bool:
+        """Whether this caller waited out a whole deadline on this tier lately, and the tier
+        has answered no one since (a success makes the read breaker quiet again): then it
+        does not wait for the tier again, so a call pays at most about one deadline to a
+        tier that does not answer. Bounded by the cooldown the breaker had then."""
+        if self.reads.quiet:
+            return False
+        mark = _STALLED.get()
+        if mark is None or mark[0] is not self._stall_mark or time.monotonic() >= mark[1]:
+            return False
+        self.counters.skipped += 1
+        return True
 
     def _read_succeeded(self, started: float) -> None:
         self._succeeded(started)
@@ -313,7 +381,7 @@ class GuardedTier:
                     self._failed(reads, error)
                     return None
             self._untimed = _TIME_ONE_READ_IN
-        elif not reads.allowed():  # open: skip the call
+        elif self._stalled() or not reads.allowed():  # open, or stalled for us: skip it
             return None
         started = time.perf_counter()
         try:
@@ -336,7 +404,7 @@ class GuardedTier:
                     self._failed(reads, error)
                     return None
             self._untimed = _TIME_ONE_READ_IN
-        elif not reads.allowed():
+        elif self._stalled() or not reads.allowed():
             return None
         started = time.perf_counter()
         try:
@@ -356,7 +424,7 @@ class GuardedTier:
     # -- writes ------------------------------------------------------------------------------
     def set(self, key: str, value: bytes, ttl: float | None) -> bool:
         """Store, or queue for later; True if the backend took it now."""
-        if not self.writes.allowed():
+        if self._stalled() or not self.writes.allowed():
             self._enqueue(key, value, ttl)
             return False
         started = time.perf_counter()
@@ -370,7 +438,7 @@ class GuardedTier:
         return True
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> bool:
-        if not self.writes.allowed():
+        if self._stalled() or not self.writes.allowed():
             self._enqueue(key, value, ttl)
             return False
         started = time.perf_counter()
@@ -464,7 +532,7 @@ class GuardedTier:
     def call(self, operation: str, *args: object) -> Any:
         """Run a rarely used backend method by name; FAILED if the tier is down or fails."""
         breaker = self._breaker(operation)
-        if not breaker.allowed():
+        if self._stalled() or not breaker.allowed():
             return FAILED
         started = time.perf_counter()
         try:
@@ -481,7 +549,7 @@ class GuardedTier:
     async def acall(self, operation: str, *args: object) -> Any:
         """`call` for the backend's async method of that name (e.g. "try_lock" → atry_lock)."""
         breaker = self._breaker(operation)
-        if not breaker.allowed():
+        if self._stalled() or not breaker.allowed():
             return FAILED
         started = time.perf_counter()
         try:
