@@ -19,11 +19,15 @@ Faults, none of which may stall or break a cached call:
 * Another connection holding the write lock makes our writes wait `write_timeout` (50 ms),
   not seconds; reads never wait for writers (WAL).
 * A deleted or replaced file is noticed on the next write (its device and inode are compared
-  with the open file's, one ``stat`` per write, never per read) and reopened.
+  with the open file's, one ``stat`` per write) or generation poll (``get_many``, at most one
+  ``stat`` per `_READ_CHECK_INTERVAL`), never by ``get``, and reopened.
 * A full disk raises SQLite's own "database or disk is full", not the "cannot rollback" of a
   transaction SQLite already rolled back.
 * After ``os.fork()`` the child opens its own connections: SQLite connections must not be
   used across a fork, so the inherited ones are set aside, never used nor closed.
+
+Connections are per thread and only ever closed by a thread that cannot be inside them:
+closing a connection while another thread runs a statement on it crashes CPython.
 """
 
 from __future__ import annotations
@@ -78,9 +82,16 @@ _TOTAL = "SELECT CAST(bytes AS INTEGER) FROM totals WHERE id = 0"
 _COMPANIONS = ("-wal", "-shm")
 # Entries the byte bound may evict: all but the meta records (a range test on the key).
 _EVICTABLE = "NOT (key >= 'llmc-meta:' AND key < 'llmc-meta;')"
-# Connections inherited across fork(): never used (SQLite forbids it) and never closed (closing
-# could release or checkpoint what the parent still uses). Kept so GC does not close them.
-_INHERITED: list[sqlite3.Connection] = []
+# How often a read that polls (get_many: generations) may stat the file to notice that it was
+# deleted or replaced: well under the generation poll, so every poll checks.
+_READ_CHECK_INTERVAL = 0.25
+# Connections inherited across fork() (held through their reader cursors, which hold them and
+# which the cursors' own cleanup would reset): never used (SQLite forbids it) and never closed
+# (closing could release or checkpoint what the parent still uses). Kept so GC leaves them be.
+_INHERITED: list[sqlite3.Cursor] = []
+# The same, taken just before fork(): the child frees the other threads' thread-locals
+# before its at-fork hooks run, and their connections must not be closed there either.
+_FORKING: list[sqlite3.Cursor] = []
 _OPEN_TIERS: weakref.WeakSet[DiskTier] = weakref.WeakSet()
 
 
@@ -185,14 +196,18 @@ class DiskTier(Backend):
         self.path = self.directory / _FILE_NAME
         self.name = f"disk://{self.path}"
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        # Every thread's reader cursor (each holds its connection) and that thread, weakly: a
+        # connection goes when its thread does. For close() and fork() (`_before_fork`).
+        self._owners: weakref.WeakKeyDictionary[sqlite3.Cursor, threading.Thread] = (
+            weakref.WeakKeyDictionary()
+        )
         self._reopen_mutex = threading.Lock()
         self._identity: tuple[int, int] | None = None
         self._companions: dict[str, tuple[int, int] | None] = {}
         self._touched: dict[str, float] = {}
         self._touch_lock = threading.Lock()
         self._writes_since_check = 0
+        self._read_checked_at = time.monotonic()
         try:
             self._start()
         except (OSError, sqlite3.Error) as error:
@@ -223,21 +238,34 @@ class DiskTier(Backend):
         return cls(directory, **merged)
 
     # -- connections ---------------------------------------------------------------------------
-    def _start(self) -> None:
-        """Create the folder and the file (with its schema) if needed; note which file it is."""
+    # Each thread has a connection of its own (sqlite3 objects are not shared), opened at its
+    # first call. Opening, reopening and forgetting them happen under `_reopen_mutex`.
+    def _start(self) -> sqlite3.Cursor:
+        """Create the folder and the file (with its schema) if needed; note which file it is.
+
+        The only place that may create the file: the others open it only if it exists.
+        Returns this thread's reader cursor, on the connection it opened.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
-        connection = self._open()
+        connection = self._open(create=True)
         self._identity = _file_identity(self.path)
         # The WAL and its index keep their inode while any connection is open (SQLite deletes
         # them only when the last one closes), so these identify the files of *this* database.
         self._companions = {s: _file_identity(Path(f"{self.path}{s}")) for s in _COMPANIONS}
-        self._adopt(connection)
+        return self._adopt(connection)
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, create: bool = False) -> sqlite3.Connection:
+        # Without `create`, a missing file is an error rather than a new empty file: that new
+        # file would take the deleted one's -wal for its own (see _remove_stale_companions).
+        target = self.path if create else f"{self.path.absolute().as_uri()}?mode=rw"
         # Opening may have to wait out another process creating the file (`timeout`); after
         # that, every statement waits at most `write_timeout` for a lock.
         connection = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            target,
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=not create,
         )
         try:
             connection.execute("PRAGMA journal_mode=WAL")
@@ -256,48 +284,76 @@ class DiskTier(Backend):
             raise
         return connection
 
-    def _adopt(self, connection: sqlite3.Connection) -> None:
-        """Make `connection` this thread's (one per thread: sqlite3 objects are not shared)."""
+    def _adopt(self, connection: sqlite3.Connection) -> sqlite3.Cursor:
+        """Make `connection` this thread's; its reader cursor."""
         local = self._local
         local.connection = connection
         # A cursor kept for reads: re-executing one cursor is cheaper than a new one.
-        local.reader = connection.cursor()
-        with self._connections_lock:
-            self._connections.append(connection)
+        local.reader = reader = connection.cursor()
+        self._owners[reader] = threading.current_thread()
+        return reader
+
+    def _forget_connections(self) -> None:
+        """Drop our references to every thread's connection, closing none of them.
+
+        Every thread opens a new connection at its next call. The old ones are not closed
+        here: another thread may be inside one (closing it under that thread crashes the
+        interpreter); each is closed once nothing uses it. That is safe even after
+        the file was deleted: SQLite neither checkpoints nor removes the -wal of a database
+        file that moved (a new file's WAL of the same name stays).
+        """
+        self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = self._open()
-            self._adopt(connection)
+            return self._open_for_thread().connection
         return connection
+
+    def _open_for_thread(self) -> sqlite3.Cursor:
+        """A new connection for this thread (its reader cursor), to the file we have open.
+
+        If that file was deleted or replaced, it is reopened first: a thread's first call
+        must not open, or create, a file other than the one the tier checked.
+        """
+        with self._reopen_mutex:
+            if self._identity is None or _file_identity(self.path) != self._identity:
+                return self._reopen_now()
+            return self._adopt(self._open())
 
     def _writer(self) -> sqlite3.Connection:
         """This thread's connection, reopened first if the file was deleted or replaced.
 
-        One stat per write (a few microseconds beside a commit); reads do not check, so a
-        process that only reads notices at its next write or generation poll.
+        One stat per write (a few microseconds beside a commit); `get` does not check, so a
+        process that only reads notices at its next write or generation poll (`_poller`).
         """
         identity = self._identity  # None: the last reopen failed, so try again
         if identity is None or _file_identity(self.path) != identity:
-            self._reopen()
+            with self._reopen_mutex:
+                if self._identity is None or _file_identity(self.path) != self._identity:
+                    return self._reopen_now().connection
+                # else another thread has just reopened it
         return self._connection()
 
-    def _reopen(self) -> None:
-        with self._reopen_mutex:
-            if self._identity is not None and _file_identity(self.path) == self._identity:
-                return  # another thread has reopened it
-            with self._connections_lock:
-                # Every thread opens a new connection at its next call. The old ones are not
-                # closed here: another thread may be inside one (closing it under that thread
-                # crashes the interpreter); each closes when its last user lets go of it.
-                self._connections = []
-                self._local = threading.local()
-            self._identity = None  # until the new file is open: every write tries again
-            self.directory.mkdir(parents=True, exist_ok=True)  # the folder may be gone too
-            with _reopen_lock(self.path):
-                self._remove_stale_companions()
-                self._start()
+    def _poller(self) -> sqlite3.Connection:
+        """`_writer` for the reads that poll (generations, counters), at most one stat per
+        `_READ_CHECK_INTERVAL`: a process that only reads must still notice a replaced file
+        (its generations would stay those of the deleted file), and the hit path never pays.
+        """
+        now = time.monotonic()
+        if now - self._read_checked_at >= _READ_CHECK_INTERVAL or self._identity is None:
+            self._read_checked_at = now
+            return self._writer()
+        return self._connection()
+
+    def _reopen_now(self) -> sqlite3.Cursor:
+        """Open the file now at our path (under `_reopen_mutex`); this thread's reader."""
+        self._forget_connections()
+        self._identity = None  # until the new file is open: every call tries again
+        self.directory.mkdir(parents=True, exist_ok=True)  # the folder may be gone too
+        with _reopen_lock(self.path):
+            self._remove_stale_companions()
+            return self._start()
 
     def _remove_stale_companions(self) -> None:
         """Remove the -wal and -shm files of the database we had open, if still there.
@@ -315,9 +371,8 @@ class DiskTier(Backend):
 
     def _forget_inherited_connections(self) -> None:
         """In a forked child: set the parent's connections aside and start afresh."""
-        _INHERITED.extend(self._connections)
-        self._connections = []
-        self._connections_lock = threading.Lock()
+        _INHERITED.extend(self._owners)
+        self._owners = weakref.WeakKeyDictionary()
         self._reopen_mutex = threading.Lock()
         self._touch_lock = threading.Lock()
         self._local = threading.local()
@@ -326,9 +381,8 @@ class DiskTier(Backend):
     def get(self, key: str) -> bytes | None:
         try:
             reader: sqlite3.Cursor = self._local.reader
-        except AttributeError:  # this thread's first read
-            self._connection()
-            reader = self._local.reader
+        except AttributeError:  # this thread's first read (or first since a reopen)
+            reader = self._open_for_thread()
         row = reader.execute(_SELECT, (key,)).fetchone()
         if row is None:
             return None
@@ -345,7 +399,7 @@ class DiskTier(Backend):
         if not keys:
             return []
         marks = ",".join("?" * len(keys))
-        rows = self._connection().execute(
+        rows = self._poller().execute(
             f"SELECT key, CAST(value AS BLOB), CAST(expires AS REAL) FROM entries "
             f"WHERE key IN ({marks})",
             tuple(keys),
@@ -431,9 +485,7 @@ class DiskTier(Backend):
             connection.execute(f"PRAGMA busy_timeout = {int(self.write_timeout * 1000)}")
 
     def read_counters(self, key: str) -> dict[str, float]:
-        # Checked like a write: generations are polled here, so a process that only reads
-        # still notices a replaced file within a poll.
-        rows = self._writer().execute("SELECT field, value FROM counters WHERE key = ?", (key,))
+        rows = self._poller().execute("SELECT field, value FROM counters WHERE key = ?", (key,))
         return {field: value for field, value in rows}
 
     def try_lock(self, key: str, ttl: float) -> str | None:
@@ -452,7 +504,8 @@ class DiskTier(Backend):
 
     def renew_lock(self, key: str, token: str, ttl: float) -> bool:
         # Compare-token-and-extend in one statement: a lock another process took is left alone.
-        cursor = self._connection().execute(
+        # Checked like a write: in a replaced file the lock is gone, and so is the lease.
+        cursor = self._writer().execute(
             "UPDATE locks SET expires = ? WHERE key = ? AND token = ?",
             (time.time() + ttl, key, token),
         )
@@ -476,18 +529,46 @@ class DiskTier(Backend):
         }
 
     def close(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-            self._local = threading.local()
-        for connection in connections:
-            with contextlib.suppress(sqlite3.Error):
-                connection.close()
+        """Let go of every connection: those of this thread and of finished threads now,
+        those of running threads once they are done with them.
+
+        A running thread's connection is never closed from here: that thread may be inside
+        it (a lease renewal, a generation poll, a late write), and closing a connection
+        under a running statement crashes CPython. Dropping our references is enough: each
+        is closed once nothing uses it (by the garbage collector: a connection and its
+        statement cache refer to each other). A call after `close` opens a connection
+        again, so a late call succeeds or fails, never crashes.
+        """
+        with self._reopen_mutex:
+            owners = list(self._owners.items())
+            self._forget_connections()
+        here = threading.current_thread()
+        for reader, owner in owners:
+            if owner is here or not owner.is_alive():  # nobody can be inside it
+                with contextlib.suppress(sqlite3.Error):
+                    reader.connection.close()
+
+
+def _before_fork() -> None:
+    for tier in list(_OPEN_TIERS):
+        with tier._reopen_mutex:  # `_adopt` may be adding one in another thread
+            _FORKING.extend(tier._owners)
+
+
+def _after_fork_in_parent() -> None:
+    _FORKING.clear()
 
 
 def _after_fork_in_child() -> None:
+    _INHERITED.extend(_FORKING)
+    _FORKING.clear()
     for tier in list(_OPEN_TIERS):
         tier._forget_inherited_connections()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

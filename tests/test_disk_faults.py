@@ -4,6 +4,8 @@ two processes at once (issue 9, items 8, 9, 10 and 13)."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sqlite3
 import subprocess
@@ -191,7 +193,7 @@ def test_a_foreign_value_in_the_sqlite_file_is_an_integrity_miss(
 ) -> None:
     cache, ask, calls = _disk_only_cache(tmp_path / "d")
     assert ask("q") == "answer q"
-    with _sqlite(tmp_path / "d" / "cache.sqlite3") as other:
+    with contextlib.closing(_sqlite(tmp_path / "d" / "cache.sqlite3")) as other:
         changed = other.execute(
             "UPDATE entries SET value = ? WHERE key = ?", (foreign, ask.cache_key("q"))
         ).rowcount
@@ -222,7 +224,7 @@ def test_disk_get_returns_bytes_or_none_whatever_the_row_holds(
 ) -> None:
     tier = DiskTier(tmp_path / "property")
     try:
-        with _sqlite(tier.path) as other:
+        with contextlib.closing(_sqlite(tier.path)) as other:
             # A schema altered by whoever can write the file: no NOT NULL, no types.
             other.execute("DROP TABLE entries")
             other.execute(
@@ -299,7 +301,7 @@ def test_misses_are_not_slowed_by_a_write_lock_held_elsewhere(
 
 
 def _entries_in(path: Path) -> set[str]:
-    with _sqlite(path) as reader:
+    with contextlib.closing(_sqlite(path)) as reader:
         return {key for (key,) in reader.execute("SELECT key FROM entries")}
 
 
@@ -347,7 +349,7 @@ def test_a_replaced_database_is_noticed_by_writers_and_by_other_threads(tmp_path
     reader.join()
     assert found == [b"new"]  # the other thread reads the new file too
     assert tier.get("llmc:old") is None
-    with _sqlite(tier.path) as check:
+    with contextlib.closing(_sqlite(tier.path)) as check:
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     tier.close()
 
@@ -414,25 +416,120 @@ def test_threads_writing_while_the_file_is_deleted_again_and_again(tmp_path: Pat
     assert result.stdout.split() == ["ok", "1"]
 
 
-def test_a_process_that_only_reads_notices_a_replaced_file_at_its_generation_poll(
+CLOSE_UNDER_THREADS = """
+import faulthandler, sqlite3, sys, threading, time
+from llmcache._disk import DiskTier
+
+faulthandler.enable()
+folder, rounds = sys.argv[1], int(sys.argv[2])
+keys = [f"llmc:{i}" for i in range(50)]
+survived = 0
+for round in range(rounds):
+    tier = DiskTier(f"{folder}/{round}")
+    for key in keys:
+        tier.set(key, b"x" * 1000, None)
+    stop = threading.Event()
+
+
+    def poll():  # what the generation watcher, the lease renewer and late callers do
+        while not stop.is_set():
+            try:
+                tier.get_many(keys)
+                tier.get("llmc:1")
+            except sqlite3.Error:
+                pass  # a statement cut short by close() may fail: it must not crash
+
+
+    threads = [threading.Thread(target=poll) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.01)
+    tier.close()  # Cache.close() while its background threads are inside the tier
+    time.sleep(0.01)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    survived += 1
+print(survived)
+"""
+
+
+def test_closing_the_tier_while_other_threads_are_inside_it_does_not_crash(
+    tmp_path: Path,
+) -> None:
+    # close() closed every thread's connection, under threads running statements on them:
+    # a segmentation fault within a few rounds (it killed the whole test suite once).
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
+    result = subprocess.run(
+        [sys.executable, "-c", CLOSE_UNDER_THREADS, str(tmp_path), "100"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["100"]
+
+
+def test_a_closed_tier_lets_go_of_its_connections_and_a_late_call_still_works(
     tmp_path: Path,
 ) -> None:
     tier = DiskTier(tmp_path / "d")
-    tier.incr_counters("llmc-meta:w#x:generations", {"research": 1})
-    (tmp_path / "d" / "cache.sqlite3").unlink()
-    for name in ("cache.sqlite3-wal", "cache.sqlite3-shm"):
-        (tmp_path / "d" / name).unlink(missing_ok=True)
-    assert tier.read_counters("llmc-meta:w#x:generations") == {}  # the file that is there now
-    assert tier.path.exists()
+    tier.set("llmc:a", b"1", None)
+    other_thread_saw: list[bytes | None] = []
+    reader = threading.Thread(target=lambda: other_thread_saw.append(tier.get("llmc:a")))
+    reader.start()
+    reader.join()
+    own = tier._connection()
     tier.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # this thread's connection is closed now
+        own.execute("SELECT 1")
+    assert other_thread_saw == [b"1"]
+    assert tier.get("llmc:a") == b"1"  # a late call (a lease renewal, a poll) still works
+    tier.close()
+
+
+def _meta_keys_in(path: Path) -> set[str]:
+    """The meta records in the file at `path` now (none while it is missing or being made)."""
+    if not path.exists():
+        return set()
+    try:
+        return {key for key in _entries_in(path) if key.startswith("llmc-meta:")}
+    except sqlite3.OperationalError:  # the tier is creating it: no schema yet
+        return set()
+
+
+def test_a_process_that_only_reads_notices_a_replaced_file_at_its_generation_poll(
+    tmp_path: Path,
+) -> None:
+    url = f"disk://{tmp_path / 'd'}"
+    with llmcache.Cache(workspace="w", tiers=[url]) as first:
+        first.load(first.namespace("research"))  # the generation records are in the file
+    poll = 0.05
+    reader = llmcache.Cache(workspace="w", tiers=[url], generation_poll=poll)
+    reader.load(reader.namespace("research"))  # it finds them: it reads, and writes nothing
+    disk = reader.tiers[0].backend
+    assert isinstance(disk, DiskTier)
+    records = _meta_keys_in(disk.path)
+    assert len(records) == 2  # the workspace's generation and the namespace's
+    disk.path.unlink()  # e.g. `rm cache.sqlite3`: its -wal and -shm stay, still open here
+    # Its watcher's next polls (get_many) notice the deleted file, reopen (a new, empty
+    # file) and re-publish the records the process holds. Before, the polls went on reading
+    # the deleted file through the open connection: no file, and nobody was told.
+    deadline = time.monotonic() + 200 * poll + 10
+    while _meta_keys_in(disk.path) != records and time.monotonic() < deadline:
+        time.sleep(poll)
+    assert _meta_keys_in(disk.path) == records
+    assert reader.stats().tiers[0].errors == 0, reader.health()
+    reader.close()
 
 
 # -- item 8, disk half: a full disk -------------------------------------------------------------
 class _CappedDiskTier(DiskTier):
     """A disk tier whose file may not grow past 64 pages: SQLite's own SQLITE_FULL."""
 
-    def _open(self) -> sqlite3.Connection:
-        connection = super()._open()
+    def _open(self, create: bool = False) -> sqlite3.Connection:
+        connection = super()._open(create)
         connection.execute("PRAGMA max_page_count = 64")
         return connection
 
@@ -456,7 +553,19 @@ def full_disk_tier(tmp_path: Path) -> Iterator[DiskTier]:
     finally:
         tier.close()
         if mounted:
-            subprocess.run(["umount", str(mount_point)], check=True)
+            _unmount(mount_point)
+
+
+def _unmount(mount_point: Path) -> None:
+    """Unmount once the tier's last connections are closed: close() leaves a connection a
+    running thread may be inside (a cache's watcher finishing its tick) to the garbage
+    collector, for when that thread is done with it."""
+    for _ in range(50):
+        gc.collect()
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["umount", str(mount_point)], check=True)  # fails, and says why
 
 
 def _fill(tier: DiskTier) -> BaseException:
@@ -479,9 +588,12 @@ def test_a_full_disk_raises_its_own_error_and_reads_go_on(full_disk_tier: DiskTi
     assert full_disk_tier.get_many(["llmc:kept"]) == [b"stored before the disk filled up"]
 
 
-def test_health_shows_the_full_disk(full_disk_tier: DiskTier) -> None:
+def test_health_shows_the_full_disk(
+    full_disk_tier: DiskTier, request: pytest.FixtureRequest
+) -> None:
     cache = llmcache.Cache(workspace="full", tiers=["memory", full_disk_tier])  # its secret
     _fill(full_disk_tier)
+    request.addfinalizer(cache.close)  # its watcher stops: the disk can be unmounted
 
     @cache.cached
     def ask(question: str) -> str:
