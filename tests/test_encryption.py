@@ -8,6 +8,7 @@ a flipped, truncated, moved, other-secret or old-format entry is a counted miss.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -109,12 +110,18 @@ def test_sqlite_file_holds_no_answer_or_prompt_text(tmp_path: Path) -> None:
     for path in files:  # the database, its WAL and anything else in the folder
         _assert_no_secret_text(path.read_bytes(), str(path))
     database = next(p for p in files if _is_sqlite(p))
-    with sqlite3.connect(database) as connection:
-        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master")]
-        assert "entries" in tables
-        (count,) = connection.execute("SELECT count(*) FROM entries").fetchone()
-        assert count == 2
-        for table in ("entries", "counters"):
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        assert {"entries", "counters"} <= set(tables)
+        keys = [key for (key,) in connection.execute("SELECT key FROM entries")]
+        # The two calls' entries, beside the bookkeeping records the file also holds (the
+        # workspace's and the namespace's generation records, signed, no text of the calls).
+        assert len([key for key in keys if not key.startswith("llmc-meta:")]) == 2
+        assert all(":gen:" in key for key in keys if key.startswith("llmc-meta:"))
+        for table in tables:  # every row of every table: entries, generations, ledger, locks
             for row in connection.execute(f"SELECT * FROM {table}"):
                 for column in row:
                     blob = column if isinstance(column, bytes) else str(column).encode()
