@@ -488,3 +488,40 @@ def test_distinct_arguments_never_share_a_cached_result(a: Any, b: Any) -> None:
     first, second = fn(a), fn(b)
     assert (first, second) == ((1, 1) if same(a, b) else (1, 2))
     assert fn(a) == first and fn(b) == second
+
+
+# Values orjson writes without calling `default` (so its bytes could be another value's), at
+# every depth the hit path's scan handles in place or by a call: the arguments, a dict
+# argument's fields, a list of dicts' fields (chat messages), and deeper.
+_NATIVE_BUT_AMBIGUOUS = [
+    Color.RED,
+    Shade.ONE,
+    Tone.RED,
+    uuid.UUID(int=7),
+    orjson.Fragment(b'"red"'),
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+]
+_DEPTHS = [
+    lambda x: x,
+    lambda x: {"f": x},
+    lambda x: [x],
+    lambda x: ({"f": (1, x)},),
+    lambda x: {"f": {"g": x}},
+    lambda x: {"f": [{"g": "a", "h": x}]},
+    lambda x: [{"g": {"h": [x]}}],
+]
+
+
+@pytest.mark.parametrize(
+    "value",
+    _NATIVE_BUT_AMBIGUOUS,
+    ids=["enum", "int-enum", "str-enum", "uuid", "fragment", "nan", "inf", "-inf"],
+)
+@pytest.mark.parametrize("nest", _DEPTHS)
+def test_the_hit_path_takes_the_long_way_for_values_orjson_writes_ambiguously(
+    value: Any, nest: Any
+) -> None:
+    with pytest.raises(TypeError):
+        fast_body("t", None, {"p": nest(value)})
