@@ -179,9 +179,6 @@ class CallSite(MissPath):
         if record is None:
             self.counters.memory_misses += 1
             return MISS
-        value = record.shared
-        if value is NOT_SHARED:
-            value = record.decoder(record.value_json)  # type: ignore[misc]
         self.counters.memory_hits += 1
         name = self._namespace_name
         # `Ledger.hit` and `remember(...)`, inlined: this is every memory hit's path.
@@ -189,6 +186,13 @@ class CallSite(MissPath):
         noted.append((name, record))
         if len(noted) >= HIT_BATCH:
             self._ledger.drain_hits()
+        value = record.shared
+        if value is not NOT_SHARED:
+            # A str, number, bool, None or bytes (the only values `MissPath._encode`,
+            # `lower_hit` and `_verify` share): SHARED_TYPES, described by `LAST` alone.
+            set_last_call((value, record, "memory", True, name))
+            return value
+        value = record.decoder(record.value_json)  # type: ignore[misc]
         set_last_call((value, record, "memory", True, name))
         kind = type(value)
         if kind not in SHARED_TYPES:  # a fresh object: also remembered by identity
@@ -359,7 +363,8 @@ class CallSite(MissPath):
                 self._reject(tier, error)
                 index += 1
                 continue
-            if record.expires <= time.time():  # NO_EXPIRY is +inf
+            expires = record.expires
+            if expires != NO_EXPIRY and expires <= time.time():  # no clock read without a TTL
                 tier.counters.misses += 1
                 index += 1
                 continue
