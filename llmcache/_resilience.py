@@ -20,19 +20,18 @@ otherwise by ``async_timeout``.
 
 One deadline per call, not one per operation: a miss makes several operations on a tier
 (get, try_lock, set, unlock). A tier that stopped answering (hung, paused) would make one
-call wait out each of their deadlines until the breaker opens. So a caller (a thread, or
-an asyncio task) whose operation timed out skips that tier for the rest of its call: until
-the tier answers someone again, at most one cooldown (see `GuardedTier._stalled`). Other
-callers are not affected by one slow reply: the shared breakers still need
-`failure_threshold` failures, so one stall on a busy machine does not switch a healthy
-tier off for everyone.
+call wait out each of their deadlines until `failure_threshold` failures opened the breaker.
+So a timeout (the tier did not answer within a whole deadline) opens both breakers at once,
+and the rest of that call, and every other call, skips the tier; a fast refusal (a dead
+server refuses a connection in microseconds) still needs `failure_threshold` failures. While
+both are open because the tier did not answer, one probe at a time tries it for both: only
+the probing call waits for a tier that is still hung.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import threading
 import time
 from collections.abc import Awaitable
@@ -110,13 +109,6 @@ def timed_out(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-# The tier this caller (thread or asyncio task: each has its own context) last waited a
-# whole deadline for, and until when it skips that tier (see `GuardedTier._stalled`).
-_STALLED: contextvars.ContextVar[tuple[object, float] | None] = contextvars.ContextVar(
-    "llmcache_stalled", default=None
-)
 
 
 def describe_error(error: BaseException) -> str:
@@ -225,7 +217,15 @@ class Breaker:
             self.quiet = True
         return True
 
-    def failed(self, error: BaseException, count: bool = True, unreachable: bool = False) -> None:
+    def failed(
+        self,
+        error: BaseException,
+        count: bool = True,
+        unreachable: bool = False,
+        open_now: bool = False,
+    ) -> None:
+        """Record a failure; the breaker opens after `failure_threshold` of them in a row, at
+        once if `open_now`, and again (backed off) when the failure was its probe."""
         self.counters.errors += count
         self.unreachable = unreachable
         self.last_error = describe_error(error)
@@ -233,7 +233,7 @@ class Breaker:
         with self._lock:
             self.quiet = False
             self._failures += 1
-            if self._probing or self._failures >= self.failure_threshold:
+            if open_now or self._probing or self._failures >= self.failure_threshold:
                 if self._probing:  # a failed probe: back off further
                     self._cooldown = min(self._cooldown * 2, self.max_cooldown)
                 self._open_until = time.monotonic() + self._cooldown
@@ -262,7 +262,6 @@ class GuardedTier:
         self.reads = Breaker(self.counters, failure_threshold, cooldown, max_cooldown, lock)
         self.writes = Breaker(self.counters, failure_threshold, cooldown, max_cooldown, lock)
         self.reads.sibling, self.writes.sibling = self.writes, self.reads
-        self._stall_mark = object()  # names this tier in a caller's `_STALLED`
         declared = getattr(backend, "async_deadline", None)
         self.async_timeout = (
             async_timeout
@@ -320,29 +319,16 @@ class GuardedTier:
 
     def _failed(self, breaker: Breaker, error: BaseException) -> None:
         """Count a failure against `breaker`, and against the other direction too when the
-        tier was unreachable: a dead or hung server then costs as few timeouts as before.
-        A timeout also makes this caller skip the tier for the rest of its call."""
-        if timed_out(error):
-            _STALLED.set((self._stall_mark, time.monotonic() + self.reads.cooldown))
+        tier was unreachable. A timeout opens both at once: the tier did not answer within a
+        whole deadline, and each further operation of this call (or another) that tried it
+        would wait as long again."""
         if unreachable(error):
-            breaker.failed(error, unreachable=True)
+            now = timed_out(error)
+            breaker.failed(error, unreachable=True, open_now=now)
             other = self.writes if breaker is self.reads else self.reads
-            other.failed(error, count=False, unreachable=True)
+            other.failed(error, count=False, unreachable=True, open_now=now)
         else:
             breaker.failed(error)
-
-    def _stalled(self) -> bool:
-        """Whether this caller waited out a whole deadline on this tier lately, and the tier
-        has answered no one since (a success makes the read breaker quiet again): then it
-        does not wait for the tier again, so a call pays at most about one deadline to a
-        tier that does not answer. Bounded by the cooldown the breaker had then."""
-        if self.reads.quiet:
-            return False
-        mark = _STALLED.get()
-        if mark is None or mark[0] is not self._stall_mark or time.monotonic() >= mark[1]:
-            return False
-        self.counters.skipped += 1
-        return True
 
     def _read_succeeded(self, started: float) -> None:
         self._succeeded(started)
@@ -381,7 +367,7 @@ class GuardedTier:
                     self._failed(reads, error)
                     return None
             self._untimed = _TIME_ONE_READ_IN
-        elif self._stalled() or not reads.allowed():  # open, or stalled for us: skip it
+        elif not reads.allowed():  # open: skip the call
             return None
         started = time.perf_counter()
         try:
@@ -404,7 +390,7 @@ class GuardedTier:
                     self._failed(reads, error)
                     return None
             self._untimed = _TIME_ONE_READ_IN
-        elif self._stalled() or not reads.allowed():
+        elif not reads.allowed():
             return None
         started = time.perf_counter()
         try:
@@ -424,7 +410,7 @@ class GuardedTier:
     # -- writes ------------------------------------------------------------------------------
     def set(self, key: str, value: bytes, ttl: float | None) -> bool:
         """Store, or queue for later; True if the backend took it now."""
-        if self._stalled() or not self.writes.allowed():
+        if not self.writes.allowed():
             self._enqueue(key, value, ttl)
             return False
         started = time.perf_counter()
@@ -438,7 +424,7 @@ class GuardedTier:
         return True
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> bool:
-        if self._stalled() or not self.writes.allowed():
+        if not self.writes.allowed():
             self._enqueue(key, value, ttl)
             return False
         started = time.perf_counter()
@@ -532,7 +518,7 @@ class GuardedTier:
     def call(self, operation: str, *args: object) -> Any:
         """Run a rarely used backend method by name; FAILED if the tier is down or fails."""
         breaker = self._breaker(operation)
-        if self._stalled() or not breaker.allowed():
+        if not breaker.allowed():
             return FAILED
         started = time.perf_counter()
         try:
@@ -549,7 +535,7 @@ class GuardedTier:
     async def acall(self, operation: str, *args: object) -> Any:
         """`call` for the backend's async method of that name (e.g. "try_lock" → atry_lock)."""
         breaker = self._breaker(operation)
-        if self._stalled() or not breaker.allowed():
+        if not breaker.allowed():
             return FAILED
         started = time.perf_counter()
         try:

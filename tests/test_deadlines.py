@@ -2,7 +2,7 @@
 issue 15 item 4).
 
 A real redis-server (and the Upstash REST test server in front of it) is reached through
-`DripProxy`, which forwards replies one byte every 30 ms (no single socket read waits long,
+`DripProxy`, which forwards replies one byte every 50 ms (no single socket read waits long,
 so a timeout per read never trips) or accepts connections and never answers (a hang, a
 SIGSTOP, a CLIENT PAUSE). Each operation must come back as a miss, a queued write or
 FAILED within the configured deadline (`timeout`, plus `connect_timeout` when it opens a
@@ -33,7 +33,7 @@ TIMEOUT = 0.1
 CONNECT_TIMEOUT = 0.1
 DEADLINE = TIMEOUT + CONNECT_TIMEOUT  # the longest one operation may take
 MARGIN = 0.5  # scheduling on a busy machine, not part of the promise
-BIG = b"v" * 2000  # dripped at 30 ms a byte, its reply alone would take a minute
+BIG = b"v" * 2000  # dripped at 50 ms a byte, its reply alone would take 100 s
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,15 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+# One byte per interval: each read waits less than a per-read timeout would allow, yet even
+# the shortest reply (":0\r\n", 4 bytes, 3 intervals) takes longer than a deadline.
+DRIP_INTERVAL = TIMEOUT / 2
+
+
 @pytest.fixture
 def proxy(kind: str, server: RedisServer, rest: UpstashRestServer) -> Iterator[DripProxy]:
-    with DripProxy(server.port if kind == "redis" else rest.port) as started:
+    target = server.port if kind == "redis" else rest.port
+    with DripProxy(target, drip_interval=DRIP_INTERVAL) as started:
         yield started
 
 
@@ -122,21 +128,30 @@ def sync_operations(tier: GuardedTier) -> dict[str, Callable[[], object]]:
 FAILED_RESULT = {"get": None, "set": False}
 
 
+def closed_again(tier: GuardedTier) -> int:
+    """Close both breakers (a timeout opens them at once), so that the next operation really
+    reaches the slow server; the tier's error count, to check that it did."""
+    tier.reads.succeeded()
+    tier.writes.succeeded()
+    return tier.counters.errors
+
+
 @pytest.mark.parametrize("mode", ["drip", "hang"])
 def test_every_sync_operation_ends_within_its_deadline(
     kind: str, proxy: DripProxy, rest: UpstashRestServer, mode: str
 ) -> None:
     backend = make_backend(tier_url(kind, proxy, rest))
     seeded(backend)
-    # A breaker that never opens: every operation really reaches the slow server.
-    tier = GuardedTier(backend, failure_threshold=10_000)
+    tier = GuardedTier(backend)
     proxy.mode = mode  # type: ignore[assignment]
     try:
         for name, operation in sync_operations(tier).items():
+            errors = closed_again(tier)
             done, result, took = finishes_within(DEADLINE + MARGIN, operation)
             assert done, f"{kind} {name} still blocked after {took:.2f}s ({mode})"
             assert result is FAILED_RESULT.get(name, FAILED), (name, result)
             assert took < DEADLINE + MARGIN, (name, took)
+            assert tier.counters.errors == errors + 1, name  # it reached the server
         assert tier.queued_writes == 1  # the failed set waits for the tier to come back
     finally:
         proxy.mode = "pass"
@@ -153,7 +168,7 @@ def test_every_async_operation_ends_within_its_deadline(
 ) -> None:
     backend = make_backend(tier_url(kind, proxy, rest))
     seeded(backend)
-    tier = GuardedTier(backend, failure_threshold=10_000)
+    tier = GuardedTier(backend)
 
     async def scenario() -> dict[str, tuple[object, float]]:
         operations = {
@@ -166,10 +181,13 @@ def test_every_async_operation_ends_within_its_deadline(
         }
         timings = {}
         for name, operation in operations.items():
+            errors = closed_again(tier)
             started = time.monotonic()
             result = await operation()
             timings[name] = (result, time.monotonic() - started)
+            assert tier.counters.errors == errors + 1, name  # it reached the server
         # Many at once share the pool: waiting for a connection counts in the deadline.
+        closed_again(tier)
         started = time.monotonic()
         results = await asyncio.gather(*(tier.aget("llmc:deadline:big") for _ in range(100)))
         timings["100 concurrent aget"] = (
