@@ -4,6 +4,11 @@ Entry keys carry no hash tag, so they spread over every slot and every primary. 
 command touches one key, except the few that need several: those never send a cross-slot
 multi-key command. ``get_many`` groups keys by slot (one ``MGET`` per slot, pipelined per
 node), and ``delete_prefix`` scans every primary and unlinks one key per command, pipelined.
+
+Discovering the cluster (connecting to the seed, asking it for the slot map and the command
+table) is set-up, like opening a connection: each of its round trips has its own deadline
+(``connect_timeout`` to connect, ``timeout`` per command), and the operation that triggered it
+still gets its whole ``timeout`` afterwards (see `_deadline.setting_up`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import redis.cluster
 
 from llmcache import BackendError
 
-from ._deadline import abounded
+from ._deadline import abounded, asetting_up, setting_up
 from ._standalone import (
     REDIS_ERRORS,
     SCAN_COUNT,
@@ -42,8 +47,9 @@ class _GatedCluster:
     Either would trip the breaker on a healthy cluster.
     """
 
-    def __init__(self, client: Any, limit: int) -> None:
+    def __init__(self, client: Any, limit: int, setup_timeout: float) -> None:
         self.client = client
+        self._setup_timeout = setup_timeout
         self._slots = asyncio.Semaphore(limit)
         self._ready = False
         self._initialising = asyncio.Lock()
@@ -51,7 +57,7 @@ class _GatedCluster:
     async def _ensure_ready(self) -> None:
         async with self._initialising:
             if not self._ready:
-                await self.client.initialize()
+                await asetting_up(self._setup_timeout, self.client.initialize())
                 self._ready = True
 
     async def execute_command(self, *args: Any) -> Any:
@@ -85,6 +91,11 @@ class RedisClusterBackend(RedisBackend):
         self._connect_lock = threading.Lock()
         self._closed = False
         super().__init__(url, **options)
+        o = self.options
+        # The first operation may also discover the cluster (connect to the seed, two
+        # commands), then connect to the node that holds its key.
+        self.deadline = 3 * o.timeout + 2 * o.connect_timeout
+        self.async_deadline = 3 * o.async_timeout + 2 * o.async_connect_timeout
 
     def _make_client(self) -> Any:
         # Building a cluster client asks the seed for the slot map: I/O, and an exception
@@ -100,9 +111,10 @@ class RedisClusterBackend(RedisBackend):
             if self._closed:
                 raise BackendError(f"{self.name}: the tier is closed")
             if self._redis is None:
-                self._redis = redis.cluster.RedisCluster.from_url(
-                    self.options.client_url, retry=no_retry(), **self._connection_settings()
-                )
+                with setting_up(None):  # each of discovery's round trips its own deadline
+                    self._redis = redis.cluster.RedisCluster.from_url(
+                        self.options.client_url, retry=no_retry(), **self._connection_settings()
+                    )
             return self._redis
 
     def _make_async_client(self) -> Any:
@@ -112,7 +124,10 @@ class RedisClusterBackend(RedisBackend):
             max_connections=self.options.max_connections,
             **self._connection_settings(asynchronous=True),
         )
-        return _GatedCluster(client, self.options.max_connections)
+        o = self.options
+        # Discovery: connect to the seed, then CLUSTER SLOTS and COMMAND.
+        discovery = o.async_connect_timeout + 2 * o.async_timeout
+        return _GatedCluster(client, o.max_connections, discovery)
 
     def get(self, key: str) -> bytes | None:
         try:

@@ -15,13 +15,16 @@ Where the deadline comes from:
 * Outside such a scope, each ``sendall`` starts a deadline of ``socket_timeout`` for that
   round trip: a command with no scope of its own is still bounded as a whole.
 
-Opening a connection is bounded by ``socket_connect_timeout``; the time it took is added to
-the operation's deadline, so an operation that had to connect gets ``connect_timeout +
-timeout`` in all.
+Setting up is not the operation: opening a connection (the TCP connect, TLS, and redis-py's
+handshake commands) has a deadline of its own, ``socket_connect_timeout``, and so has a
+cluster client's discovery of its nodes (``CLUSTER SLOTS``), see `setting_up`. The time set-up
+took is added to the operation's deadline, so an operation that had to connect gets
+``connect_timeout + timeout`` in all, and its command the whole ``timeout``.
 
-The asyncio client gets the same rule from `abounded`: one ``asyncio.timeout`` around the
-whole operation (waiting for a pooled connection included), pushed back by the time a new
-connection took to open. On cancellation redis-py's asyncio connection disconnects itself.
+The asyncio client gets the same rules from `abounded`: one ``asyncio.timeout`` around the
+whole operation (waiting for a pooled connection included), suspended while a connection
+opens or a cluster is discovered (`asetting_up`), which get ``async_connect_timeout`` of their
+own. On cancellation redis-py's asyncio connection disconnects itself.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ __all__ = [
     "DeadlineConnection",
     "DeadlineSSLConnection",
     "abounded",
+    "asetting_up",
     "operation",
+    "setting_up",
 ]
 
 _monotonic = time.monotonic
@@ -70,6 +75,26 @@ def operation(budget: float) -> Iterator[None]:
         yield
     finally:
         OPERATION.at = outer
+
+
+@contextlib.contextmanager
+def setting_up(budget: float | None) -> Iterator[None]:
+    """Bound set-up work inside the block by deadlines of its own, and add the time it took
+    to the enclosing operation's deadline: set-up must not eat the time the operation's
+    command is given, nor the reverse.
+
+    `budget` bounds the whole block (opening a connection: connect and handshake). None
+    gives each round trip in the block its own deadline instead, as outside an operation
+    (a cluster's discovery: connect to the seed, ``CLUSTER SLOTS``, ``COMMAND``, whose
+    large reply takes CPU time to parse that no server delay should be charged for twice).
+    """
+    outer = OPERATION.at
+    started = _monotonic()
+    OPERATION.at = 0.0 if budget is None else started + budget
+    try:
+        yield
+    finally:
+        OPERATION.at = outer + (_monotonic() - started) if outer else 0.0
 
 
 class DeadlineSocket:
@@ -123,16 +148,26 @@ class DeadlineSocket:
 
 
 class _DeadlineMixin:
-    """Wraps the socket that redis-py's `_connect` returns, and charges connecting to it."""
+    """Wraps the socket that redis-py's `_connect` returns; opening a connection (connect
+    and handshake) is set-up, with ``socket_connect_timeout`` of its own."""
 
     socket_timeout: float | None
+    socket_connect_timeout: float | None
+    health_check_interval: int
+    next_health_check: Any  # redis-py's is an int until the first check
+    _sock: Any
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> Any:
+        if self._sock is not None:  # connected: redis-py calls this on every checkout
+            return super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        with setting_up(self.socket_connect_timeout or self.socket_timeout or 1.0):
+            result = super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        # Just opened: no health-check PING (another round trip) before its first command.
+        self.next_health_check = _monotonic() + self.health_check_interval
+        return result
 
     def _connect(self) -> Any:
-        started = _monotonic()
-        sock = super()._connect()  # type: ignore[misc]
-        if OPERATION.at:
-            OPERATION.at += _monotonic() - started
-        return DeadlineSocket(sock, self.socket_timeout)
+        return DeadlineSocket(super()._connect(), self.socket_timeout)  # type: ignore[misc]
 
 
 class DeadlineConnection(_DeadlineMixin, redis.Connection):
@@ -161,17 +196,48 @@ async def abounded(budget: float, awaitable: Awaitable[_T]) -> _T:
             _ASYNC_SCOPE.reset(token)
 
 
-class _AsyncDeadlineMixin:
-    """Charges the time a new asyncio connection took to open to the operation's deadline."""
+async def asetting_up(budget: float, awaitable: Awaitable[_T]) -> _T:
+    """`setting_up` for asyncio: the operation's ``asyncio.timeout`` (if any) is suspended
+    while `awaitable` runs within `budget` of its own, then pushed back by the time it took."""
+    loop = asyncio.get_running_loop()
+    outer = _ASYNC_SCOPE.get()
+    when = None if outer is None or outer.expired() else outer.when()
+    if outer is not None and when is not None:
+        outer.reschedule(None)
+    started = loop.time()
+    try:
+        async with asyncio.timeout(budget) as scope:
+            token = _ASYNC_SCOPE.set(scope)  # what it opens meanwhile pushes this one back
+            try:
+                return await awaitable
+            finally:
+                _ASYNC_SCOPE.reset(token)
+    finally:
+        # Also after a failure: a caller that catches it (a cluster client trying its next
+        # node) stays bounded. A time already passed expires the scope at its next await,
+        # or never, if the error leaves the scope first.
+        if outer is not None and when is not None:
+            outer.reschedule(when + loop.time() - started)
 
-    async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await super()._connect()  # type: ignore[misc]
-        scope = _ASYNC_SCOPE.get()
-        when = None if scope is None else scope.when()
-        if scope is not None and when is not None and not scope.expired():
-            scope.reschedule(when + loop.time() - started)
+
+class _AsyncDeadlineMixin:
+    """Opening an asyncio connection (connect and handshake) is set-up: see `asetting_up`."""
+
+    socket_connect_timeout: float | None
+    socket_timeout: float | None
+    health_check_interval: float
+    next_health_check: float
+    is_connected: bool
+
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> Any:
+        if self.is_connected:  # redis-py calls this on every checkout
+            return await super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        budget = self.socket_connect_timeout or self.socket_timeout or 1.0
+        opening = super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        result = await asetting_up(budget, opening)
+        # Just opened: no health-check PING (another round trip) before its first command.
+        self.next_health_check = asyncio.get_running_loop().time() + self.health_check_interval
+        return result
 
 
 class AsyncDeadlineConnection(_AsyncDeadlineMixin, redis.asyncio.Connection):

@@ -6,13 +6,21 @@
     timeout              deadline of one operation, seconds: the command sent and its whole
                          reply read, however slowly the server sends it (default 0.05;
                          0.25 over TLS); see _deadline
-    connect_timeout      connect timeout, seconds, added to the deadline of an operation
-                         that opens a connection (default 0.05; 0.5 over TLS)
+    connect_timeout      deadline of opening a connection (connect, TLS, AUTH, SELECT),
+                         seconds, added to the deadline of an operation that opens one: it
+                         gets connect_timeout + timeout (default 0.05; 0.5 over TLS). A
+                         cluster's discovery of its nodes is set-up too: each of its round
+                         trips gets its own deadline, and the operation its whole timeout
     async_timeout        the same for the asyncio client (default: timeout, at least 0.25)
     async_connect_timeout  (default: connect_timeout, at least 0.5)
     health_check_interval  PING a connection idle this long before reuse (default 30)
     max_connections      asyncio connections per event loop (default 64)
     entry_encoding       binary | base64 | auto (default auto: base64 for *.upstash.io)
+
+A new connection makes no round trip it does not need: RESP2 (``protocol=2``) and no
+``CLIENT SETINFO`` (``driver_info=None``) unless the URL asks otherwise, because redis-py 8's
+own handshake (HELLO, CLIENT MAINT_NOTIFICATIONS, two CLIENT SETINFO) costs four round trips
+on every connection, and a tier opens a new one after each operation that timed out.
 
 Every other query option that redis-py takes (``ssl_cert_reqs``, ``ssl_ca_certs``,
 ``client_name``, ...) is passed to it as it is, and keyword arguments given to `from_url`

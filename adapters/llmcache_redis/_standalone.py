@@ -162,6 +162,12 @@ class RedisBackend(Backend):
                 o.async_connect_timeout if asynchronous else o.connect_timeout
             ),
             "health_check_interval": o.health_check_interval,
+            # No handshake round trips on a new connection unless asked for: redis-py 8
+            # sends HELLO 3, CLIENT MAINT_NOTIFICATIONS and two CLIENT SETINFO, one round
+            # trip each, on every connection it opens, and the cache opens a new one after
+            # every timed-out operation. RESP2 serves every command a tier sends.
+            "protocol": 2,
+            "driver_info": None,
             **o.extra,
         }
 
