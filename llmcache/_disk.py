@@ -118,9 +118,10 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
 
 
 @contextlib.contextmanager
-def _reopen_lock(path: Path) -> Iterator[None]:
-    """Processes that notice a replaced file take turns to clean up and reopen it, so none
-    removes a WAL that another has just made for the new file."""
+def _file_lock(path: Path) -> Iterator[None]:
+    """Processes take turns to create the file (two making one new file at once could get
+    "database is locked" switching it to WAL), and to clean up and reopen a replaced one
+    (so none removes a WAL that another has just made for the new file)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no advisory locks, and no inode numbers to compare
@@ -240,18 +241,22 @@ class DiskTier(Backend):
     # -- connections ---------------------------------------------------------------------------
     # Each thread has a connection of its own (sqlite3 objects are not shared), opened at its
     # first call. Opening, reopening and forgetting them happen under `_reopen_mutex`.
-    def _start(self) -> sqlite3.Cursor:
+    def _start(self, reopening: bool = False) -> sqlite3.Cursor:
         """Create the folder and the file (with its schema) if needed; note which file it is.
 
         The only place that may create the file: the others open it only if it exists.
+        `reopening`: the file we had open was deleted or replaced, so its leftovers go first.
         Returns this thread's reader cursor, on the connection it opened.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        connection = self._open(create=True)
-        self._identity = _file_identity(self.path)
-        # The WAL and its index keep their inode while any connection is open (SQLite deletes
-        # them only when the last one closes), so these identify the files of *this* database.
-        self._companions = {s: _file_identity(Path(f"{self.path}{s}")) for s in _COMPANIONS}
+        with _file_lock(self.path):
+            if reopening:
+                self._remove_stale_companions()
+            connection = self._open(create=True)
+            self._identity = _file_identity(self.path)
+            # The WAL and its index keep their inode while any connection is open (SQLite
+            # deletes them only when the last one closes): these identify *this* database's.
+            self._companions = {s: _file_identity(Path(f"{self.path}{s}")) for s in _COMPANIONS}
         return self._adopt(connection)
 
     def _open(self, create: bool = False) -> sqlite3.Connection:
@@ -350,10 +355,7 @@ class DiskTier(Backend):
         """Open the file now at our path (under `_reopen_mutex`); this thread's reader."""
         self._forget_connections()
         self._identity = None  # until the new file is open: every call tries again
-        self.directory.mkdir(parents=True, exist_ok=True)  # the folder may be gone too
-        with _reopen_lock(self.path):
-            self._remove_stale_companions()
-            return self._start()
+        return self._start(reopening=True)  # it recreates the folder too, if that is gone
 
     def _remove_stale_companions(self) -> None:
         """Remove the -wal and -shm files of the database we had open, if still there.

@@ -18,7 +18,10 @@ What a process promises itself (and so every process promises the others):
   Redis restarted empty, or a deleted or edited record, gets the current one back within a
   watcher tick.
 * A field nobody has a record of gets a fresh random record (counter 1): deleting every
-  record is at worst an invalidation, never a resurrection.
+  record is at worst an invalidation, never a resurrection. Processes that meet such a field
+  at once (a new workspace, every process starting together) take turns under the
+  authority's lock (`try_lock`): the first publishes its record, the others adopt it, so
+  they share entries from the first call rather than from the next watcher tick.
 * A field whose authority (the most shared persistent tier) cannot be read at first load
   gets a provisional local record (counter 0, random token, never published): nothing cached
   before the process started is served until the authority answers.
@@ -45,6 +48,7 @@ import os
 import re
 import secrets
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -73,6 +77,15 @@ _TOKEN = re.compile(r"[0-9a-f]{16}\Z")
 _ABOVE = re.compile(r"(?:[0-9a-f]{16})?\Z")
 _MAC = re.compile(r"[0-9a-f]{32}\Z")
 _MAX_RECORD_BYTES = 128
+# Claiming a field nobody has a record of: the lock is held for one read and one write, so
+# its lease is short; a process that finds it taken re-reads until the record appears, for
+# at most `_CLAIM_WAIT`. A tier that refuses the lock or the record (busy: another process
+# writing) is asked again for at most `_CLAIM_BUSY_WAIT`: a write lock held elsewhere for
+# long, or a tier that cannot write, must not hold up the first call for long. After either,
+# this process mints its own record as if alone (the watcher settles all on the highest).
+_CLAIM_TTL = 2.0
+_CLAIM_WAIT = 2.0
+_CLAIM_BUSY_WAIT = 0.25
 
 
 class Generation(NamedTuple):
@@ -142,6 +155,10 @@ class RecordFormat:
 
     def key(self, field: str) -> str:
         return f"llmc-meta:{self.scope}:gen:{field}"
+
+    def claim_key(self) -> str:
+        """The lock under which a field nobody has a record of gets its first one."""
+        return f"llmc-meta:{self.scope}:gen-claim"
 
     def _sign(self, field: str, counter: int, token: str, above: str) -> str:
         mac = self._mac.copy()
@@ -285,12 +302,18 @@ class GenerationBook:
     def _round(self, fields: list[str]) -> bool:
         # One read per tier for all fields; None for a tier whose read failed.
         readings = [self._read(tier, fields) for tier in self.tiers]
+        unclaimed = self._unclaimed(fields, readings)
+        if unclaimed:
+            claimed = self._claim(fields, unclaimed)
+            if claimed is not None:
+                readings[-1] = claimed
         with self._lock:
             before = [self._known.get(f) for f in fields]
             writes: list[tuple[GuardedTier, str, Generation]] = []
             for index, field in enumerate(fields):
                 seen = [None if r is None else r[index] for r in readings]
-                writes += self._decide(field, seen, [r is not None for r in readings])
+                read = [r is not None for r in readings]
+                writes += self._decide(field, seen, read, unclaimed.get(field))
             changed = [self._known.get(f) for f in fields] != before
         # A pending record is confirmed by a later round's read, not by its write: two
         # processes writing at once both succeed, and only one record stays.
@@ -298,10 +321,83 @@ class GenerationBook:
             self._write(tier, field, generation)
         return changed
 
+    def _unclaimed(self, fields: list[str], readings: list[_Reading]) -> dict[str, Generation]:
+        """Fields this process is about to give a first record (`_decide`'s choice for each:
+        the highest any tier holds, else a fresh one) while the authority holds none."""
+        authority = readings[-1] if readings else None
+        if authority is None:
+            return {}  # no authority, or it did not answer: nothing to claim there
+        unclaimed: dict[str, Generation] = {}
+        with self._lock:
+            for index, field in enumerate(fields):
+                first_load = field not in self._known or field in self._provisional
+                if authority[index] is None and first_load and field not in self._pending:
+                    seen = [r[index] for r in readings if r is not None]
+                    found = [g for g in seen if g is not None]
+                    unclaimed[field] = max(found) if found else mint(1)
+        return unclaimed
+
+    def _claim(self, fields: list[str], unclaimed: dict[str, Generation]) -> _Reading:
+        """Publish first records at the authority one process at a time; what it then holds.
+
+        Without this, processes loading a field at once each read "none", each mint their
+        own and each write it: the last write stays, but every process keeps its own record
+        (so no entry is shared) until a watcher tick. Under the authority's lock, the first
+        process writes its record and the others, which wait for it, adopt it. A lock or a
+        write the tier refuses (busy: another process is writing) is tried again, briefly
+        (see `_CLAIM_BUSY_WAIT`). None if the authority cannot take locks or cannot be read: then
+        `_decide` mints as before, and the watcher settles on the highest record in a tick.
+        """
+        authority = self.authority
+        if authority is None or not authority.backend.supports_locks:
+            return None
+        key = self.records.claim_key()
+        started = time.monotonic()
+        pause = 0.002
+        while True:
+            token = authority.call("try_lock", key, _CLAIM_TTL)
+            if isinstance(token, str):
+                try:
+                    reading = self._claim_locked(fields, unclaimed)
+                finally:
+                    authority.call("unlock", key, token)
+            else:  # another process holds it (None) or the tier was busy (FAILED)
+                reading = self._read(authority, fields)
+            if reading is None:
+                return None
+            if all(reading[fields.index(f)] is not None for f in unclaimed):
+                return reading
+            # Only a claim another process holds is worth the long wait: its record is on
+            # its way. A refused lock, or our own write that did not land, is the tier's.
+            waited = time.monotonic() - started
+            if waited >= (_CLAIM_WAIT if token is None else _CLAIM_BUSY_WAIT):
+                return reading
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _claim_locked(self, fields: list[str], unclaimed: dict[str, Generation]) -> _Reading:
+        authority = self.authority
+        assert authority is not None
+        reading = self._read(authority, fields)  # another process may have claimed them first
+        if reading is None:
+            return None
+        for index, field in enumerate(fields):
+            if field in unclaimed and reading[index] is None:
+                self._write(authority, field, unclaimed[field])
+        return self._read(authority, fields)
+
     def _decide(
-        self, field: str, seen: list[Generation | None], read: list[bool]
+        self,
+        field: str,
+        seen: list[Generation | None],
+        read: list[bool],
+        first: Generation | None = None,
     ) -> list[tuple[GuardedTier, str, Generation]]:
         """Settle one field from what each tier holds (`seen`, where `read` succeeded).
+
+        `first`: the record this round meant to claim for a field nobody had one of (the
+        one to keep if the claim did not land, so the record this process writes is the one
+        it tried to publish).
 
         Returns the writes that bring the tiers that are behind up to the settled record.
         """
@@ -322,7 +418,7 @@ class GenerationBook:
                 return []  # a provisional record is never published
             # Nobody has a record: a fresh one, so entries from before any lost record
             # can never be current again.
-            self._known[field] = highest if highest is not None else mint(1)
+            self._known[field] = highest if highest is not None else first or mint(1)
             self._provisional.discard(field)
         elif highest is not None and highest > known:
             self._known[field] = highest

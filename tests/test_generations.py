@@ -16,9 +16,10 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import llmcache
+from llmcache._disk import DiskTier
 from llmcache._generations import Generation, RecordFormat
 from llmcache._keys import KeySchedule
 from tests.servers.redis_server import RedisServer
@@ -614,6 +616,111 @@ def test_pending_invalidations_in_lockstep_settle_above_both(own_server: RedisSe
         (record,) = final
         assert record is not None
         assert record.label not in {m.generation for m in made}  # newer than both
+    finally:
+        for cache in caches:
+            cache.close()
+
+
+# -- two processes meeting a workspace nobody has a record of -----------------------------------
+# argv: secret, then one cache folder per round. Each Cache is made before the race (file and
+# schema exist); on each "go" line the process loads the namespace and prints the generation
+# it settled on, then stores one answer and reports whether the other process's is a hit.
+FIRST_LOAD_WORKER = r"""
+import sys
+import llmcache
+
+secret, folders = sys.argv[1], sys.argv[2:]
+caches = [llmcache.Cache(workspace="first", secret=secret, tiers=[f"disk://{f}"])
+          for f in folders]
+for cache in caches:
+    sys.stdin.readline()  # go: both processes load at the same moment
+    cache.load(cache.namespace("research"))
+    print(cache.namespace("research").generation, flush=True)
+    cache.close()
+"""
+
+
+def test_two_processes_loading_a_fresh_workspace_together_settle_on_one_generation(
+    tmp_path: Path,
+) -> None:
+    # Both read "no record" and each minted its own: two generations, no entry shared
+    # until a watcher tick (the two-process disk test made 600 real calls instead of 300).
+    # The first record is now claimed under the authority's lock: one wins, the other adopts it.
+    rounds = 100
+    folders = [str(tmp_path / f"round-{i}") for i in range(rounds)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCACHE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_LOAD_WORKER, SECRET, *folders],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    settled: list[list[str]] = []
+    try:
+        for _ in range(rounds):
+            for worker in workers:
+                assert worker.stdin is not None
+                worker.stdin.write("go\n")
+                worker.stdin.flush()
+            settled.append([worker.stdout.readline().strip() for worker in workers])  # type: ignore[union-attr]
+    except BrokenPipeError:  # a worker died: its stderr says why
+        settled.append([])
+    finally:
+        errors = [worker.communicate(timeout=60)[1] for worker in workers]
+    assert all(len(labels) == 2 and all(labels) for labels in settled), errors  # all loaded
+    disagreed = [(i, labels) for i, labels in enumerate(settled) if labels[0] != labels[1]]
+    assert disagreed == []
+
+
+class _ReadTogetherDisk(DiskTier):
+    """A disk tier whose first generation read waits for the other process's first read:
+    the worst interleaving of two first loads (both read "no record" before either writes)."""
+
+    def __init__(self, folder: Path, together: threading.Barrier) -> None:
+        super().__init__(folder)
+        self.together: threading.Barrier | None = together
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        found = super().get_many(keys)
+        together, self.together = self.together, None
+        if together is not None:
+            together.wait()
+        return found
+
+
+def test_first_loads_in_lockstep_settle_on_one_generation(tmp_path: Path) -> None:
+    """Two processes (two caches, each with its own connection to one disk folder) read
+    "no record" at the same moment: they must still settle on one generation at once, not
+    each on its own until a watcher tick (they shared no entry until then)."""
+    together = threading.Barrier(2, timeout=SETTLE)
+    caches = [
+        llmcache.Cache(
+            workspace="lockstep",
+            secret=SECRET,
+            tiers=[_ReadTogetherDisk(tmp_path / "d", together)],
+            generation_poll=3600,  # no watcher tick settles them: only the first load
+        )
+        for _ in range(2)
+    ]
+    try:
+        loads = [
+            threading.Thread(target=lambda c=cache: c.load(c.namespace("research")))
+            for cache in caches
+        ]
+        for load in loads:
+            load.start()
+        for load in loads:
+            load.join()
+        labels = {cache.namespace("research").generation for cache in caches}
+        assert len(labels) == 1, labels
+        (label,) = labels
+        assert label.startswith("1.1-")  # a real record both hold, not a provisional one
     finally:
         for cache in caches:
             cache.close()
