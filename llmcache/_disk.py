@@ -552,9 +552,13 @@ class DiskTier(Backend):
 
 
 def _before_fork() -> None:
+    # No lock taken here (a thread may hold one for seconds, reopening): `keyrefs` copies the
+    # dictionary in one step under the GIL, so a thread adding a connection cannot break it.
     for tier in list(_OPEN_TIERS):
-        with tier._reopen_mutex:  # `_adopt` may be adding one in another thread
-            _FORKING.extend(tier._owners)
+        for reference in tier._owners.keyrefs():
+            reader = reference()
+            if reader is not None:
+                _FORKING.append(reader)
 
 
 def _after_fork_in_parent() -> None:
