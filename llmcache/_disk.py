@@ -26,8 +26,9 @@ Faults, none of which may stall or break a cached call:
 * After ``os.fork()`` the child opens its own connections: SQLite connections must not be
   used across a fork, so the inherited ones are set aside, never used nor closed.
 
-Connections are per thread and only ever closed by a thread that cannot be inside them:
-closing a connection while another thread runs a statement on it crashes CPython.
+Connections are per thread, and closed only when no thread can be inside one (by its own
+thread, once its thread has ended, or by the garbage collector once unused): closing a
+connection while another thread runs a statement on it crashes CPython.
 """
 
 from __future__ import annotations
