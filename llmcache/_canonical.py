@@ -27,6 +27,7 @@ import datetime
 import decimal
 import enum
 import inspect
+import os
 import pathlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +37,15 @@ import orjson
 
 from ._errors import KeyDerivationError
 
-__all__ = ["Binder", "canonical_bytes", "canonical_value", "fast_body", "needs_tags"]
+__all__ = [
+    "SPEEDUPS",
+    "Binder",
+    "canonical_bytes",
+    "canonical_value",
+    "fast_body",
+    "needs_tags",
+    "needs_tags_python",
+]
 
 # orjson writes datetimes, dataclasses and subclasses of str/int/dict/list like their plain
 # counterparts; passed through, they reach `_default`, which sends them the long way.
@@ -62,13 +71,16 @@ def _default(obj: Any) -> Any:
     raise _TagNeeded
 
 
-def needs_tags(value: Any, _leaves: frozenset[type] = _LEAVES) -> bool:
+def needs_tags_python(value: Any, _leaves: frozenset[type] = _LEAVES) -> bool:
     """Whether orjson's own output for `value` could also be another value's.
 
     orjson writes an Enum member as its value, a UUID as its text, an `orjson.Fragment` as
     its bytes and nan or ±inf as `null`, without calling `default`: the hit path must not
     use its bytes for those (nor for anything else that is not plain JSON data). Dict keys
     are not looked at: orjson refuses non-str keys itself.
+
+    This is the reference: `llmcache._speedups.needs_tags` is the same scan in C, used
+    when it was built (see `needs_tags` below).
     """
     kind = type(value)
     if kind is dict:
@@ -115,7 +127,7 @@ def _any_needs_tags(items: Iterable[Any], _leaves: frozenset[type] = _LEAVES) ->
     return False
 
 
-def fast_body(identity: str, version: Any, arguments: Mapping[str, Any]) -> bytes:
+def _fast_body_python(identity: str, version: Any, arguments: Mapping[str, Any]) -> bytes:
     """The hit path's canonical bytes, `[identity, version, {arguments}]`.
 
     Raises TypeError when the arguments need the long way (`canonical_bytes`), which gives
@@ -124,6 +136,44 @@ def fast_body(identity: str, version: Any, arguments: Mapping[str, Any]) -> byte
     if _any_needs_tags(arguments.values()):
         raise _TagNeeded
     return _dumps((identity, version, arguments), option=_SORTED, default=_default)
+
+
+def _load_speedups() -> Callable[[Any], bool] | None:
+    """The C scan (`llmcache._speedups`, built at install), or None: the Python one then.
+
+    LLMCACHE_PURE_PYTHON=1 forces the Python scan (tests run both). The two give the same
+    answer for every value nested at most 256 lists and dicts and 1024 tuples deep;
+    deeper, the C scan answers True (the long way) where orjson refuses the value, or the
+    Python scan exceeds the default recursion limit (see _speedups.c).
+    """
+    if os.environ.get("LLMCACHE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from ._speedups import needs_tags as scan
+    except ImportError:  # not built (no compiler at install): the Python scan, same keys
+        return None
+    return scan
+
+
+_c_needs_tags = _load_speedups()
+SPEEDUPS = _c_needs_tags is not None  # whether the C scan is in use
+needs_tags: Callable[[Any], bool] = _c_needs_tags or needs_tags_python
+
+if _c_needs_tags is None:
+    fast_body = _fast_body_python
+else:
+    _c_scan = _c_needs_tags
+
+    def fast_body(identity: str, version: Any, arguments: Mapping[str, Any]) -> bytes:
+        """The hit path's canonical bytes, `[identity, version, {arguments}]`.
+
+        Raises TypeError when the arguments need the long way (`canonical_bytes`), which
+        gives the same bytes for everything this accepts. (A Mapping that is not a dict
+        counts as needing tags here; orjson would refuse it anyway.)
+        """
+        if _c_scan(arguments):
+            raise _TagNeeded
+        return _dumps((identity, version, arguments), option=_SORTED, default=_default)
 
 
 def canonical_value(value: Any) -> bytes:
