@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import select
+import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -126,3 +130,48 @@ def test_unreachable_cluster_does_not_break_the_cache() -> None:
             cache.tiers[0].backend.get("k")
     finally:
         cache.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_another_thread_discovers_the_cluster_is_not_stuck(
+    cluster: RedisCluster,
+) -> None:
+    """The thread that held the discovery lock at the fork is not in the child."""
+    tier = RedisClusterBackend.from_url(cluster.url)
+    holding, release = threading.Event(), threading.Event()
+
+    def discovering() -> None:
+        with tier._connect_lock:  # what a thread building the cluster client holds
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=discovering, daemon=True)
+    thread.start()
+    assert holding.wait(30)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what its first operation did, then leave at once
+        code = 1
+        try:
+            os.close(read_end)
+            tier.set("llmc:fork:cluster", b"from the child", 30)
+            os.write(write_end, tier.get("llmc:fork:cluster") or b"nothing")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 20)
+        assert ready, "the child's first operation waited for a lock nobody holds"
+        assert os.read(read_end, 100) == b"from the child"
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(read_end)
+        release.set()
+        thread.join(30)
+        tier.close()

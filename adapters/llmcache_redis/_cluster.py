@@ -5,16 +5,18 @@ command touches one key, except the few that need several: those never send a cr
 multi-key command. ``get_many`` groups keys by slot (one ``MGET`` per slot, pipelined per
 node), and ``delete_prefix`` scans every primary and unlinks one key per command, pipelined.
 
-Discovering the cluster (connecting to the seed, asking it for the slot map and the command
-table) is set-up, like opening a connection: each of its round trips has its own deadline
-(``connect_timeout`` to connect, ``timeout`` per command), and the operation that triggered it
-still gets its whole ``timeout`` afterwards (see `_deadline.setting_up`).
+Discovering the cluster (connecting to the seed, asking it for the slot map and for the
+command table, a 90 KB reply) is set-up, like opening a connection: it has a deadline of its
+own, `discovery_deadline`, and the operation that triggered it still gets its whole
+``timeout`` afterwards (see `_deadline.setting_up`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +36,22 @@ from ._standalone import (
 )
 from ._stored import from_stored
 
-__all__ = ["RedisClusterBackend"]
+__all__ = ["RedisClusterBackend", "discovery_deadline"]
+
+# Discovery happens once per process, and again only when the cluster changes. A deadline a
+# busy machine can make it miss would leave the tier unusable (every operation would discover
+# again, and fail again), while a generous one costs a hung cluster's first caller once: its
+# timeout then opens the breaker. Hence a floor, as for the asyncio client's set-up.
+DISCOVERY_FLOOR = 0.5
+
+
+def discovery_deadline(connect_timeout: float, timeout: float) -> float:
+    """Connecting to the seed, then two commands (CLUSTER SLOTS, COMMAND); at least the floor."""
+    return max(connect_timeout + 2 * timeout, DISCOVERY_FLOOR)
+
+
+# Every cluster backend, for a forked child to give each a lock no thread holds.
+_BACKENDS: weakref.WeakSet[RedisClusterBackend] = weakref.WeakSet()
 
 
 class _GatedCluster:
@@ -91,11 +108,14 @@ class RedisClusterBackend(RedisBackend):
         self._connect_lock = threading.Lock()
         self._closed = False
         super().__init__(url, **options)
+        _BACKENDS.add(self)
         o = self.options
-        # The first operation may also discover the cluster (connect to the seed, two
-        # commands), then connect to the node that holds its key.
-        self.deadline = 3 * o.timeout + 2 * o.connect_timeout
-        self.async_deadline = 3 * o.async_timeout + 2 * o.async_connect_timeout
+        # The first operation may also discover the cluster, then connect to the node that
+        # holds its key.
+        self._discovery = discovery_deadline(o.connect_timeout, o.timeout)
+        self._async_discovery = discovery_deadline(o.async_connect_timeout, o.async_timeout)
+        self.deadline = self._discovery + o.connect_timeout + o.timeout
+        self.async_deadline = self._async_discovery + o.async_connect_timeout + o.async_timeout
 
     def _make_client(self) -> Any:
         # Building a cluster client asks the seed for the slot map: I/O, and an exception
@@ -111,7 +131,7 @@ class RedisClusterBackend(RedisBackend):
             if self._closed:
                 raise BackendError(f"{self.name}: the tier is closed")
             if self._redis is None:
-                with setting_up(None):  # each of discovery's round trips its own deadline
+                with setting_up(self._discovery):
                     self._redis = redis.cluster.RedisCluster.from_url(
                         self.options.client_url, retry=no_retry(), **self._connection_settings()
                     )
@@ -124,10 +144,7 @@ class RedisClusterBackend(RedisBackend):
             max_connections=self.options.max_connections,
             **self._connection_settings(asynchronous=True),
         )
-        o = self.options
-        # Discovery: connect to the seed, then CLUSTER SLOTS and COMMAND.
-        discovery = o.async_connect_timeout + 2 * o.async_timeout
-        return _GatedCluster(client, o.max_connections, discovery)
+        return _GatedCluster(client, self.options.max_connections, self._async_discovery)
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -194,3 +211,14 @@ def _unlink_each(node_client: Any, keys: list[bytes]) -> int:
     for key in keys:
         pipe.unlink(key)
     return sum(pipe.execute())
+
+
+def _after_fork_in_child() -> None:
+    # A thread discovering the cluster when another forked is not in the child: the lock it
+    # held would stay held there, and the child's first operation would wait forever.
+    for backend in list(_BACKENDS):
+        backend._connect_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -78,19 +78,14 @@ def operation(budget: float) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def setting_up(budget: float | None) -> Iterator[None]:
-    """Bound set-up work inside the block by deadlines of its own, and add the time it took
-    to the enclosing operation's deadline: set-up must not eat the time the operation's
-    command is given, nor the reverse.
-
-    `budget` bounds the whole block (opening a connection: connect and handshake). None
-    gives each round trip in the block its own deadline instead, as outside an operation
-    (a cluster's discovery: connect to the seed, ``CLUSTER SLOTS``, ``COMMAND``, whose
-    large reply takes CPU time to parse that no server delay should be charged for twice).
-    """
+def setting_up(budget: float) -> Iterator[None]:
+    """Bound set-up work inside the block (opening a connection, discovering a cluster) by
+    `budget` of its own, and add the time it took to the enclosing operation's deadline:
+    set-up must not eat the time the operation's command is given, nor the reverse. Set-up
+    nested inside (discovery opens a connection) pushes this budget back likewise."""
     outer = OPERATION.at
     started = _monotonic()
-    OPERATION.at = 0.0 if budget is None else started + budget
+    OPERATION.at = started + budget
     try:
         yield
     finally:

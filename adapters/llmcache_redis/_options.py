@@ -9,8 +9,8 @@
     connect_timeout      deadline of opening a connection (connect, TLS, AUTH, SELECT),
                          seconds, added to the deadline of an operation that opens one: it
                          gets connect_timeout + timeout (default 0.05; 0.5 over TLS). A
-                         cluster's discovery of its nodes is set-up too: each of its round
-                         trips gets its own deadline, and the operation its whole timeout
+                         cluster's discovery of its nodes is set-up too, with a deadline of
+                         connect_timeout + 2 x timeout, at least 0.5 s, of its own
     async_timeout        the same for the asyncio client (default: timeout, at least 0.25)
     async_connect_timeout  (default: connect_timeout, at least 0.5)
     health_check_interval  PING a connection idle this long before reuse (default 30)
