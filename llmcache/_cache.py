@@ -458,6 +458,10 @@ class Cache:
         """Forget, in a forked child, what belongs to the parent (see `_fork`)."""
         self.flights = Flights()  # the parent's calls in flight never land in this process
         self._lock = threading.Lock()  # a thread that held it at the fork is not here
+        if self.memory is not None:
+            self.memory.after_fork_in_child()  # its lock too, and so the tiers' below
+        for tier in self.tiers:
+            tier.after_fork_in_child()
         # Threads do not survive fork: the next load starts a watcher of this process, which
         # polls generations (invalidations) and flushes this process's own ledger counts.
         self._watcher = None

@@ -2,9 +2,11 @@
 
 A forked child gets a copy of its parent's memory but only the thread that forked. So it
 would wait forever for the parent's in-flight calls (their leaders are not in the child),
-on locks that a vanished thread held, with no watcher thread (no invalidations seen, no
-ledger flushes), and with a copy of counts the parent will flush itself. Every cache is
-tracked here, weakly, and reset in the child right after the fork.
+on locks that a vanished thread held (the cache's, the memory tier's, each tier's breakers
+and write queue), for a flush of queued writes that no thread runs any more, with no
+watcher thread (no invalidations seen, no ledger flushes), and with a copy of counts the
+parent will flush itself. Every cache is tracked here, weakly, and reset in the child right
+after the fork (`Cache._after_fork_in_child`).
 """
 
 from __future__ import annotations

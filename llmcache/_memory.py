@@ -267,6 +267,12 @@ class MemoryTier(Backend):
         with self._lock:
             return dict(self._counters.get(key, {}))
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a lock no thread holds (one may have held it at the fork), and
+        the bytes counted again, in case a writer stopped half way through an update."""
+        self._lock = threading.Lock()
+        self._used = sum(item.size for item in self._entries.values())
+
     def size(self) -> tuple[int, int]:
         """(entries, bytes charged): the bytes are what the entries really keep alive."""
         with self._lock:

@@ -280,6 +280,19 @@ class GuardedTier:
         self._flushing = False
         self._untimed = 1  # reads left before the next timed one (the first is timed)
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child: locks no thread holds, and no flush or probe under way (the
+        threads that held them, or ran them, did not come along). The queued writes are
+        kept and replayed here too: a parent that never calls the tier again would never
+        replay them, and writing an entry twice is harmless."""
+        lock = threading.Lock()
+        self.reads.after_fork_in_child(lock)
+        self.writes.after_fork_in_child(lock)
+        self._queue_lock = threading.Lock()
+        self._flushing = False
+        # A thread may have stopped between appending and counting: count again.
+        self.queued_bytes = sum(item[3] for item in self._queue)
+
     # -- state, for health() -------------------------------------------------------------------
     @property
     def failure_threshold(self) -> int:

@@ -216,3 +216,81 @@ def test_parent_and_child_counts_add_up_exactly_in_the_shared_ledger(server: Red
         assert counted() == (2 * calls, 2 * calls)
     finally:
         cache.close()
+
+
+@pytest.mark.parametrize("held", ["memory lock", "breaker lock", "queue lock", "flush"])
+def test_what_another_thread_held_at_the_fork_is_free_in_the_child(
+    server: RedisServer, held: str
+) -> None:
+    """A thread of the parent in the middle of a memory store, a breaker update or a flush
+    when another forks: it does not exist in the child, so nothing it held may stay held
+    there (the child's first miss would wait forever), and no flush may look under way."""
+    cache = llmcache.Cache(
+        workspace=f"fork-{uuid.uuid4().hex[:8]}",
+        secret=SECRET,
+        tiers=["memory", server.url],
+        generation_poll=POLL,
+    )
+    (tier,) = cache.tiers
+    assert cache.memory is not None
+
+    @cache.cached(namespace="held")
+    def ask(question: str) -> str:
+        return f"answer to {question}"
+
+    ask("warm")
+    # A write waiting in the queue, and one failed write on record (the breaker closed):
+    # the child's first successful write then takes the breakers' lock, and replays the
+    # queue through a flush of its own.
+    queued_key = f"llmc:fork-queued:{uuid.uuid4().hex}"
+    for _ in range(tier.failure_threshold):
+        tier.writes.failed(llmcache.BackendError("refused"))
+    assert tier.set(queued_key, b"queued", 60) is False  # the breaker is open: queued
+    tier.writes.succeeded()
+    tier.writes.failed(llmcache.BackendError("refused"))
+    assert tier.writes.state == "closed" and tier.queued_writes == 1
+
+    lock = {
+        "memory lock": cache.memory._lock,
+        "breaker lock": tier.writes._lock,
+        "queue lock": tier._queue_lock,
+        "flush": None,
+    }[held]
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        if lock is None:
+            tier._flushing = True  # what a flush thread running at the fork has set
+            holding.set()
+            release.wait(60)
+            tier._flushing = False
+            return
+        with lock:
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=holder, daemon=True)
+    thread.start()
+    assert holding.wait(30)
+
+    def body(send: Callable[..., None], receive: Callable[[], str]) -> None:
+        send(value=ask("new in the child"))  # stores in memory, writes, maybe flushes
+        deadline = time.monotonic() + 10
+        while tier.queued_writes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        send(queued=tier.queued_writes)
+
+    try:
+        with Child(body) as child:
+            assert child.read(timeout=20) == {"value": "answer to new in the child"}
+            assert child.read(timeout=20) == {"queued": 0}  # replayed by the child
+            assert child.finish() == 0
+        client = server.client()
+        try:
+            assert client.exists(queued_key) == 1
+        finally:
+            client.close()
+    finally:
+        release.set()
+        thread.join(30)
+        cache.close()
