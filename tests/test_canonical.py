@@ -405,7 +405,10 @@ def same(a: Any, b: Any) -> bool:
     if type(a) is float:
         return repr(a) == repr(b)  # nan is nan; -0.0 is not 0.0
     if dataclasses.is_dataclass(a):
-        return same(dataclasses.astuple(a), dataclasses.astuple(b))
+        # Field by field, not `astuple`, which turns nested dataclasses into plain tuples
+        # and so would call two different nested types "the same".
+        fields = [f.name for f in dataclasses.fields(a)]
+        return all(same(getattr(a, name), getattr(b, name)) for name in fields)
     if type(a) in (datetime.datetime, datetime.time):
         return a.isoformat() == b.isoformat() and str(a.tzinfo) == str(b.tzinfo)
     if type(a) is decimal.Decimal:
