@@ -313,6 +313,16 @@ def test_past_256_lists_and_dicts_the_c_scan_says_what_orjson_does(depth: int) -
             canonical_bytes(arguments, "t", ("t", None))
 
 
+@pytest.fixture
+def default_recursion_limit() -> Any:
+    """Python's default limit, whatever an earlier test (or hypothesis) left it at: where
+    the Python scan gives up depends on it."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    yield
+    sys.setrecursionlimit(before)
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -321,6 +331,7 @@ def test_past_256_lists_and_dicts_the_c_scan_says_what_orjson_does(depth: int) -
         *(_tuples_in_lists(depth) for depth in (400, 800, 1200)),
     ],
 )
+@pytest.mark.usefixtures("default_recursion_limit")
 def test_the_hit_path_gives_the_same_bytes_with_either_scan_deep_down(value: Any) -> None:
     """Wherever the Python scan answers (the default recursion limit), the bytes agree."""
     arguments = {"p": value}
@@ -330,6 +341,7 @@ def test_the_hit_path_gives_the_same_bytes_with_either_scan_deep_down(value: Any
         assert python_outcome == canonical_bytes(arguments, "t", ("t", None))
 
 
+@pytest.mark.usefixtures("default_recursion_limit")
 def test_past_1024_tuples_the_c_scan_sends_the_call_the_long_way() -> None:
     """A Python scan that deep needs a raised recursion limit; orjson crashes past ~2000."""
     assert _speedups().SCAN_TUPLE_LIMIT == 1024
