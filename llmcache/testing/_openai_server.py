@@ -44,10 +44,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Self, cast
 from urllib.parse import unquote, urlsplit
+
+from llmcache.testing._loopback import LoopbackHTTPServer
 
 __all__ = ["FakeOpenAIServer"]
 
@@ -517,22 +519,6 @@ def _error_body(status: int, message: str, param: str | None = None) -> JSONDict
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256  # socketserver's default backlog of 5 drops bursts of clients
-
-    def __init__(self, owner: FakeOpenAIServer, address: tuple[str, int]) -> None:
-        self.owner = owner
-        self.open_connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up mid-response are expected in tests (aborted streams etc.).
-        pass
-
-
 class _SSEWriter:
     """Writes Server-Sent Events as HTTP/1.1 chunks; may abort after N events."""
 
@@ -557,22 +543,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def owner(self) -> FakeOpenAIServer:
-        return cast(_HTTPServer, self.server).owner
-
-    # -- connection bookkeeping (so ``stop()`` can close idle keep-alive connections)
-
-    def setup(self) -> None:
-        super().setup()
-        server = cast(_HTTPServer, self.server)
-        with server.connections_lock:
-            server.open_connections.add(self.connection)
-
-    def finish(self) -> None:
-        server = cast(_HTTPServer, self.server)
-        with server.connections_lock:
-            server.open_connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
+        return cast(FakeOpenAIServer, cast(LoopbackHTTPServer, self.server).owner)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -1075,8 +1046,7 @@ class FakeOpenAIServer:
         self.base_latency = base_latency
         self._requested_port = port
         self._lock = threading.Lock()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._httpd: LoopbackHTTPServer | None = None
         self._requests = 0
         self._by_path: dict[str, int] = {}
         self._fail_remaining = 0
@@ -1089,34 +1059,18 @@ class FakeOpenAIServer:
 
     def start(self) -> Self:
         """Bind and start serving (idempotent). Returns ``self``."""
-        if self._httpd is not None:
-            return self
-        httpd = _HTTPServer(self, ("127.0.0.1", self._requested_port))
-        thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"FakeOpenAIServer:{httpd.server_address[1]}",
-            daemon=True,
-        )
-        self._httpd, self._thread = httpd, thread
-        thread.start()
+        if self._httpd is None:
+            # Clients hang up mid-response on purpose (aborted streams): no tracebacks.
+            self._httpd = LoopbackHTTPServer(
+                _Handler, self, port=self._requested_port, report_errors=False
+            )
         return self
 
     def stop(self) -> None:
         """Stop serving and close every open connection (idempotent)."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        self._httpd = self._thread = None
-        httpd.shutdown()
-        with httpd.connections_lock:
-            connections = list(httpd.open_connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.stop()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -1137,7 +1091,7 @@ class FakeOpenAIServer:
     def port(self) -> int:
         if self._httpd is None:
             raise RuntimeError("FakeOpenAIServer is not running; call start() first")
-        return int(self._httpd.server_address[1])
+        return self._httpd.port
 
     @property
     def base_url(self) -> str:

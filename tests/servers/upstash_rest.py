@@ -40,13 +40,11 @@ to every request.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import secrets
-import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Literal, Self, get_args
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
@@ -54,7 +52,7 @@ from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 import redis
 from redis.connection import ConnectionPool
 
-HOST = "127.0.0.1"
+from llmcache.testing._loopback import HOST, LoopbackHTTPServer
 
 Mode = Literal["ok", "error", "hang", "bad_token"]
 _MODES: frozenset[str] = frozenset(get_args(Mode))
@@ -63,39 +61,8 @@ _MODES: frozenset[str] = frozenset(get_args(Mode))
 JSONValue = Any
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that can forcibly close its keep-alive connections on stop()."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], owner: UpstashRestServer) -> None:
-        self.owner = owner
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Cut every open client connection (idle keep-alive ones included)."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+    server: LoopbackHTTPServer
     # HTTP/1.1 keep-alive, like the real service; httpx reuses connections.
     protocol_version = "HTTP/1.1"
     # The reply goes out as two writes (headers, then body): with Nagle's algorithm on, the
@@ -183,8 +150,7 @@ class UpstashRestServer:
         self._mode: Mode = "ok"
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._httpd: LoopbackHTTPServer | None = None
         # RESP2, whose reply shapes the REST API mirrors: redis-py 8 defaults to RESP3, where
         # HGETALL is a map (and ZSCORE a double) that _encode would turn into "{...}" text.
         self._pool = ConnectionPool.from_url(
@@ -223,33 +189,18 @@ class UpstashRestServer:
 
     def start(self) -> Self:
         """Start serving (again on the same port after stop())."""
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        httpd = _HTTPServer((HOST, self.port), self)
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"upstash-rest-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        if self._httpd is None:
+            self._stopping.clear()
+            self._httpd = LoopbackHTTPServer(_Handler, self, port=self.port)
+            self.port = self._httpd.port
         return self
 
     def stop(self) -> None:
         """Stop serving: new connections are refused, open ones (even hanging) are cut."""
         httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()  # wakes "hang" handlers
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if httpd is not None:
+            self._stopping.set()  # wakes "hang" handlers
+            httpd.stop()
 
     def close(self) -> None:
         """stop() and close the connections to Redis."""
