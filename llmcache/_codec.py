@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
-__all__ = ["Unstorable", "ValueCodec", "register_type", "registered_type"]
+__all__ = ["Unstorable", "ValueCodec", "register_type"]
 
 _REGISTRY: dict[str, type[BaseModel]] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -51,10 +51,6 @@ def register_type(cls: type[BaseModel]) -> type[BaseModel]:
     with _REGISTRY_LOCK:
         _REGISTRY[_tag_of(cls)] = cls
     return cls
-
-
-def registered_type(tag: str) -> type[BaseModel] | None:
-    return _REGISTRY.get(tag)
 
 
 @functools.cache

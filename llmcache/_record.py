@@ -117,10 +117,6 @@ class Record:
         """Equal for records whose metadata is the same stored bytes (cheap to compute)."""
         return self.meta_json if self._meta is None else id(self)
 
-    @property
-    def has_shared_value(self) -> bool:
-        return self.shared is not NOT_SHARED
-
     def ttl_left(self, now: float) -> float | None:
         """Seconds until expiry (None: never expires); <= 0 means expired."""
         return None if self.expires == NO_EXPIRY else self.expires - now

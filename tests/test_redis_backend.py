@@ -19,6 +19,7 @@ from llmcache_redis import RedisBackend
 
 import llmcache
 from llmcache import BackendError, ConfigError
+from llmcache._resilience import unreachable
 from tests.backend_contract import SECRET, BackendContract
 from tests.servers.redis_server import RedisServer
 
@@ -117,6 +118,136 @@ def test_down_server_fails_fast_with_backend_error() -> None:
             tier.get("k")
         with pytest.raises(BackendError):
             asyncio.run(tier.aget("k"))
+    finally:
+        tier.close()
+
+
+# The same list is in tests/test_upstash_backend.py, for the other adapter: a tier's operations
+# are the Backend contract's, and each adapter has its own error translation to check.
+# Every operation of the tier, as (name, call): each must run inside the adapter's one
+# error translation.
+SYNC_OPERATIONS: list[tuple[str, Any]] = [
+    ("get", lambda t: t.get("llmc:k")),
+    ("get_many", lambda t: t.get_many(["llmc:k", "llmc:j"])),
+    ("set", lambda t: t.set("llmc:k", b"v", None)),
+    ("set_ttl", lambda t: t.set("llmc:k", b"v", 5)),
+    ("delete", lambda t: t.delete("llmc:k")),
+    ("delete_prefix", lambda t: t.delete_prefix("llmc:")),
+    ("incr_counters", lambda t: t.incr_counters("llmc:c", {"a": 1})),
+    ("read_counters", lambda t: t.read_counters("llmc:c")),
+    ("try_lock", lambda t: t.try_lock("llmc:lock", 5)),
+    ("unlock", lambda t: t.unlock("llmc:lock", "token")),
+    ("renew_lock", lambda t: t.renew_lock("llmc:lock", "token", 5)),
+    ("describe", lambda t: t.describe()),
+    ("ping", lambda t: t.ping()),
+]
+ASYNC_OPERATIONS: list[tuple[str, Any]] = [
+    ("aget", lambda t: t.aget("llmc:k")),
+    ("aget_many", lambda t: t.aget_many(["llmc:k", "llmc:j"])),
+    ("aset", lambda t: t.aset("llmc:k", b"v", 5)),
+    ("adelete", lambda t: t.adelete("llmc:k")),
+    ("atry_lock", lambda t: t.atry_lock("llmc:lock", 5)),
+    ("aunlock", lambda t: t.aunlock("llmc:lock", "token")),
+]
+
+
+def test_every_operation_on_a_down_server_is_an_unreachable_backend_error() -> None:
+    """redis-py's ConnectionError stays the cause: the breakers read it to tell a tier that
+    cannot be reached (both directions stop) from one refusing one operation."""
+    tier = RedisBackend.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    failures: dict[str, BaseException] = {}
+    try:
+        for name, call in SYNC_OPERATIONS:
+            with pytest.raises(BackendError, match=re.escape("redis://127.0.0.1:1/0")) as info:
+                call(tier)
+            failures[name] = info.value
+        for name, call in ASYNC_OPERATIONS:
+            with pytest.raises(BackendError, match=re.escape("redis://127.0.0.1:1/0")) as info:
+                asyncio.run(call(tier))
+            failures[name] = info.value
+    finally:
+        tier.close()
+    assert len(failures) == len(SYNC_OPERATIONS) + len(ASYNC_OPERATIONS)
+    for name, error in failures.items():
+        assert isinstance(error.__cause__, redis.ConnectionError), name
+        assert unreachable(error), name
+
+
+def test_a_refused_operation_is_a_backend_error_that_leaves_the_tier_reachable(
+    server: RedisServer, raw: redis.Redis
+) -> None:
+    """A server's refusal (here WRONGTYPE) is translated too, with its own cause, and does not
+    read as an unreachable tier."""
+    raw.set("llmc:not-a-hash", b"text")
+    tier = RedisBackend.from_url(server.url)
+    try:
+        with pytest.raises(BackendError, match="WRONGTYPE") as info:
+            tier.read_counters("llmc:not-a-hash")
+        assert isinstance(info.value.__cause__, redis.ResponseError)
+        assert not unreachable(info.value)
+        assert tier.get("llmc:not-a-hash") == b"text"  # the hit path's connection is fine
+    finally:
+        tier.close()
+        raw.delete("llmc:not-a-hash")
+
+
+def test_an_error_that_is_not_the_clients_passes_through(server: RedisServer) -> None:
+    """Only redis-py's errors become BackendError: a bug in our own code stays visible."""
+    tier = RedisBackend.from_url(server.url)
+    try:
+        with pytest.raises(ValueError, match="could not convert"):
+            tier.incr_counters("llmc:c", {"a": "x"})  # type: ignore[dict-item]
+    finally:
+        tier.close()
+
+
+# -- the hit path's connection stack --------------------------------------------------------------
+def test_idle_connections_past_the_cap_are_closed_on_release(
+    server: RedisServer, raw: redis.Redis
+) -> None:
+    tier = RedisBackend.from_url(server.url + "?max_connections=3")
+    stack = tier._connections
+    assert stack is not None
+    try:
+        # A burst: eight connections in use at once, each connected by a command.
+        burst = [stack.acquire() for _ in range(8)]
+        ids = []
+        for connection in burst:
+            connection.send_command("CLIENT", "ID")
+            ids.append(connection.read_response())
+        for connection in burst:
+            stack.release(connection)
+        assert len(stack._idle) == 3
+        kept = {id(connection) for connection, _ in stack._idle}
+        closed = [c for c in burst if id(c) not in kept]
+        assert len(closed) == 5
+        assert all(c._sock is None for c in closed)  # disconnected, not left to the GC
+        assert all(c._sock is not None for c in burst if id(c) in kept)
+        # The server sees the five go (it notices a closed socket on its next loop turn).
+        closed_ids = {ids[burst.index(c)] for c in closed}
+        kept_ids = set(ids) - closed_ids
+        for _ in range(500):
+            listed = {int(client["id"]) for client in raw.client_list()}
+            if not closed_ids & listed:
+                break
+            threading.Event().wait(0.01)
+        assert not closed_ids & listed
+        assert kept_ids <= listed
+        # The kept ones serve the next operations, and the stack stays within its cap.
+        tier.set("llmc:cap", b"v", 30)
+        for _ in range(10):
+            assert tier.get("llmc:cap") == b"v"
+        assert len(stack._idle) == 3
+    finally:
+        tier.close()
+    assert stack._idle == type(stack._idle)()  # close() disconnected and dropped them
+
+
+def test_the_default_cap_is_the_pool_size_option(server: RedisServer) -> None:
+    tier = RedisBackend.from_url(server.url)
+    try:
+        assert tier._connections is not None
+        assert tier._connections._max_idle == tier.options.max_connections == 64
     finally:
         tier.close()
 

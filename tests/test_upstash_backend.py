@@ -15,6 +15,7 @@ from llmcache_upstash import UpstashBackend
 
 import llmcache
 from llmcache import BackendError, ConfigError
+from llmcache._resilience import unreachable
 from tests.backend_contract import SECRET, BackendContract
 from tests.servers.redis_server import RedisServer
 from tests.servers.upstash_rest import UpstashRestServer
@@ -287,3 +288,73 @@ def test_errors_are_backend_errors(rest: UpstashRestServer, tier: UpstashBackend
     with pytest.raises(BackendError):
         tier.incr_counters("k", {"a": 1})  # a /multi-exec answered with a non-list body
     rest.mode = "ok"
+
+
+# The same list is in tests/test_redis_backend.py, for the other adapter: a tier's operations
+# are the Backend contract's, and each adapter has its own error translation to check.
+# Every operation of the tier, as (name, call): each must run inside the adapter's one error
+# translation.
+SYNC_OPERATIONS = [
+    ("get", lambda t: t.get("llmc:k")),
+    ("get_many", lambda t: t.get_many(["llmc:k", "llmc:j"])),
+    ("set", lambda t: t.set("llmc:k", b"v", 5)),
+    ("delete", lambda t: t.delete("llmc:k")),
+    ("delete_prefix", lambda t: t.delete_prefix("llmc:")),
+    ("incr_counters", lambda t: t.incr_counters("llmc:c", {"a": 1})),
+    ("read_counters", lambda t: t.read_counters("llmc:c")),
+    ("try_lock", lambda t: t.try_lock("llmc:lock", 5)),
+    ("unlock", lambda t: t.unlock("llmc:lock", "token")),
+    ("renew_lock", lambda t: t.renew_lock("llmc:lock", "token", 5)),
+    ("describe", lambda t: t.describe()),
+    ("ping", lambda t: t.ping()),
+]
+ASYNC_OPERATIONS = [
+    ("aget", lambda t: t.aget("llmc:k")),
+    ("aget_many", lambda t: t.aget_many(["llmc:k", "llmc:j"])),
+    ("aset", lambda t: t.aset("llmc:k", b"v", 5)),
+    ("adelete", lambda t: t.adelete("llmc:k")),
+    ("atry_lock", lambda t: t.atry_lock("llmc:lock", 5)),
+    ("aunlock", lambda t: t.aunlock("llmc:lock", "token")),
+]
+
+
+def _failures(tier: UpstashBackend) -> dict[str, BackendError]:
+    failures: dict[str, BackendError] = {}
+    for name, call in SYNC_OPERATIONS:
+        with pytest.raises(BackendError, match=re.escape(tier.name)) as info:
+            call(tier)
+        failures[name] = info.value
+    for name, call in ASYNC_OPERATIONS:
+        with pytest.raises(BackendError, match=re.escape(tier.name)) as info:
+            asyncio.run(call(tier))
+        failures[name] = info.value
+    return failures
+
+
+def test_every_operation_on_a_refused_connection_is_an_unreachable_backend_error() -> None:
+    """httpx's ConnectError stays the cause: the breakers read it to tell a tier that cannot
+    be reached (both directions stop) from one refusing one operation."""
+    tier = UpstashBackend.from_url("upstash://tok@127.0.0.1:1?tls=0")  # nothing listens there
+    try:
+        failures = _failures(tier)
+    finally:
+        tier.close()
+    assert len(failures) == len(SYNC_OPERATIONS) + len(ASYNC_OPERATIONS)
+    for name, error in failures.items():
+        assert type(error.__cause__).__name__ == "ConnectError", name
+        assert unreachable(error), name
+
+
+def test_every_operation_the_endpoint_refuses_is_a_backend_error_of_a_reachable_tier(
+    rest: UpstashRestServer, tier: UpstashBackend
+) -> None:
+    rest.mode = "error"  # every request answered 500 with an error body
+    try:
+        failures = _failures(tier)
+    finally:
+        rest.mode = "ok"
+    assert len(failures) == len(SYNC_OPERATIONS) + len(ASYNC_OPERATIONS)
+    for name, error in failures.items():
+        assert error.__cause__ is not None, name
+        assert not unreachable(error), name
+    assert tier.get("llmc:k") is None  # the tier serves again once the endpoint does

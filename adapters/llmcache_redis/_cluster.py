@@ -27,7 +27,6 @@ from llmcache import BackendError
 
 from ._deadline import abounded, asetting_up, setting_up
 from ._standalone import (
-    REDIS_ERRORS,
     SCAN_COUNT,
     UNLINK_BATCH,
     RedisBackend,
@@ -147,30 +146,23 @@ class RedisClusterBackend(RedisBackend):
         return _GatedCluster(client, self.options.max_connections, self._async_discovery)
 
     def get(self, key: str) -> bytes | None:
-        try:
+        with self._errors:
             data = self._command("GET", key)
-        except REDIS_ERRORS as error:
-            raise self._error(error) from error
         return None if data is None else from_stored(data)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        try:
-            with self._operation():
-                found = self._sync_client().mget_nonatomic(list(keys))
-        except REDIS_ERRORS as error:
-            raise self._error(error) from error
+        with self._errors, self._operation():
+            found = self._sync_client().mget_nonatomic(list(keys))
         return [None if data is None else from_stored(data) for data in found]
 
     async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         client = await self._aclient()
-        try:
+        with self._errors:
             found = await abounded(self.options.async_timeout, client.mget_nonatomic(list(keys)))
-        except REDIS_ERRORS as error:
-            raise self._error(error) from error
         return [None if data is None else from_stored(data) for data in found]
 
     def _delete_matching(self, pattern: str) -> int:
@@ -190,12 +182,10 @@ class RedisClusterBackend(RedisBackend):
         return removed
 
     def describe(self) -> dict[str, Any]:
-        try:
+        with self._errors:
             client = self._sync_client()
             primaries = client.get_primaries()
             infos = [client.get_redis_connection(node).info() for node in primaries]
-        except REDIS_ERRORS as error:
-            raise self._error(error) from error
         facts = {**self._settings(), **server_facts(infos[0] if infos else {})}
         facts["primaries"] = [f"{node.host}:{node.port}" for node in primaries]
         return facts

@@ -10,6 +10,10 @@ own `Connection` still does the protocol, the parser (hiredis) and the health ch
 What the pool's ``poll()`` bought is kept where it matters: a connection that sat idle for
 a while is checked for a peer close (a Redis restart) before reuse, so a restart does not
 turn every thread's first command into an error.
+
+The stack keeps at most ``max_idle`` connections: a burst of threads opens as many as it
+needs, and once it is over, the connections past the cap are closed as they come back
+instead of holding a socket (and a server-side client) each for the life of the process.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 __all__ = ["ConnectionStack"]
 
 IDLE_CHECK_AFTER = 1.0  # seconds idle before a connection is checked for a peer close
+MAX_IDLE = 64  # idle connections kept, as many as the asyncio pool's default max_connections
 _fork_epoch = 0
 
 
@@ -38,8 +43,9 @@ if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork
 class ConnectionStack:
     """Idle connections made by `pool.make_connection()`, most recently used on top."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, max_idle: int = MAX_IDLE) -> None:
         self._pool = pool
+        self._max_idle = max_idle
         self._idle: collections.deque[tuple[Any, float]] = collections.deque()
         self._epoch = _fork_epoch
 
@@ -58,7 +64,13 @@ class ConnectionStack:
         return connection
 
     def release(self, connection: Any) -> None:
-        self._idle.append((connection, time.monotonic()))
+        idle = self._idle
+        # Not atomic with the append: threads releasing together may keep a few past the
+        # cap, never more than one each, which a lock on the hit path would not be worth.
+        if len(idle) >= self._max_idle:
+            connection.disconnect()
+            return
+        idle.append((connection, time.monotonic()))
 
     def close(self) -> None:
         idle, self._idle = self._idle, collections.deque()

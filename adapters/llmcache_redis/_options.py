@@ -14,7 +14,8 @@
     async_timeout        the same for the asyncio client (default: timeout, at least 0.25)
     async_connect_timeout  (default: connect_timeout, at least 0.5)
     health_check_interval  PING a connection idle this long before reuse (default 30)
-    max_connections      asyncio connections per event loop (default 64)
+    max_connections      asyncio connections per event loop, and idle connections the
+                         sync client keeps between operations (default 64)
     entry_encoding       binary | base64 | auto (default auto: base64 for *.upstash.io)
 
 A new connection makes no round trip it does not need: RESP2 (``protocol=2``) and no

@@ -21,16 +21,17 @@ import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 import upstash_redis
 import upstash_redis.asyncio
 
-from llmcache import Backend, BackendError, ConfigError, PerLoop
+from llmcache import Backend, ConfigError, PerLoop
 
 from ._deadline import ASYNC_DEADLINE, SYNC_DEADLINE, async_transport, sync_transport
+from ._errors import UpstashErrors
 from ._stored import from_text, to_text
 
 __all__ = ["UpstashBackend"]
@@ -39,6 +40,11 @@ DEFAULT_TIMEOUT = 0.25
 DEFAULT_CONNECT_TIMEOUT = 0.5
 SCAN_COUNT = 1000
 DELETE_BATCH = 500
+# The three Lua scripts are also in llmcache_redis/_standalone.py, which speaks the same
+# protocol over redis-py: adapters import only llmcache's public names, never each other (this
+# adapter must not need redis-py), and the core knows no backend's protocol. Change both
+# copies together.
+#
 # Adds each delta to its field of one hash, atomically. A field holding something that is not
 # a number (written by someone else) would make HINCRBYFLOAT fail, and with it every later
 # flush: such a field is set to the delta instead (what it held was not a count).
@@ -51,13 +57,15 @@ for i = 1, #ARGV, 2 do
 end
 return 0
 """
+# Delete the lock only if it still holds our token (it may have expired and been retaken).
 UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
 """
-# Extend the lock only if it still holds our token (as the Redis adapter does).
+# Extend the lock only if it still holds our token: a lock that lapsed and was retaken by
+# another process is left to that process.
 RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -149,6 +157,7 @@ class UpstashBackend(Backend):
         # response (see _deadline), plus opening a connection when it needs one.
         self.deadline = self.async_deadline = timeout + connect_timeout
         self.name = "upstash://" + endpoint.split("://", 1)[1]
+        self._errors = UpstashErrors(self.name)  # every request runs inside it
         self._client: Any = self._bounded(
             upstash_redis.Redis(endpoint, token, **self._sdk_settings())
         )
@@ -220,19 +229,12 @@ class UpstashBackend(Backend):
             upstash_redis.asyncio.Redis(self.endpoint, self._token, **self._sdk_settings())
         )
 
-    def _fail(self, error: Exception) -> NoReturn:
-        # The SDK documents no exception types: a failed request surfaces as httpx errors,
-        # UpstashError, or a JSON/KeyError/AttributeError on an unexpected body (e.g. an
-        # HTML error page from a proxy). All of them mean the tier failed this call.
-        raise BackendError(f"{self.name}: {type(error).__name__}: {error}") from error
-
     def _run(self, command: list[Any]) -> Any:
         outer = SYNC_DEADLINE.at
         SYNC_DEADLINE.at = _monotonic() + self.timeout
         try:
-            return self._client.execute(command)
-        except Exception as error:
-            self._fail(error)
+            with self._errors:
+                return self._client.execute(command)
         finally:
             SYNC_DEADLINE.at = outer
 
@@ -242,9 +244,8 @@ class UpstashBackend(Backend):
             client = await self._async.create()
         token = ASYNC_DEADLINE.set(_monotonic() + self.timeout)
         try:
-            return await client.execute(command)
-        except Exception as error:
-            self._fail(error)
+            with self._errors:
+                return await client.execute(command)
         finally:
             ASYNC_DEADLINE.reset(token)
 
@@ -283,11 +284,10 @@ class UpstashBackend(Backend):
         outer = SYNC_DEADLINE.at
         SYNC_DEADLINE.at = _monotonic() + self.timeout
         try:
-            # One script: the fields of one flush land together.
-            flat = [part for item in deltas.items() for part in (item[0], repr(float(item[1])))]
-            self._client.eval(INCR_COUNTERS_SCRIPT, [key], flat)
-        except Exception as error:
-            self._fail(error)
+            with self._errors:
+                # One script: the fields of one flush land together.
+                flat = [part for item in deltas.items() for part in (item[0], repr(float(item[1])))]
+                self._client.eval(INCR_COUNTERS_SCRIPT, [key], flat)
         finally:
             SYNC_DEADLINE.at = outer
 

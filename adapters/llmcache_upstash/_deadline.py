@@ -110,6 +110,8 @@ class _SyncBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+# The asyncio twins of _SyncStream and _SyncBackend: httpcore has one interface for each, and
+# they differ in every line (await, the deadline in a ContextVar instead of a thread-local).
 class _AsyncStream(httpcore.AsyncNetworkStream):
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self._stream = stream
@@ -167,18 +169,21 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+# httpx has no public way to give its pool a network backend: the pool each transport builds
+# by default is replaced by the same one (same TLS context and limits) with ours.
+def _pool_settings() -> dict[str, Any]:
+    return {
+        "ssl_context": httpx.create_ssl_context(),
+        "max_connections": _MAX_CONNECTIONS,
+        "max_keepalive_connections": _MAX_KEEPALIVE,
+        "keepalive_expiry": _KEEPALIVE_EXPIRY,
+    }
+
+
 def sync_transport() -> httpx.HTTPTransport:
     """httpx's transport with httpx's defaults, on connections that keep deadlines."""
     transport = httpx.HTTPTransport()
-    # httpx has no public way to give its pool a network backend; the pool it builds by
-    # default is replaced by the same one (same TLS context and limits) with ours.
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=_MAX_CONNECTIONS,
-        max_keepalive_connections=_MAX_KEEPALIVE,
-        keepalive_expiry=_KEEPALIVE_EXPIRY,
-        network_backend=_SyncBackend(),
-    )
+    transport._pool = httpcore.ConnectionPool(network_backend=_SyncBackend(), **_pool_settings())
     return transport
 
 
@@ -186,10 +191,6 @@ def async_transport() -> httpx.AsyncHTTPTransport:
     """`sync_transport` for ``httpx.AsyncClient``."""
     transport = httpx.AsyncHTTPTransport()
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=_MAX_CONNECTIONS,
-        max_keepalive_connections=_MAX_KEEPALIVE,
-        keepalive_expiry=_KEEPALIVE_EXPIRY,
-        network_backend=_AsyncBackend(),
+        network_backend=_AsyncBackend(), **_pool_settings()
     )
     return transport
