@@ -14,13 +14,13 @@ cache.report()                                     # money and time saved
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._backend import Backend
 from ._cache import Cache
 from ._codec import register_type
 from ._config import get_default_cache, set_default_cache
-from ._decorator import CacheInfo
+from ._decorator import CachedFunction, CacheInfo
 from ._errors import (
     BackendError,
     ConfigError,
@@ -47,6 +47,7 @@ __all__ = [
     "Cache",
     "CacheInfo",
     "CacheStats",
+    "CachedFunction",
     "CallInfo",
     "CallSite",
     "ConfigError",
@@ -79,16 +80,40 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
+if TYPE_CHECKING:  # what `cached(namespace=...)` returns; not a name users need
+    from ._decorator import CachedDecorator
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@overload
+def cached(function: Callable[_P, _R]) -> CachedFunction[_P, _R]: ...
+
+
+@overload
 def cached(
-    function: Callable[..., Any] | None = None,
+    function: None = None,
     *,
     namespace: str | None = None,
     ttl: float | None = None,
     ignore: Iterable[str] = (),
     version: str | int | None = None,
     usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
-) -> Any:
+) -> CachedDecorator: ...
+
+
+def cached(
+    function: Callable[_P, _R] | None = None,
+    *,
+    namespace: str | None = None,
+    ttl: float | None = None,
+    ignore: Iterable[str] = (),
+    version: str | int | None = None,
+    usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+) -> CachedFunction[_P, _R] | CachedDecorator:
     """Cache a function in the default cache (configured from LLMCACHE_* variables)."""
-    return get_default_cache().cached(
-        function, namespace=namespace, ttl=ttl, ignore=ignore, version=version, usage=usage
+    decorator = get_default_cache().cached(
+        namespace=namespace, ttl=ttl, ignore=ignore, version=version, usage=usage
     )
+    return decorator(function) if function is not None else decorator

@@ -11,7 +11,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._backend import Backend
 from ._config import load_or_create_secret
@@ -36,12 +36,15 @@ from ._resilience import FAILED, GuardedTier
 from ._stats import CacheStats, Health, TierHealth, TierStats
 
 if TYPE_CHECKING:
+    from ._decorator import CachedDecorator, CachedFunction
     from ._report import Report
     from ._site import CallSite
 
 __all__ = ["Cache"]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_T = TypeVar("_T")
 DEFAULT_TIERS = ("memory", "disk")
 DEFAULT_LOCK_TTL = 3.0
 DEFAULT_LOCK_WAIT = 60.0
@@ -89,6 +92,7 @@ class Cache:
     def __init__(
         self,
         workspace: str = "default",
+        *,
         secret: str | bytes | None = None,
         tiers: Sequence[str | Backend] | None = None,
         ttl: float | None = None,
@@ -176,16 +180,31 @@ class Cache:
         return secrets.token_bytes(32)  # memory only: nothing outlives the process
 
     # -- the public surface ------------------------------------------------------------------------
+    @overload
+    def cached(self, function: Callable[_P, _R]) -> CachedFunction[_P, _R]: ...
+
+    @overload
     def cached(
         self,
-        function: _F | None = None,
+        function: None = None,
         *,
         namespace: str | None = None,
         ttl: float | None = None,
         ignore: Iterable[str] = (),
         version: str | int | None = None,
         usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
-    ) -> Any:
+    ) -> CachedDecorator: ...
+
+    def cached(
+        self,
+        function: Callable[_P, _R] | None = None,
+        *,
+        namespace: str | None = None,
+        ttl: float | None = None,
+        ignore: Iterable[str] = (),
+        version: str | int | None = None,
+        usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+    ) -> CachedFunction[_P, _R] | CachedDecorator:
         """Cache a function (sync or async); use bare or with arguments.
 
         Args:
@@ -235,12 +254,12 @@ class Cache:
             usage=usage,
         )
 
-    def wrap(self, client: Any, **options: Any) -> Any:
+    def wrap(self, client: _T, **options: Any) -> _T:
         """Return a caching wrapper of a provider client, e.g. ``cache.wrap(OpenAI())``."""
         providers = load_providers()
         for provider in providers:
             if provider.can_wrap(client):
-                return provider.wrap(self, client, **options)
+                return provider.wrap(self, client, **options)  # type: ignore[no-any-return]
         names = ", ".join(p.name for p in providers) or "none installed"
         raise ConfigError(
             f"no provider adapter can wrap a {type(client).__qualname__} (adapters: {names}); "
