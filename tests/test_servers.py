@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -14,6 +18,8 @@ import upstash_redis
 import upstash_redis.asyncio
 from upstash_redis.errors import UpstashError
 
+from tests.servers import _lifecycle
+from tests.servers.drip_proxy import DripProxy
 from tests.servers.redis_server import RedisCluster, RedisServer, free_port
 from tests.servers.upstash_rest import UpstashRestServer
 
@@ -111,6 +117,38 @@ def test_redis_server_kill_and_restart_on_same_port() -> None:
         server.close()
     assert not server.running
     assert not workdir.exists()
+
+
+def test_servers_leave_the_exit_registry_when_closed(redis_server: RedisServer) -> None:
+    rest = UpstashRestServer(redis_server.url)
+    proxy = DripProxy(redis_server.port)
+    assert {rest, proxy} <= _lifecycle._LIVE
+    with proxy, rest:
+        pass
+    assert not {rest, proxy} & _lifecycle._LIVE
+    assert not rest.running
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
+
+
+def test_a_server_left_running_is_closed_at_exit() -> None:
+    # Started off the main thread, so PR_SET_PDEATHSIG is not used: only the at-exit
+    # registry can stop this redis-server when the interpreter ends.
+    code = (
+        "import threading\n"
+        "from tests.servers.redis_server import RedisServer\n"
+        "servers = []\n"
+        "thread = threading.Thread(target=lambda: servers.append(RedisServer()))\n"
+        "thread.start(); thread.join()\n"
+        "print(servers[0].pid, flush=True)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    status = Path(f"/proc/{int(done.stdout)}/status")
+    assert not status.exists() or "State:\tZ" in status.read_text()
 
 
 def test_redis_server_is_loopback_only() -> None:

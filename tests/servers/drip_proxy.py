@@ -21,14 +21,15 @@ import contextlib
 import socket
 import threading
 import time
-from types import TracebackType
 from typing import Literal, Self
+
+from tests.servers._lifecycle import ManagedServer
 
 HOST = "127.0.0.1"
 Mode = Literal["pass", "drip", "hang"]
 
 
-class DripProxy:
+class DripProxy(ManagedServer):
     """Listens on ``127.0.0.1:<port>`` and forwards to ``target_port``, slowed per `mode`."""
 
     def __init__(self, target_port: int, *, mode: Mode = "pass", drip_interval: float = 0.03):
@@ -45,6 +46,11 @@ class DripProxy:
         self._lock = threading.Lock()
         self.connections = 0  # accepted so far
         threading.Thread(target=self._accept, name="drip-accept", daemon=True).start()
+        self._register_for_exit()
+
+    def start(self) -> Self:
+        """Already listening since construction (kept for ``with``)."""
+        return self
 
     @property
     def url(self) -> str:
@@ -109,8 +115,13 @@ class DripProxy:
             sink.sendall(data[index : index + 1])
             time.sleep(self.drip_interval)
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop listening and drop every connection, both ways."""
         self._closed.set()
+        # close() alone leaves the socket listening while the accept thread is blocked in
+        # accept(); shutdown() stops listening and wakes it.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._listener.close()
         with self._lock:
@@ -120,14 +131,3 @@ class DripProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

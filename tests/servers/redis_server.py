@@ -4,14 +4,13 @@ Nothing here is mocked: :class:`RedisServer` runs a genuine ``redis-server`` bin
 ``127.0.0.1`` with a throw-away working directory, and :class:`RedisCluster` joins three of
 them into a real Redis Cluster with ``redis-cli --cluster create``.
 
-Every process started here is registered for cleanup at interpreter exit and, on Linux,
-also receives SIGKILL if the Python process dies abruptly (``PR_SET_PDEATHSIG``), so a
-crashed test run does not leave orphaned servers behind.
+Every process started here is closed at interpreter exit if a test forgot (``_lifecycle``)
+and, on Linux, also receives SIGKILL if the Python process dies abruptly
+(``PR_SET_PDEATHSIG``), so a crashed test run does not leave orphaned servers behind.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import random
@@ -25,13 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self
 
 import redis
 import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from tests.servers._lifecycle import ManagedServer
 
 #: Only ever listen on / connect to this address.
 HOST = "127.0.0.1"
@@ -41,10 +41,6 @@ POLL_INTERVAL = 0.02
 STARTUP_TIMEOUT = 10.0
 
 _INSTALL_HINT = "install it: apt-get install redis-server"
-
-# Every live server/cluster, so that ``atexit`` can tear them down.
-_LIVE: set[RedisServer | RedisCluster] = set()
-_LIVE_LOCK = threading.Lock()
 
 
 def free_port() -> int:
@@ -118,27 +114,7 @@ def _die_with_parent_preexec() -> Callable[[], None] | None:
     return preexec
 
 
-def _register(obj: RedisServer | RedisCluster) -> None:
-    with _LIVE_LOCK:
-        _LIVE.add(obj)
-
-
-def _unregister(obj: RedisServer | RedisCluster) -> None:
-    with _LIVE_LOCK:
-        _LIVE.discard(obj)
-
-
-@atexit.register
-def _cleanup_all() -> None:
-    """Tear down whatever the tests forgot to stop."""
-    with _LIVE_LOCK:
-        leftovers = list(_LIVE)
-    for obj in leftovers:
-        with contextlib.suppress(Exception):
-            obj.close()
-
-
-class RedisServer:
+class RedisServer(ManagedServer):
     """A real ``redis-server`` process listening on ``127.0.0.1:<port>``.
 
     Args:
@@ -250,7 +226,7 @@ class RedisServer:
                 raise
             break
         self._started = True
-        _register(self)
+        self._register_for_exit()
         return self
 
     def _spawn(self) -> None:
@@ -325,7 +301,7 @@ class RedisServer:
     def close(self) -> None:
         """Stop the server for good and delete its working directory."""
         self.kill()
-        _unregister(self)
+        self._unregister_for_exit()
         self._tmp.cleanup()
 
     # ------------------------------------------------------------------ clients
@@ -341,23 +317,12 @@ class RedisServer:
         kwargs.setdefault("socket_timeout", 5.0)
         return redis.Redis(host=HOST, port=self.port, **kwargs)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RedisServer {HOST}:{self.port} {state}>"
 
 
-class RedisCluster:
+class RedisCluster(ManagedServer):
     """A real three-master Redis Cluster on loopback (no replicas).
 
     Args:
@@ -409,7 +374,7 @@ class RedisCluster:
         """Start the nodes, create the cluster and wait until every node says it is ok."""
         if self.nodes:
             return self
-        _register(self)
+        self._register_for_exit()
         try:
             for _ in range(self.node_count):
                 self.nodes.append(
@@ -520,20 +485,9 @@ class RedisCluster:
         nodes, self.nodes = self.nodes, []
         for node in nodes:
             node.close()
-        _unregister(self)
+        self._unregister_for_exit()
 
     close = stop
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<RedisCluster {HOST} ports={self.ports}>"

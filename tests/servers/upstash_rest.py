@@ -45,7 +45,6 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any, Literal, Self, get_args
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
@@ -53,6 +52,7 @@ import redis
 from redis.connection import ConnectionPool
 
 from llmcache.testing._loopback import HOST, LoopbackHTTPServer
+from tests.servers._lifecycle import ManagedServer
 
 Mode = Literal["ok", "error", "hang", "bad_token"]
 _MODES: frozenset[str] = frozenset(get_args(Mode))
@@ -117,7 +117,7 @@ def _entry(reply: Any, b64: bool) -> dict[str, JSONValue]:
     return {"result": _encode(reply, b64)}
 
 
-class UpstashRestServer:
+class UpstashRestServer(ManagedServer):
     """Upstash-compatible REST endpoint on ``http://127.0.0.1:PORT`` in front of a real Redis.
 
     Args:
@@ -193,6 +193,7 @@ class UpstashRestServer:
             self._stopping.clear()
             self._httpd = LoopbackHTTPServer(_Handler, self, port=self.port)
             self.port = self._httpd.port
+            self._register_for_exit()
         return self
 
     def stop(self) -> None:
@@ -204,19 +205,8 @@ class UpstashRestServer:
 
     def close(self) -> None:
         """stop() and close the connections to Redis."""
-        self.stop()
+        super().close()
         self._pool.disconnect()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<UpstashRestServer {self.url} -> {self.redis_url} mode={self.mode}>"
