@@ -543,3 +543,11 @@ async def test_fail_next_async(aclient: AsyncOpenAI, server: FakeOpenAIServer) -
     with pytest.raises(openai.InternalServerError):
         await aclient.responses.create(model=MODEL, input="x")
     assert (await aclient.responses.create(model=MODEL, input="x")).output_text
+
+
+def test_request_the_sdk_types_reject_is_a_400(server: FakeOpenAIServer) -> None:
+    # The Response echoes the request's tools; an unknown tool type cannot be one.
+    body = {"model": MODEL, "input": "hi", "tools": [{"type": "no_such_tool"}]}
+    answer = httpx.post(f"{server.base_url}/responses", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"].startswith("Invalid request")
