@@ -29,16 +29,30 @@ from ._errors import (
     MissingDependencyError,
 )
 from ._generations import Invalidation
-from ._info import CallInfo, info, last_info
-from ._jupyter import load_ipython_extension
+from ._info import info, last_info
 from ._loops import PerLoop
 from ._options import Options, current_options, options
 from ._pricing import set_price
 from ._registry import register_backend
 from ._site import MISS, CallSite
-from ._stats import CacheStats, Health, TierHealth, TierStats
+
+if TYPE_CHECKING:
+    from ._jupyter import load_ipython_extension
+    from ._stats import CacheStats, CallInfo, Health, TierHealth, TierStats
 
 __version__ = "0.1.0"
+
+# Public names whose module is imported only when one is first asked for: the pydantic
+# models (building them is most of what `import llmcache` would otherwise cost), and the
+# Jupyter extension (argparse), which `%load_ext llmcache` asks for by name.
+_LAZY = {
+    "CacheStats": "._stats",
+    "CallInfo": "._stats",
+    "Health": "._stats",
+    "TierHealth": "._stats",
+    "TierStats": "._stats",
+    "load_ipython_extension": "._jupyter",
+}
 
 __all__ = [
     "MISS",
@@ -78,6 +92,18 @@ __all__ = [
 def __dir__() -> list[str]:
     """The public API only (not the typing names this module imports for annotations)."""
     return sorted(__all__)
+
+
+def __getattr__(name: str) -> Any:
+    """A lazy public name (`_LAZY`): import its module now, and keep it as a global."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups do not come here again
+    return value
 
 
 if TYPE_CHECKING:  # what `cached(namespace=...)` returns; not a name users need

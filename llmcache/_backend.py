@@ -16,12 +16,13 @@ URL scheme as the name.
 from __future__ import annotations
 
 import abc
-import asyncio
-import concurrent.futures
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 __all__ = ["Backend"]
 
@@ -33,6 +34,8 @@ _EXECUTOR_LOCK = threading.Lock()
 def _executor() -> concurrent.futures.ThreadPoolExecutor:
     global _EXECUTOR
     if _EXECUTOR is None:
+        import concurrent.futures  # on the first async tier call, not at `import llmcache`
+
         with _EXECUTOR_LOCK:
             if _EXECUTOR is None:
                 _EXECUTOR = concurrent.futures.ThreadPoolExecutor(
@@ -43,6 +46,8 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
 
 async def run_in_thread(function: Callable[..., _T], *args: Any) -> _T:
     """Run blocking I/O off the event loop, on llmcache's own bounded pool."""
+    import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
+
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor(), functools.partial(function, *args))
 

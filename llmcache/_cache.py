@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import datetime
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._backend import Backend
 from ._config import load_or_create_secret
-from ._disk import DiskTier
 from ._errors import ConfigError
 from ._flights import Flights
 from ._fork import track_for_fork
@@ -33,12 +31,12 @@ from ._namespaces import GenerationWatcher, Namespace
 from ._options import check_seconds
 from ._registry import backend_from_url, load_providers
 from ._resilience import FAILED, GuardedTier
-from ._stats import CacheStats, Health, TierHealth, TierStats
 
 if TYPE_CHECKING:
     from ._decorator import CachedDecorator, CachedFunction
     from ._report import Report
     from ._site import CallSite
+    from ._stats import CacheStats, Health
 
 __all__ = ["Cache"]
 
@@ -172,6 +170,8 @@ class Cache:
                 f"needs an explicit secret (without one, anyone could forge entries): "
                 f"{_SECRET_HINT}"
             )
+        from ._disk import DiskTier  # sqlite3: only for a cache that has a disk tier
+
         disks = [b for b in backends if isinstance(b, DiskTier)]
         if disks:
             return load_or_create_secret(Path(disks[0].directory))
@@ -291,6 +291,8 @@ class Cache:
     async def aload(self, namespace: Namespace) -> Namespace:
         """`load` for coroutines: the tiers are read off the event loop, within the deadline."""
         if not namespace.loaded:
+            import asyncio  # loaded by the caller's event loop already (not at import)
+
             loading = self._first_loads.start(namespace.name, lambda: self._load_now(namespace))
             waiter = asyncio.wrap_future(loading)
             done, _ = await asyncio.wait((waiter,), timeout=self._load_deadline)
@@ -348,6 +350,8 @@ class Cache:
         return removed
 
     def stats(self) -> CacheStats:
+        from ._stats import CacheStats, TierStats  # pydantic: built on first use
+
         hits = sum(s.counters.hits for s in self.sites)
         misses = sum(s.counters.misses for s in self.sites)
         coalesced = sum(s.counters.coalesced for s in self.sites)
@@ -401,6 +405,8 @@ class Cache:
         )
 
     def health(self) -> Health:
+        from ._stats import Health, TierHealth  # pydantic: built on first use
+
         tiers = []
         if self.memory is not None:
             tiers.append(

@@ -17,13 +17,16 @@ from __future__ import annotations
 import base64
 import functools
 import math
+import sys
 import threading
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import BaseModel, TypeAdapter
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, TypeAdapter
 
 __all__ = ["Unstorable", "ValueCodec", "register_type"]
 
@@ -36,8 +39,27 @@ _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _STRICT |= orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
+_PYDANTIC_BASE: list[type[BaseModel]] = []  # pydantic's BaseModel, once pydantic is loaded
+
+
 class Unstorable(Exception):
     """A value that no codec can store faithfully (internal: the call still succeeds)."""
+
+
+def _base_model() -> type[BaseModel] | None:
+    """pydantic's BaseModel, or None while pydantic is not loaded.
+
+    No value or annotation can be a pydantic model before something (the caller, an adapter)
+    has imported pydantic, so llmcache never imports it just to ask: `import llmcache` and
+    functions returning plain JSON do not pay for pydantic.
+    """
+    if not _PYDANTIC_BASE:
+        if "pydantic" not in sys.modules:
+            return None
+        from pydantic import BaseModel
+
+        _PYDANTIC_BASE.append(BaseModel)
+    return _PYDANTIC_BASE[0]
 
 
 def _tag_of(cls: type[BaseModel]) -> str:
@@ -46,6 +68,8 @@ def _tag_of(cls: type[BaseModel]) -> str:
 
 def register_type(cls: type[BaseModel]) -> type[BaseModel]:
     """Let cached values of this pydantic model type be decoded (usable as a decorator)."""
+    from pydantic import BaseModel
+
     if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
         raise TypeError(f"register_type expects a pydantic BaseModel subclass, got {cls!r}")
     with _REGISTRY_LOCK:
@@ -78,7 +102,10 @@ def _unset_safe(model: type[BaseModel]) -> bool:
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
     """Pydantic model classes named anywhere in a type annotation."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    base_model = _base_model()
+    if base_model is None:
+        return []
+    if isinstance(annotation, type) and issubclass(annotation, base_model):
         return [annotation]
     found: list[type[BaseModel]] = []
     for arg in typing.get_args(annotation):
@@ -109,6 +136,8 @@ class ValueCodec:
         self._annotation = return_annotation
         self._adapter: TypeAdapter[Any] | None = None
         if rich:
+            from pydantic import TypeAdapter  # an annotation beyond plain JSON needs pydantic
+
             try:
                 self._adapter = TypeAdapter(return_annotation)
             except Exception:  # an annotation pydantic cannot handle: use the runtime path
@@ -134,8 +163,11 @@ class ValueCodec:
         kind = type(value)
         if kind in _IMMUTABLE or (kind is float and math.isfinite(value)):
             return "json", orjson.dumps(value), True
-        if isinstance(value, BaseModel) and (
-            self._adapter is None or type(value) is self._annotation
+        base_model = _base_model()
+        if (
+            base_model is not None
+            and isinstance(value, base_model)
+            and (self._adapter is None or type(value) is self._annotation)
         ):
             register_type(type(value))
             model = type(value)

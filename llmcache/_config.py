@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sqlite3
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,6 +122,8 @@ def _build_default_cache() -> Cache:
             tiers.append(backend_from_url(url))
         except ConfigError as error:
             # Only a folder or file that cannot be used; a mistake in the URL stays an error.
+            import sqlite3  # loaded by the disk tier that failed; not at `import llmcache`
+
             unusable = isinstance(error.__cause__, (OSError, sqlite3.Error))
             if scheme_of(url).partition("?")[0] != "disk" or not unusable:
                 raise

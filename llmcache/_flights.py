@@ -14,10 +14,12 @@ loop: waiting would block the very thread that has to finish the call.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Flight", "Flights"]
 
@@ -56,6 +58,8 @@ class Flight:
         """Wait, without blocking the running loop, until the leader has finished."""
         if self.done.is_set():
             return
+        import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
+
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:

@@ -38,7 +38,6 @@ generation current again for new processes.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -51,10 +50,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._keys import KeySchedule
 from ._resilience import FAILED, GuardedTier
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 __all__ = [
     "WORKSPACE_FIELD",
@@ -523,6 +525,8 @@ class SharedRuns:
         _RUNS.add(self)
 
     def start(self, name: str, function: Callable[[], None]) -> concurrent.futures.Future[None]:
+        import concurrent.futures  # at a cache's first load, not at `import llmcache`
+
         with self._lock:
             future = self._running.get(name)
             if future is not None:
@@ -539,6 +543,8 @@ class SharedRuns:
     def _run(
         self, name: str, future: concurrent.futures.Future[None], function: Callable[[], None]
     ) -> None:
+        import concurrent.futures  # loaded by `start`
+
         try:
             function()
         except BaseException as error:  # handed to the waiters, who fail open

@@ -14,7 +14,8 @@ Two records, so that a result is never described by another call:
 `SEEN` holds weak references where the result takes one (pydantic models); others are held,
 which also keeps their id from being reused while remembered. It is bounded by count and by
 the bytes it keeps alive (see `remember_unique`). Nothing is attached to the result itself,
-so a pydantic response keeps its exact schema. The `CallInfo` is built only when asked for.
+so a pydantic response keeps its exact schema. The `CallInfo` is built only when asked for
+(its pydantic model lives in `_stats`, imported then).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from __future__ import annotations
 import time
 import weakref
 from contextvars import ContextVar
-from typing import Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from ._record import Record
-from ._stats import render_html, render_table
+
+if TYPE_CHECKING:
+    from ._stats import CallInfo
 
 __all__ = [
     "INFO_CAPACITY",
@@ -35,7 +36,6 @@ __all__ = [
     "LAST",
     "SEEN",
     "SHARED_TYPES",
-    "CallInfo",
     "forget_older_half",
     "held_bytes",
     "info",
@@ -60,29 +60,6 @@ LAST: ContextVar[Described | None] = ContextVar("llmcache_last_call", default=No
 SEEN: dict[int, tuple[Any, Record | None, str | None, bool, str, int]] = {}
 held_bytes = [0]  # the sum of SEEN's bytes column
 weak_reference = weakref.ref
-
-
-class CallInfo(BaseModel):
-    """How one cached call was served."""
-
-    hit: bool
-    tier: str | None  # the tier that served a hit; None for a miss
-    key: str | None  # the signed key (None when the result was not stored)
-    namespace: str
-    age_s: float | None  # how old the entry was when it was served
-    model: str | None
-    cost_usd: float | None  # what the original (missed) call cost; None if unknown
-    saved_cost_usd: float | None  # what this hit saved; 0 for a miss, None if unknown
-    saved_time_s: float | None  # the original call's latency, saved by this hit
-
-    def _pairs(self) -> list[tuple[str, object]]:
-        return [(name, getattr(self, name)) for name in type(self).model_fields]
-
-    def __str__(self) -> str:
-        return render_table(("field", "value"), self._pairs())
-
-    def _repr_html_(self) -> str:
-        return render_html(("field", "value"), self._pairs(), "llmcache call info")
 
 
 def remember(result: Any, record: Record | None, tier: str | None, hit: bool, ns: str) -> None:
@@ -177,6 +154,9 @@ def last_info() -> CallInfo | None:
 
 
 def _call_info(seen: Described) -> CallInfo:
+    # The pydantic model is built on the first call that asks (not at `import llmcache`).
+    from ._stats import CallInfo
+
     _, record, tier, hit, namespace = seen
     meta = record.meta if record is not None else {}
     cost = meta.get("cost_usd")

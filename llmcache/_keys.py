@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["KEY_PREFIX", "KeySchedule", "check_name"]
 
@@ -77,8 +79,11 @@ class KeySchedule:
         #: 32-byte AEAD key that encrypts entry bodies stored below the memory tier.
         self.entry_key = _subkey(key, workspace, b"llmc-entry-aead")
         #: The cipher for entries, keyed once here: keying AES-GCM per entry would cost more
-        #: than the decryption itself on the hit path.
-        self.entry_aead = AESGCM(self.entry_key)
+        #: than the decryption itself on the hit path. (cryptography is loaded by the first
+        #: cache built, not by `import llmcache`.)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self.entry_aead: AESGCM = AESGCM(self.entry_key)
         #: Authenticates generation records, so nobody without the secret can forge one.
         self.generation_key = _subkey(key, workspace, b"llmc-generation")
         #: Protects the ledger's field names at rest.

@@ -29,13 +29,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from typing import TYPE_CHECKING, Any
 
 from ._pricing import call_cost
 from ._record import Record, parse_meta
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 __all__ = ["HIT_BATCH", "METRICS", "FieldCipher", "Ledger", "day_of", "epoch_day_of", "usage_meta"]
 
@@ -156,7 +156,10 @@ class FieldCipher:
     _MEMO_LIMIT = 4096
 
     def __init__(self, key: bytes, scope: str) -> None:
-        self._aead = AESSIV(key)
+        # cryptography is loaded by the first cache built, not by `import llmcache`.
+        from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+        self._aead: AESSIV = AESSIV(key)
         self._context = [b"llmc-ledger-field", scope.encode()]
         self._sealed: dict[str, str] = {}
         self._opened: dict[str, str | None] = {}
@@ -174,6 +177,8 @@ class FieldCipher:
         """The field name, or None if `sealed` is not one this key sealed."""
         if sealed in self._opened:
             return self._opened[sealed]
+        from cryptography.exceptions import InvalidTag  # loaded with AESSIV, in __init__
+
         try:
             raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
             field: str | None = self._aead.decrypt(raw, self._context).decode()

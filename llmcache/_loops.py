@@ -19,10 +19,12 @@ next time a client is created.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["PerLoop"]
 
@@ -40,6 +42,8 @@ class PerLoop(Generic[_C]):
 
     async def create(self) -> _C:
         """The running loop's client, made now (call when `clients` has none for it)."""
+        import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
+
         loop = asyncio.get_running_loop()
         client = self.clients.get(loop)
         if client is not None:
@@ -71,6 +75,8 @@ class PerLoop(Generic[_C]):
 
     async def close_current(self) -> None:
         """Close the running loop's client, if it has one."""
+        import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
+
         loop = asyncio.get_running_loop()
         guard = self._guards.pop(loop, None)
         if guard is not None:

@@ -12,7 +12,6 @@ of them to make the call instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -107,6 +106,8 @@ class MissPath:
         compute: Callable[[], Awaitable[_T]],
         opts: Options | None,
     ) -> _T:
+        import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
+
         flights = self.cache.flights
         loop = asyncio.get_running_loop()
         while True:
@@ -287,6 +288,8 @@ class MissPath:
         self, fingerprint: int, prefix: str, lock_key: str, opts: Options | None
     ) -> tuple[Found | None, Any]:
         assert self.cache.lock_tier is not None
+        import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
+
         deadline = time.monotonic() + self.cache.lock_wait
         delay = 0.01
         while time.monotonic() < deadline:

@@ -26,12 +26,13 @@ import math
 import os
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lz4.block
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "FORMAT_VERSION",
@@ -159,7 +160,12 @@ def decode_entry(data: bytes, signed_key: str, aead: AESGCM) -> Record:
     header = data[:2]
     try:
         plaintext = aead.decrypt(data[2:_PREAMBLE], data[_PREAMBLE:], signed_key.encode() + header)
-    except InvalidTag:
+    except Exception as error:
+        # Imported here, where it is needed (loaded with the cipher by then), not on import.
+        from cryptography.exceptions import InvalidTag
+
+        if not isinstance(error, InvalidTag):
+            raise
         raise IntegrityError("entry does not authenticate under this key and secret") from None
     try:
         if header[1] & _FLAG_LZ4:

@@ -9,7 +9,6 @@ adapter by name.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +40,10 @@ def register_backend(scheme: str, backend: type[Backend]) -> None:
 
 
 def _entry_points(group: str) -> dict[str, Any]:
+    # Read only when a scheme is not built in, or providers are loaded: scanning the installed
+    # distributions (and importing importlib.metadata) is not for `import llmcache`.
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group=group)}
 
 

@@ -30,7 +30,6 @@ the probing call waits for a tier that is still hung.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
 import time
@@ -415,6 +414,8 @@ class GuardedTier:
         return data
 
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
+        import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
+
         # asyncio.timeout, not wait_for: in Python 3.11 wait_for runs the awaitable as a new
         # Task, which costs a Task and two extra trips through a busy event loop per call.
         async with asyncio.timeout(self.async_timeout):

@@ -1,4 +1,9 @@
-"""What `cache.stats()` and `cache.health()` return: pydantic models that print as tables."""
+"""What `cache.stats()`, `cache.health()` and `llmcache.info()` return: pydantic models that
+print as tables.
+
+Building pydantic models is most of what importing llmcache would cost, so this module is
+imported only when one of them is first asked for (`llmcache.CacheStats`, `cache.stats()`...).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from ._render import render_html as grid_html
 
 __all__ = [
     "CacheStats",
+    "CallInfo",
     "Health",
     "TierHealth",
     "TierStats",
@@ -194,3 +200,26 @@ class Health(_Table):
         if self.pending_invalidations:
             title += f" ({self.pending_invalidations} invalidation(s) not yet published)"
         return _per_tier(title, self.tiers, essential=2)
+
+
+class CallInfo(BaseModel):
+    """How one cached call was served."""
+
+    hit: bool
+    tier: str | None  # the tier that served a hit; None for a miss
+    key: str | None  # the signed key (None when the result was not stored)
+    namespace: str
+    age_s: float | None  # how old the entry was when it was served
+    model: str | None
+    cost_usd: float | None  # what the original (missed) call cost; None if unknown
+    saved_cost_usd: float | None  # what this hit saved; 0 for a miss, None if unknown
+    saved_time_s: float | None  # the original call's latency, saved by this hit
+
+    def _pairs(self) -> list[tuple[str, object]]:
+        return [(name, getattr(self, name)) for name in type(self).model_fields]
+
+    def __str__(self) -> str:
+        return render_table(("field", "value"), self._pairs())
+
+    def _repr_html_(self) -> str:
+        return render_html(("field", "value"), self._pairs(), "llmcache call info")

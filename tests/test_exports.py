@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import llmcache
 
 
@@ -28,3 +30,34 @@ def test_architecture_surface_is_there() -> None:
         assert name in llmcache.__all__
     for method in ("cached", "wrap", "report", "stats", "health", "invalidate", "clear", "delete"):
         assert callable(getattr(llmcache.Cache, method))
+
+
+def test_lazily_loaded_names_are_the_public_classes() -> None:
+    """The pydantic models and the Jupyter extension load on first use (not at import) and
+    are then the very objects their modules define."""
+    from llmcache import (
+        CacheStats,
+        CallInfo,
+        Health,
+        TierHealth,
+        TierStats,
+        _jupyter,
+        _stats,
+        load_ipython_extension,
+    )
+
+    assert (CacheStats, CallInfo, Health, TierHealth, TierStats) == (
+        _stats.CacheStats,
+        _stats.CallInfo,
+        _stats.Health,
+        _stats.TierHealth,
+        _stats.TierStats,
+    )
+    assert load_ipython_extension is _jupyter.load_ipython_extension
+    assert set(llmcache._LAZY) <= set(llmcache.__all__) == set(dir(llmcache))
+
+
+def test_an_unknown_name_is_still_an_attribute_error() -> None:
+    assert not hasattr(llmcache, "NoSuchName")
+    with pytest.raises(AttributeError, match="NoSuchName"):
+        llmcache.NoSuchName  # noqa: B018
