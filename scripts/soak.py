@@ -490,7 +490,7 @@ def summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
 
     def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
 
     return {"count": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": at(1.0)}
 
