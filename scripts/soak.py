@@ -119,7 +119,6 @@ class Worker:
         self.samples_seen = 0
         self.starts = array("d")
         self.latencies = array("d")
-        self.in_flight: dict[int, float] = {}
         self.stop_at = time.time() + options["seconds"]
         self.cache = llmcache.Cache(
             workspace="soak",
@@ -198,42 +197,39 @@ class Worker:
                     self.starts[slot] = started
                     self.latencies[slot] = latency
 
+    def _settle(
+        self, who: str, namespace: int, prompt: int, answer: Any, started: float, clock: float
+    ) -> None:
+        """Judge one call's answer (or the exception it raised) and record its latency."""
+        latency = time.perf_counter() - clock
+        if isinstance(answer, Exception):
+            self._exception(f"{who}: {type(answer).__name__}: {answer}")
+        else:
+            self._check(namespace, prompt, answer, started)
+        self._record(started, latency)
+
     async def _caller(self, number: int) -> None:
         rng = random.Random(self.options["seed"] * 1_000_003 + self.index * 10_007 + number)
-        token = id(rng)
         while time.time() < self.stop_at:
             namespace, prompt = self._pick(rng)
-            started = time.time()
-            clock = time.perf_counter()
-            self.in_flight[token] = clock
+            started, clock = time.time(), time.perf_counter()
             try:
-                answer = await self.async_models[namespace](prompt)
+                answer: Any = await self.async_models[namespace](prompt)
             except Exception as error:
-                self._exception(f"async caller: {type(error).__name__}: {error}")
-            else:
-                self._check(namespace, prompt, answer, started)
-            finally:
-                self.in_flight.pop(token, None)
-            self._record(started, time.perf_counter() - clock)
+                answer = error
+            self._settle("async caller", namespace, prompt, answer, started, clock)
             await asyncio.sleep(rng.expovariate(1 / self.options["think"]))
 
     def _thread_caller(self, number: int) -> None:
         rng = random.Random(self.options["seed"] * 7_000_003 + self.index * 10_007 + number)
-        token = id(rng)
         while time.time() < self.stop_at:
             namespace, prompt = self._pick(rng)
-            started = time.time()
-            clock = time.perf_counter()
-            self.in_flight[token] = clock
+            started, clock = time.time(), time.perf_counter()
             try:
-                answer = self.sync_models[namespace](prompt)
+                answer: Any = self.sync_models[namespace](prompt)
             except Exception as error:
-                self._exception(f"thread caller: {type(error).__name__}: {error}")
-            else:
-                self._check(namespace, prompt, answer, started)
-            finally:
-                self.in_flight.pop(token, None)
-            self._record(started, time.perf_counter() - clock)
+                answer = error
+            self._settle("thread caller", namespace, prompt, answer, started, clock)
             time.sleep(rng.expovariate(1 / self.options["think"]))
 
     def _listen(self) -> None:
