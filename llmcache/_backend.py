@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import functools
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -64,6 +65,12 @@ class Backend(abc.ABC):
 
     #: A display name without credentials, e.g. ``redis://127.0.0.1:6379/0``.
     name: str = "backend"
+
+    #: Wall-clock seconds (like `time.time`) for a backend that keeps time itself (the memory
+    #: and disk tiers expire entries by it). `Cache(clock=...)` sets it on every tier, as
+    #: `cachetools.TTLCache(timer=...)` does, so that tests can move time instead of waiting.
+    #: Backends whose server expires entries (Redis, Upstash) go by the server's clock.
+    clock: Callable[[], float] = staticmethod(time.time)
 
     @classmethod
     @abc.abstractmethod

@@ -85,6 +85,10 @@ class Cache:
             renews it while its call runs, so a crashed leader blocks the others for about
             this long; waiters give up and call after `lock_wait` (default: 60 s or
             `lock_ttl`, whichever is longer).
+        clock: wall-clock seconds, `time.time` by default: when entries are made and when
+            they expire, in the core and in every tier that keeps time itself (memory, disk).
+            Tests pass a fake one to move time instead of waiting, like
+            `cachetools.TTLCache(timer=...)`.
     """
 
     def __init__(
@@ -100,8 +104,13 @@ class Cache:
         lock_ttl: float = DEFAULT_LOCK_TTL,
         lock_wait: float | None = None,
         generation_poll: float = 0.5,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         check_name("workspace", workspace)
+        if clock is not None and not callable(clock):
+            raise ConfigError(
+                f"clock must be a function returning seconds, like time.time; got {clock!r}"
+            )
         check_name("namespace", namespace)
         ttl = check_seconds("ttl", ttl)
         backends = [
@@ -113,6 +122,10 @@ class Cache:
             if not isinstance(backend, Backend):
                 raise ConfigError(f"tier {backend!r} is neither a URL nor a Backend")
         self.memory: MemoryTier | None = None
+        self.clock: Callable[[], float] = clock or time.time
+        if clock is not None:
+            for backend in backends:
+                backend.clock = clock
         if isinstance(backends[0], MemoryTier):
             self.memory = backends[0]
             backends = backends[1:]
