@@ -13,7 +13,7 @@ cache.report()                                     # money and time saved
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._backend import Backend
@@ -35,6 +35,7 @@ from ._options import Options, current_options, options
 from ._pricing import set_price
 from ._registry import register_backend
 from ._site import MISS, CallSite
+from ._usage import Usage, UsageHook
 
 if TYPE_CHECKING:
     from ._jupyter import load_ipython_extension
@@ -74,6 +75,7 @@ __all__ = [
     "PerLoop",
     "TierHealth",
     "TierStats",
+    "Usage",
     "__version__",
     "cached",
     "current_options",
@@ -125,7 +127,7 @@ def cached(
     ttl: float | None = None,
     ignore: Iterable[str] = (),
     version: str | int | None = None,
-    usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+    usage: UsageHook | None = None,
 ) -> CachedDecorator: ...
 
 
@@ -136,7 +138,7 @@ def cached(
     ttl: float | None = None,
     ignore: Iterable[str] = (),
     version: str | int | None = None,
-    usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+    usage: UsageHook | None = None,
 ) -> CachedFunction[_P, _R] | CachedDecorator:
     """Cache a function in the default cache (configured from LLMCACHE_* variables)."""
     decorator = get_default_cache().cached(

@@ -8,7 +8,7 @@ import datetime
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -31,6 +31,7 @@ from ._namespaces import GenerationWatcher, Namespace
 from ._options import check_seconds
 from ._registry import backend_from_url, load_providers
 from ._resilience import FAILED, GuardedTier
+from ._usage import UsageHook
 
 if TYPE_CHECKING:
     from ._decorator import CachedDecorator, CachedFunction
@@ -159,6 +160,8 @@ class Cache:
         self._load_deadline = max((t.async_timeout for t in persistent), default=1.0)
         self._lock = threading.Lock()
         self.sites: list[CallSite] = []
+        # Per-extension state (see `llmcache.ext.extension_state`): adapters keep theirs here.
+        self._extension_state: dict[str, Any] = {}
         # In-flight real calls, for single-flight across threads and event loops.
         self.flights = Flights()
         track_for_fork(self)
@@ -205,7 +208,7 @@ class Cache:
         ttl: float | None = None,
         ignore: Iterable[str] = (),
         version: str | int | None = None,
-        usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        usage: UsageHook | None = None,
     ) -> CachedDecorator: ...
 
     def cached(
@@ -216,7 +219,7 @@ class Cache:
         ttl: float | None = None,
         ignore: Iterable[str] = (),
         version: str | int | None = None,
-        usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        usage: UsageHook | None = None,
     ) -> CachedFunction[_P, _R] | CachedDecorator:
         """Cache a function (sync or async); use bare or with arguments.
 
@@ -244,7 +247,7 @@ class Cache:
         ttl: float | None = None,
         version: str | int | None = None,
         provider: str | None = None,
-        usage: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        usage: UsageHook | None = None,
     ) -> CallSite:
         """A call site keyed by plain request data: the extension point provider adapters use.
 

@@ -17,7 +17,7 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -34,6 +34,7 @@ from xxhash import xxh3_128_intdigest
 from ._canonical import Binder, canonical_bytes, describe, fast_body
 from ._options import check_seconds, current_options
 from ._site import MISS, CallSite
+from ._usage import UsageHook
 
 if TYPE_CHECKING:
     from ._cache import Cache
@@ -116,7 +117,7 @@ class CachedDecorator:
         ttl: float | None,
         ignore: Iterable[str],
         version: str | int | None,
-        usage: Callable[[Any], Mapping[str, Any] | None] | None,
+        usage: UsageHook | None,
     ) -> None:
         if isinstance(ignore, str):
             ignore = (ignore,)

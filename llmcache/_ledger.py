@@ -31,13 +31,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._pricing import call_cost
 from ._record import Record, parse_meta
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
-__all__ = ["HIT_BATCH", "METRICS", "FieldCipher", "Ledger", "day_of", "epoch_day_of", "usage_meta"]
+__all__ = ["HIT_BATCH", "METRICS", "FieldCipher", "Ledger", "day_of", "epoch_day_of"]
 
 log = logging.getLogger("llmcache")
 
@@ -73,63 +72,6 @@ METRICS = (
 ) = range(len(METRICS))
 _NO_MODEL = "-"
 HIT_BATCH = 4096  # noted hits that make the hit path drain them itself
-UsageHook = Callable[[Any], Mapping[str, Any] | None]
-
-
-def _first(obj: Any, *names: str) -> Any:
-    for name in names:
-        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-def usage_meta(
-    result: Any, hook: UsageHook | None = None, provider: str | None = None
-) -> dict[str, Any]:
-    """Model, tokens and cost of a result, from a `usage=` hook or from a `.usage` it has.
-
-    The hook returns a mapping with any of: model, provider, input_tokens, output_tokens,
-    cached_tokens, cost_usd (given cost wins over the price lookup).
-    """
-    if hook is not None:
-        described = hook(result)
-        if not described:
-            return {}
-        data = dict(described)
-    else:
-        usage = _first(result, "usage")
-        if usage is None:
-            return {}
-        details = _first(usage, "prompt_tokens_details", "input_tokens_details")
-        data = {
-            "model": _first(result, "model"),
-            "input_tokens": _first(usage, "prompt_tokens", "input_tokens"),
-            "output_tokens": _first(usage, "completion_tokens", "output_tokens"),
-            "cached_tokens": _first(details, "cached_tokens") if details is not None else None,
-        }
-    meta: dict[str, Any] = {}
-    model = data.get("model")
-    if model:
-        meta["model"] = str(model)
-    chosen_provider = data.get("provider") or provider
-    if chosen_provider:
-        meta["provider"] = str(chosen_provider)
-    tokens = {k: int(data.get(k) or 0) for k in ("input_tokens", "output_tokens", "cached_tokens")}
-    if tokens["input_tokens"] or tokens["output_tokens"]:
-        meta.update(tokens)
-    cost = data.get("cost_usd")
-    if cost is None and meta.get("model") and ("input_tokens" in meta):
-        cost = call_cost(
-            meta["model"],
-            meta.get("provider"),
-            tokens["input_tokens"],
-            tokens["output_tokens"],
-            tokens["cached_tokens"],
-        )
-    if cost is not None:
-        meta["cost_usd"] = float(cost)
-    return meta
 
 
 _EPOCH = datetime.date(1970, 1, 1)

@@ -21,10 +21,10 @@ from ._codec import Unstorable, ValueCodec
 from ._flights import Flight
 from ._info import remember
 from ._leases import LEASES, Lease, lease_seconds
-from ._ledger import UsageHook, usage_meta
 from ._namespaces import Namespace
 from ._options import Options
 from ._record import NO_EXPIRY, NOT_SHARED, Record, encode_entry
+from ._usage import UsageHook, usage_meta
 
 if TYPE_CHECKING:
     from ._cache import Cache

@@ -15,13 +15,21 @@ from urllib.parse import urlsplit
 from ._backend import Backend
 from ._errors import ConfigError, MissingDependencyError
 
-__all__ = ["backend_from_url", "known_schemes", "load_providers", "register_backend"]
+__all__ = [
+    "backend_from_url",
+    "known_schemes",
+    "load_providers",
+    "register_backend",
+    "register_provider",
+]
 
 _BUILTIN: dict[str, str] = {
     "memory": "llmcache._memory:MemoryTier",
     "disk": "llmcache._disk:DiskTier",
 }
 _REGISTERED: dict[str, type[Backend]] = {}
+_REGISTERED_PROVIDERS: list[Any] = []
+_INSTALLED_PROVIDERS: list[Any] | None = None  # the entry points', loaded once
 # The pip extra that brings each of our adapters' client libraries.
 _EXTRAS = {
     "redis": "redis",
@@ -100,12 +108,32 @@ def backend_from_url(url: str, **options: Any) -> Backend:
     return cls.from_url(url, **options)
 
 
+def register_provider(provider: Any) -> None:
+    """Register a provider adapter at run time (entry points do it at install).
+
+    A provider has a ``name``, ``can_wrap(client)`` and ``wrap(cache, client, **options)``,
+    and may have ``usage_of(result) -> Usage | None`` (see `llmcache.ext.Provider`).
+    Registered providers are asked before installed ones.
+    """
+    for method in ("can_wrap", "wrap"):
+        if not callable(getattr(provider, method, None)):
+            raise TypeError(f"register_provider expects a provider with a {method}() method")
+    if provider not in _REGISTERED_PROVIDERS:
+        _REGISTERED_PROVIDERS.insert(0, provider)
+
+
 def load_providers() -> list[Any]:
-    """Provider adapter classes registered under ``llmcache.providers`` that import."""
-    providers = []
-    for entry_point in _entry_points("llmcache.providers").values():
-        try:
-            providers.append(entry_point.load())
-        except ImportError:
-            continue  # its client library is not installed: it cannot wrap anything anyway
-    return providers
+    """Providers registered at run time, then those under ``llmcache.providers`` that import.
+
+    The entry points are read and loaded once per process.
+    """
+    global _INSTALLED_PROVIDERS
+    if _INSTALLED_PROVIDERS is None:
+        installed = []
+        for entry_point in _entry_points("llmcache.providers").values():
+            try:
+                installed.append(entry_point.load())
+            except ImportError:
+                continue  # its client library is not installed: it cannot wrap anything anyway
+        _INSTALLED_PROVIDERS = installed
+    return [*_REGISTERED_PROVIDERS, *_INSTALLED_PROVIDERS]

@@ -33,12 +33,13 @@ from ._info import (
     remember,
     weak_reference,
 )
-from ._ledger import HIT_BATCH, UsageHook
+from ._ledger import HIT_BATCH
 from ._miss import Found, MissPath, fresh
 from ._namespaces import Namespace
 from ._options import Options, current_options
 from ._record import NO_EXPIRY, NOT_SHARED, IntegrityError, Record, decode_entry
 from ._resilience import GuardedTier
+from ._usage import UsageHook
 
 if TYPE_CHECKING:
     from ._cache import Cache
@@ -50,7 +51,18 @@ _dumps = orjson.dumps
 _SORT_KEYS = orjson.OPT_SORT_KEYS
 _T = TypeVar("_T")
 _IMMUTABLE = (str, int, float, bool, type(None), bytes)
-MISS: Any = object()  # what `CallSite.get` returns when nothing usable is cached
+
+
+class _Miss:
+    """The type of `MISS`: one object, with a name for tracebacks and debuggers."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "llmcache.MISS"
+
+
+MISS: Any = _Miss()  # what `CallSite.get` returns when nothing usable is cached
 set_last_call = LAST.set  # `llmcache.info`'s per-context last call, set on every hit path
 
 
@@ -259,6 +271,16 @@ class CallSite(MissPath):
                 tier.set(record.signed_key, data, self._ttl_of(record))
         remember(value, record, None, False, namespace.name)
         return record
+
+    @property
+    def lock_wait(self) -> float:
+        """How long a caller waits for another's identical call before making its own."""
+        return self.cache.lock_wait
+
+    @property
+    def stores_below_memory(self) -> bool:
+        """Whether `put` writes to a tier below memory (disk, a server): blocking I/O."""
+        return bool(self._tiers)
 
     def note_miss(self, result: Any) -> None:
         """Make `llmcache.info(result)` report a miss (e.g. a live stream, not yet stored)."""

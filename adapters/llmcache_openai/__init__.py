@@ -31,6 +31,7 @@ from ._streaming import (
     ReplayStream,
     ResponseStreamRecording,
 )
+from ._usage import usage_of
 
 __all__ = [
     "EXCLUDED",
@@ -53,6 +54,7 @@ class OpenAIProvider:
     """Wraps `openai.OpenAI` and `openai.AsyncOpenAI` clients (and subclasses, e.g. Azure)."""
 
     name = "openai"
+    usage_of = staticmethod(usage_of)
 
     @staticmethod
     def can_wrap(client: Any) -> bool:

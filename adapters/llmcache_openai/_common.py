@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import llmcache
+from llmcache.ext import Cache, current_options
 
 from ._keys import client_fields
 
@@ -108,9 +108,9 @@ def with_usage_requested(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return upstream
 
 
-def bypassed(cache: llmcache.Cache) -> bool:
+def bypassed(cache: Cache) -> bool:
     """True when the cache is switched off for this call (disabled, or options(bypass=True))."""
     if not cache.enabled:
         return True
-    current = llmcache.current_options()
+    current = current_options()
     return current is not None and current.bypass

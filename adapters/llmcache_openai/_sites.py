@@ -14,7 +14,7 @@ from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from llmcache import Cache, CallSite
+from llmcache.ext import Cache, CallSite, extension_state
 
 from ._parse import ParsedCompletionValue
 from ._streaming import ChatStreamRecording, ResponseStreamRecording, StreamFlights
@@ -69,9 +69,6 @@ class Sites:
 
 
 _LOCK = threading.Lock()
-# Kept on the cache itself: a module-level map keyed by cache would keep every cache alive,
-# since its sites refer back to it.
-_ATTRIBUTE = "_llmcache_openai_sites"
 
 
 def sites_for(
@@ -83,7 +80,9 @@ def sites_for(
 ) -> Sites:
     options = (namespace, ttl, version, provider)
     with _LOCK:
-        by_options: dict[tuple[Any, ...], Sites] = cache.__dict__.setdefault(_ATTRIBUTE, {})
+        # Kept with the cache (a module-level map keyed by cache would keep every cache
+        # alive, since its sites refer back to it).
+        by_options: dict[tuple[Any, ...], Sites] = extension_state(cache, "llmcache_openai", dict)
         found = by_options.get(options)
         if found is None:
             found = by_options[options] = Sites(cache, *options)

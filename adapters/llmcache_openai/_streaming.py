@@ -29,7 +29,7 @@ from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
 from openai.types.responses import ResponseStreamEvent, ResponseUsage
 
-from llmcache import MISS, CallSite
+from llmcache.ext import MISS, CallSite
 
 __all__ = [
     "AsyncReplayStream",
@@ -145,7 +145,7 @@ def claim_stream(
         claimed = flights.claim(key, owner)
         if isinstance(claimed, bool):
             return (key if claimed else None), MISS
-        claimed.wait(site.cache.lock_wait)
+        claimed.wait(site.lock_wait)
     recording = site.get(request)
     return None, recording
 
@@ -163,7 +163,7 @@ async def aclaim_stream(
         claimed = flights.claim(key, owner)
         if isinstance(claimed, bool):
             return (key if claimed else None), MISS
-        deadline = time.monotonic() + site.cache.lock_wait
+        deadline = time.monotonic() + site.lock_wait
         while not claimed.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
     recording = await site.aget(request)
@@ -349,7 +349,7 @@ class Recorder:
             if call is None:
                 return
             request, value, latency = call
-            if self._site.cache.tiers:  # writing to disk or a server: keep it off the loop
+            if self._site.stores_below_memory:  # writing to disk or a server: keep it off the loop
                 await asyncio.to_thread(self._context.run, self._put, request, value, latency)
             else:
                 self._context.run(self._put, request, value, latency)

@@ -9,7 +9,7 @@ Needs redis-py (and hiredis, used when installed): ``pip install 'llmcache[redis
 
 from __future__ import annotations
 
-from llmcache import MissingDependencyError
+from llmcache.ext import MissingDependencyError
 
 try:
     from ._cluster import RedisClusterBackend

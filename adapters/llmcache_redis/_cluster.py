@@ -23,7 +23,7 @@ from typing import Any
 import redis.asyncio.cluster
 import redis.cluster
 
-from llmcache import BackendError
+from llmcache.ext import BackendError
 
 from ._deadline import abounded, asetting_up, setting_up
 from ._standalone import (

@@ -15,7 +15,7 @@ from types import TracebackType
 import redis
 import redis.exceptions
 
-from llmcache import BackendError
+from llmcache.ext import BackendError
 
 __all__ = ["REDIS_ERRORS", "RedisErrors", "backend_error"]
 

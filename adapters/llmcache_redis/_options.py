@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from llmcache import ConfigError
+from llmcache.ext import ConfigError
 
 __all__ = ["RedisOptions", "parse_options"]
 

@@ -21,7 +21,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from llmcache import Backend, BackendError, PerLoop
+from llmcache.ext import Backend, BackendError, PerLoop
 
 from ._connections import ConnectionStack
 from ._deadline import (

@@ -9,7 +9,7 @@ Needs the upstash-redis SDK: ``pip install 'llmcache[upstash]'``.
 
 from __future__ import annotations
 
-from llmcache import MissingDependencyError
+from llmcache.ext import MissingDependencyError
 
 try:
     from ._backend import UpstashBackend

@@ -28,7 +28,7 @@ import httpx
 import upstash_redis
 import upstash_redis.asyncio
 
-from llmcache import Backend, ConfigError, PerLoop
+from llmcache.ext import Backend, ConfigError, PerLoop
 
 from ._deadline import ASYNC_DEADLINE, SYNC_DEADLINE, async_transport, sync_transport
 from ._errors import UpstashErrors

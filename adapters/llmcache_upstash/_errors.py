@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from llmcache import BackendError
+from llmcache.ext import BackendError
 
 __all__ = ["UpstashErrors"]
 
