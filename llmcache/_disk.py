@@ -26,6 +26,9 @@ Faults, none of which may stall or break a cached call:
 * After ``os.fork()`` the child opens its own connections: SQLite connections must not be
   used across a fork, so the inherited ones are set aside, never used nor closed.
 
+Entries and locks expire by the tier's `clock` (wall-clock seconds, `time.time` unless a
+cache built with ``clock=`` set another), which also stamps their access times.
+
 Connections are per thread, and closed only when no thread can be inside one (by its own
 thread, once its thread has ended, or by the garbage collector once unused): closing a
 connection while another thread runs a statement on it crashes CPython.
@@ -390,7 +393,7 @@ class DiskTier(Backend):
         if row is None:
             return None
         value, expires = row
-        now = time.time()
+        now = self.clock()  # read even without a TTL: it is the entry's access time
         if expires is not None and expires <= now:
             return None
         touched = self._touched
@@ -407,13 +410,13 @@ class DiskTier(Backend):
             f"WHERE key IN ({marks})",
             tuple(keys),
         )
-        now = time.time()
+        now = self.clock()
         found = {k: v for k, v, expires in rows if expires is None or expires > now}
         return [found.get(key) for key in keys]
 
     # -- writes ----------------------------------------------------------------------------------
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        now = time.time()
+        now = self.clock()
         expires = None if ttl is None else now + ttl
         connection = self._writer()
         with self._touch_lock:
@@ -438,7 +441,7 @@ class DiskTier(Backend):
         (total,) = connection.execute(_TOTAL).fetchone()
         if total is None or total <= self.max_bytes:
             return
-        now = time.time()
+        now = self.clock()
         connection.execute("DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?", (now,))
         connection.execute("DELETE FROM locks WHERE expires <= ?", (now,))
         target = int(self.max_bytes * 0.9)
@@ -493,7 +496,7 @@ class DiskTier(Backend):
 
     def try_lock(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(8)
-        now = time.time()
+        now = self.clock()
         cursor = self._writer().execute(
             "INSERT INTO locks (key, token, expires) VALUES (?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires = excluded.expires "
@@ -510,7 +513,7 @@ class DiskTier(Backend):
         # Checked like a write: in a replaced file the lock is gone, and so is the lease.
         cursor = self._writer().execute(
             "UPDATE locks SET expires = ? WHERE key = ? AND token = ?",
-            (time.time() + ttl, key, token),
+            (self.clock() + ttl, key, token),
         )
         return cursor.rowcount == 1
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -136,24 +137,25 @@ def relay(source: Any, target: Any) -> None:
         remember(target, *seen[1:])
 
 
-def info(result: Any) -> CallInfo | None:
+def info(result: Any, *, clock: Callable[[], float] = time.time) -> CallInfo | None:
     """How `result` was served, if it came from a recent cached call; else None.
 
     A str, number, bool, None, bytes or tuple is described only if it is the result of the
     last cached call in this thread or task (such values may be shared by unrelated calls);
-    `last_info()` describes that call whatever it returned.
+    `last_info()` describes that call whatever it returned. `clock` tells the age of a hit:
+    the clock of the cache that served it, if that cache was built with `clock=`.
     """
     seen = _describing(result)
-    return None if seen is None else _call_info(seen)
+    return None if seen is None else _call_info(seen, clock)
 
 
-def last_info() -> CallInfo | None:
+def last_info(*, clock: Callable[[], float] = time.time) -> CallInfo | None:
     """How the last cached call in this thread (or asyncio task) was served; else None."""
     seen = LAST.get()
-    return None if seen is None else _call_info(seen)
+    return None if seen is None else _call_info(seen, clock)
 
 
-def _call_info(seen: Described) -> CallInfo:
+def _call_info(seen: Described, clock: Callable[[], float]) -> CallInfo:
     # The pydantic model is built on the first call that asks (not at `import llmcache`).
     from ._stats import CallInfo
 
@@ -166,7 +168,7 @@ def _call_info(seen: Described) -> CallInfo:
         tier=tier if hit else None,
         key=record.signed_key if record is not None else None,
         namespace=namespace,
-        age_s=(time.time() - record.created) if (record is not None and hit) else None,
+        age_s=(clock() - record.created) if (record is not None and hit) else None,
         model=meta.get("model"),
         cost_usd=cost,
         saved_cost_usd=(cost if hit else 0.0) if (cost is not None or not hit) else None,

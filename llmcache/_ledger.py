@@ -149,8 +149,11 @@ class Ledger:
     increment races another or lands in a bucket a flush has already taken.
     """
 
-    def __init__(self, scope: str, key: bytes) -> None:
+    def __init__(self, scope: str, key: bytes, clock: Callable[[], float] = time.time) -> None:
         self.scope = scope
+        # Wall-clock seconds: the day a count falls in. The cache's clock (`Cache(clock=...)`),
+        # so that a test that moves time moves the days too.
+        self.clock = clock
         self.fields = FieldCipher(key, scope)
         # Stored fields skipped because they are not ours: a name that does not decrypt or
         # parse, or a value that is not a finite number. Counted, logged, never raised.
@@ -183,12 +186,12 @@ class Ledger:
         with self._lock:
             days.update(slot[0] for slot in self._pending)
         if self.noted_hits:
-            days.add(int(time.time() // 86400))
+            days.add(int(self.clock() // 86400))
         return sorted(days)
 
     def _bucket(self, namespace: str, model: str) -> list[float]:
         """Today's pending counts of a namespace and model (the caller holds `_lock`)."""
-        slot = (int(time.time() // 86400), namespace, model)
+        slot = (int(self.clock() // 86400), namespace, model)
         bucket = self._pending.get(slot)
         if bucket is None:
             bucket = self._pending[slot] = [0.0] * len(METRICS)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -133,7 +132,7 @@ class MemoryTier(Backend):
 
     # -- fast path for the core: records keyed by fingerprint ------------------------------
     def lookup(self, key: int) -> Record | None:
-        """A live record, or None. Expired records are dropped on sight.
+        """A live record, or None. Expired records (by `clock`) are dropped on sight.
 
         Lock-free: a dict get and a recency mark, each one atomic operation; writers alone
         change the order (under the lock). Records live under int fingerprints and byte
@@ -142,7 +141,8 @@ class MemoryTier(Backend):
         item: Any = self._entries.get(key)
         if item is None:
             return None
-        if item.expires != NO_EXPIRY and item.expires <= time.time():
+        expires = item.expires
+        if expires != NO_EXPIRY and expires <= self.clock():  # no clock read without a TTL
             self.discard(key)
             return None
         self._recent[key] = None
@@ -236,14 +236,14 @@ class MemoryTier(Backend):
             item = self._entries.get(key)
             if item is None or not isinstance(item, _Blob):
                 return None
-            if item.expires <= time.time():
+            if item.expires <= self.clock():
                 self._remove(key)
                 return None
             self._entries.move_to_end(key)
             return item.data
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        blob = _Blob(key, exact_bytes(value), NO_EXPIRY if ttl is None else time.time() + ttl)
+        blob = _Blob(key, exact_bytes(value), NO_EXPIRY if ttl is None else self.clock() + ttl)
         self._put(key, blob)
 
     def delete(self, key: str) -> None:

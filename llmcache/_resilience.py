@@ -453,7 +453,8 @@ class GuardedTier:
 
     # -- the write-retry queue, bounded in bytes ------------------------------------------------
     def _enqueue(self, key: str, value: bytes, ttl: float | None) -> None:
-        expires = None if ttl is None else time.time() + ttl
+        # When the entry expires by the backend's clock: a replay later sets only what is left.
+        expires = None if ttl is None else self.backend.clock() + ttl
         size = len(key) + len(value) + _QUEUED_ENTRY_OVERHEAD
         with self._queue_lock:
             if size > self.max_queue_bytes:
@@ -504,7 +505,7 @@ class GuardedTier:
                 except IndexError:
                     break
                 key, value, expires, _ = item
-                ttl = None if expires is None else expires - time.time()
+                ttl = None if expires is None else expires - self.backend.clock()
                 if ttl is None or ttl > 0:
                     started = time.perf_counter()
                     try:
