@@ -2,7 +2,9 @@
 Cluster and Upstash (like dogpile's _GenericBackendTestSuite).
 
 Subclass `BackendContract` and provide a `backend` fixture that yields a fresh, empty
-backend; the cache-level tests build a `Cache` with that backend as its only tier.
+backend; the cache-level tests build a `Cache` with that backend as its only tier. A backend
+whose server expires entries (Redis, Upstash) also overrides `server_pttl`; the others expire
+entries by their `clock`, which the TTL tests move instead of waiting.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import llmcache
 from llmcache import Backend
+from tests.clocks import FakeClock
 
 SECRET = "contract-suite-secret-0123456789"
 
@@ -27,12 +31,23 @@ def _unique(prefix: str) -> str:
 class BackendContract:
     """Behaviour every `llmcache.Backend` must have."""
 
-    # Backends whose clock is coarse (e.g. Redis PX is exact, SQLite uses time.time()).
-    ttl_slack = 0.3
-
     @pytest.fixture
     def backend(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    @pytest.fixture
+    def server_pttl(self) -> Callable[[str], int] | None:
+        """For a tier whose server expires keys by its own clock (Redis, Upstash), the PTTL
+        that server reports for a key, in milliseconds. None (this default) for a tier that
+        expires entries by its `clock` (memory, disk)."""
+        return None
+
+    @pytest.fixture
+    def clock(self, backend: Backend) -> FakeClock:
+        """The backend's clock, moved by the test (a server that keeps time ignores it)."""
+        clock = FakeClock()
+        backend.clock = clock
+        return clock
 
     # -- bytes in, bytes out ---------------------------------------------------------------
     def test_missing_key_is_none(self, backend: Backend) -> None:
@@ -56,12 +71,23 @@ class BackendContract:
         backend.set(key, b"two", None)
         assert backend.get(key) == b"two"
 
-    def test_ttl_expires(self, backend: Backend) -> None:
+    def test_ttl_expires(
+        self, backend: Backend, clock: FakeClock, server_pttl: Callable[[str], int] | None
+    ) -> None:
         key = _unique("llmc:contract:ttl")
-        backend.set(key, b"short", 0.2)
+        backend.set(key, b"short", 1.5)  # a fraction of a second: PX 1500, not 1 or 2 s
         backend.set(key + "-long", b"long", 60)
         assert backend.get(key) == b"short"
-        time.sleep(0.2 + self.ttl_slack)
+        if server_pttl is not None:
+            # The server expires the key by its own clock, which no test can move, and then
+            # GET finds nothing (test_missing_key_is_none): the TTL it was given is the proof.
+            # Under a second's stall allowed between the SET and the PTTL.
+            assert 500 < server_pttl(key) <= 1500
+            assert 59_000 < server_pttl(key + "-long") <= 60_000
+            return
+        clock.advance(1.49)
+        assert backend.get(key) == b"short"  # not before its time
+        clock.advance(0.02)
         assert backend.get(key) is None
         assert backend.get(key + "-long") == b"long"
 
@@ -100,22 +126,29 @@ class BackendContract:
         assert counters["a|m|saved_usd"] == pytest.approx(0.25)
         assert counters["b|m|hits"] == 1
 
-    def test_locks_exclude_and_expire(self, backend: Backend) -> None:
+    def test_locks_exclude_and_expire(
+        self, backend: Backend, clock: FakeClock, server_pttl: Callable[[str], int] | None
+    ) -> None:
         if not backend.supports_locks:
             # A backend without locks must say so by taking none (single-flight across
             # processes then falls back to each process calling once).
             assert backend.try_lock(_unique("llmc:contract:lock"), 1) is None
             return
         key = _unique("llmc:contract:lock")
-        token = backend.try_lock(key, 0.3)
+        token = backend.try_lock(key, 1.5)
         assert token
-        assert backend.try_lock(key, 0.3) is None
+        assert backend.try_lock(key, 1.5) is None
         backend.unlock(key, "not-the-token")
-        assert backend.try_lock(key, 0.3) is None
+        assert backend.try_lock(key, 1.5) is None
         backend.unlock(key, token)
-        second = backend.try_lock(key, 0.3)
+        second = backend.try_lock(key, 1.5)
         assert second and second != token
-        time.sleep(0.3 + self.ttl_slack)
+        if server_pttl is not None:  # the server expires the lock (see test_ttl_expires)
+            assert 500 < server_pttl(key) <= 1500
+            return
+        clock.advance(1.49)
+        assert backend.try_lock(key, 5) is None  # held until its TTL has passed
+        clock.advance(0.02)
         assert backend.try_lock(key, 5) is not None  # an expired lock is free again
 
     def test_async_methods(self, backend: Backend) -> None:

@@ -15,8 +15,6 @@ from tests.backend_contract import BackendContract
 
 
 class TestMemoryContract(BackendContract):
-    ttl_slack = 0.05
-
     @pytest.fixture
     def backend(self) -> Iterator[MemoryTier]:
         tier = MemoryTier(max_bytes="64MiB")
@@ -57,8 +55,6 @@ class TestMemoryContract(BackendContract):
 
 
 class TestDiskContract(BackendContract):
-    ttl_slack = 0.05
-
     @pytest.fixture
     def backend(self, tmp_path: Path) -> Iterator[DiskTier]:
         tier = DiskTier(tmp_path / "disk")

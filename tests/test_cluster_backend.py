@@ -7,7 +7,7 @@ import os
 import select
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from llmcache_redis import RedisClusterBackend
@@ -25,13 +25,17 @@ def cluster() -> Iterator[RedisCluster]:
 
 
 class TestClusterContract(BackendContract):
-    ttl_slack = 0.05
-
     @pytest.fixture
     def backend(self, cluster: RedisCluster) -> Iterator[RedisClusterBackend]:
         tier = RedisClusterBackend.from_url(cluster.url)
         yield tier
         tier.close()
+
+    @pytest.fixture
+    def server_pttl(self, cluster: RedisCluster) -> Iterator[Callable[[str], int]]:
+        client = cluster.client()  # asks the node that holds the key
+        yield client.pttl
+        client.close()
 
 
 def node_key_counts(cluster: RedisCluster, pattern: str) -> list[int]:

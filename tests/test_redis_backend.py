@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -38,25 +38,29 @@ def raw(server: RedisServer) -> Iterator[redis.Redis]:
 
 
 class TestRedisContract(BackendContract):
-    ttl_slack = 0.05
-
     @pytest.fixture
     def backend(self, server: RedisServer) -> Iterator[RedisBackend]:
         tier = RedisBackend.from_url(server.url)
         yield tier
         tier.close()
 
+    @pytest.fixture
+    def server_pttl(self, raw: redis.Redis) -> Callable[[str], int]:
+        return raw.pttl
+
 
 class TestRedisBase64Contract(BackendContract):
     """The same contract when entries are written in the text form Upstash can read."""
-
-    ttl_slack = 0.05
 
     @pytest.fixture
     def backend(self, server: RedisServer) -> Iterator[RedisBackend]:
         tier = RedisBackend.from_url(server.url + "?entry_encoding=base64")
         yield tier
         tier.close()
+
+    @pytest.fixture
+    def server_pttl(self, raw: redis.Redis) -> Callable[[str], int]:
+        return raw.pttl
 
 
 # -- URLs and registration -------------------------------------------------------------------

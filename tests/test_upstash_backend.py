@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from llmcache_redis import RedisBackend
@@ -53,13 +53,17 @@ def tier(rest: UpstashRestServer) -> Iterator[UpstashBackend]:
 
 
 class TestUpstashContract(BackendContract):
-    ttl_slack = 0.05
-
     @pytest.fixture
     def backend(self, rest: UpstashRestServer) -> Iterator[UpstashBackend]:
         backend = UpstashBackend.from_url(upstash_url(rest))
         yield backend
         backend.close()
+
+    @pytest.fixture
+    def server_pttl(self, server: RedisServer) -> Iterator[Callable[[str], int]]:
+        client = server.client()  # the redis-server behind the REST endpoint
+        yield client.pttl
+        client.close()
 
 
 # -- URLs ---------------------------------------------------------------------------------------
