@@ -23,5 +23,17 @@ ruff format --check .
 echo "== mypy"
 mypy
 
-echo "== pytest"
-python -m pytest -q -p no:cacheprovider "$@"
+echo "== pytest, with line coverage of llmcache and the adapters ([tool.coverage.*] in pyproject)"
+# Coverage's data and JSON report go to a folder of their own, not into the work tree.
+coverage_dir="$(mktemp -d)"
+trap 'rm -rf "$coverage_dir"' EXIT
+COVERAGE_FILE="$coverage_dir/.coverage" python -m pytest -q -p no:cacheprovider \
+  --cov --cov-report=term-missing --cov-report="json:$coverage_dir/coverage.json" "$@"
+
+# Every file at 90% or more; only a run of the whole suite can tell.
+if [ "$#" -eq 0 ]; then
+  echo "== coverage floor (every file of llmcache/ and adapters/ at 90% of its lines)"
+  python scripts/coverage_floor.py "$coverage_dir/coverage.json" --floor 90
+else
+  echo "== coverage floor not checked: the suite ran with arguments ($*)"
+fi
