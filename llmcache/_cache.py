@@ -31,6 +31,7 @@ from ._namespaces import GenerationWatcher, Namespace
 from ._options import check_seconds
 from ._registry import backend_from_url, load_providers
 from ._resilience import FAILED, GuardedTier
+from ._site import SiteCounters
 from ._usage import UsageHook
 
 if TYPE_CHECKING:
@@ -159,7 +160,10 @@ class Cache:
         # A first load waits for the tiers at most this long, then goes on provisionally.
         self._load_deadline = max((t.async_timeout for t in persistent), default=1.0)
         self._lock = threading.Lock()
-        self.sites: list[CallSite] = []
+        # The sites of this cache, held weakly: a site that is gone leaves its counts in
+        # `_retired`, so `stats()` still adds them up.
+        self._sites: weakref.WeakSet[CallSite] = weakref.WeakSet()
+        self._retired = SiteCounters()
         # Per-extension state (see `llmcache.ext.extension_state`): adapters keep theirs here.
         self._extension_state: dict[str, Any] = {}
         # In-flight real calls, for single-flight across threads and event loops.
@@ -368,17 +372,18 @@ class Cache:
     def stats(self) -> CacheStats:
         from ._stats import CacheStats, TierStats  # pydantic: built on first use
 
-        hits = sum(s.counters.hits for s in self.sites)
-        misses = sum(s.counters.misses for s in self.sites)
-        coalesced = sum(s.counters.coalesced for s in self.sites)
-        bypassed = sum(s.counters.bypassed for s in self.sites)
+        counters = self._all_counters()
+        hits = sum(c.hits for c in counters)
+        misses = sum(c.misses for c in counters)
+        coalesced = sum(c.coalesced for c in counters)
+        bypassed = sum(c.bypassed for c in counters)
         calls = hits + misses + coalesced + bypassed
         tiers: list[TierStats] = []
         if self.memory is not None:
             entries, size = self.memory.size()
-            memory_hits = sum(s.counters.memory_hits for s in self.sites)
-            memory_misses = sum(s.counters.memory_misses for s in self.sites)
-            writes = sum(s.counters.memory_writes for s in self.sites)
+            memory_hits = sum(c.memory_hits for c in counters)
+            memory_misses = sum(c.memory_misses for c in counters)
+            writes = sum(c.memory_writes for c in counters)
             tiers.append(
                 TierStats(
                     name="memory",
@@ -416,9 +421,17 @@ class Cache:
             hit_rate=(hits + coalesced) / calls if calls else 0.0,
             coalesced=coalesced,
             bypassed=bypassed,
-            unstorable=sum(s.counters.unstorable for s in self.sites),
+            unstorable=sum(c.unstorable for c in counters),
             tiers=tiers,
         )
+
+    def _adopt(self, site: CallSite) -> None:
+        """Count `site`'s calls in `stats()`, while it lives and after."""
+        self._sites.add(site)
+        weakref.finalize(site, self._retired.add, site.counters)
+
+    def _all_counters(self) -> list[SiteCounters]:
+        return [self._retired, *(site.counters for site in list(self._sites))]
 
     def health(self) -> Health:
         from ._stats import Health, TierHealth  # pydantic: built on first use

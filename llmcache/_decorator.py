@@ -1,9 +1,9 @@
 """`@cache.cached`: the wrapper is specialised once, at decoration time.
 
-The hit path is the product, so the wrapper does the least it can: a contextvar read, the
-argument binding, a look at the argument types and one orjson call (`fast_body`), one xxh3
-call and one LRU lookup; everything else (options, the first read of a namespace's
-generation, lower tiers, misses) goes through the `CallSite`.
+The hit path is the product, so the wrapper (`_hot.sync_wrapper` / `_hot.async_wrapper`)
+does the least it can: a contextvar read, the argument binding, a look at the argument
+types and one orjson call (`fast_body`), one xxh3 call and one LRU lookup; everything else
+(options, the first read of a namespace's generation, misses) goes through the site's flow.
 
 A module-level function's wrapper stays a plain Python function (the cheapest call there
 is). A function defined in a class body gets a `CachedMethod` descriptor around it, so that
@@ -29,11 +29,10 @@ from typing import (
     overload,
 )
 
-from xxhash import xxh3_128_intdigest
-
-from ._canonical import Binder, canonical_bytes, describe, fast_body
-from ._options import check_seconds, current_options
-from ._site import MISS, CallSite
+from ._canonical import Binder, describe
+from ._hot import async_wrapper, sync_wrapper
+from ._options import check_seconds
+from ._site import CallSite
 from ._usage import UsageHook
 
 if TYPE_CHECKING:
@@ -143,9 +142,9 @@ class CachedDecorator:
         )
         binder = Binder(function, self.ignore)
         if inspect.iscoroutinefunction(function):
-            wrapper = _async_wrapper(function, site, binder)
+            wrapper = async_wrapper(function, site, binder)
         else:
-            wrapper = _sync_wrapper(function, site, binder)
+            wrapper = sync_wrapper(function, site, binder)
         _attach(wrapper, site, binder)
         if _defined_in_class_body(function):
             return typing.cast(CachedFunction[P, R], CachedMethod(wrapper))
@@ -158,79 +157,6 @@ def _defined_in_class_body(function: Callable[..., Any]) -> bool:
     plain function's wrapper stays a plain function, the cheapest thing to call."""
     parts = getattr(function, "__qualname__", "").split(".")
     return len(parts) > 1 and parts[-2] != "<locals>"
-
-
-def _sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
-    cache = site.cache
-    namespace = site.namespace
-    memory_hit = site.memory_hit
-    lower_hit = site.lower_hit
-    memory = site.cache.memory
-    bind = binder.bind
-    version = site.version
-    head = (site.identity, version)
-    where = site.identity
-
-    def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-        return canonical_bytes(bind(args, kwargs), where, head)
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_options() is None and cache.enabled and namespace.loaded:
-            try:
-                body = fast_body(where, version, bind(args, kwargs))
-            except Exception:  # the slow path canonicalises it, or names the bad argument
-                return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
-            seed, prefix = namespace.state
-            fingerprint = xxh3_128_intdigest(body, seed)
-            if memory is not None:
-                value = memory_hit(fingerprint)
-                if value is not MISS:
-                    return value
-            value = lower_hit(fingerprint, namespace, prefix)
-            if value is not MISS:
-                return value
-            compute = lambda: function(*args, **kwargs)  # noqa: E731 (made only on a miss)
-            return site.miss(fingerprint, namespace, prefix, compute, None)
-        return site.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
-
-    return wrapper
-
-
-def _async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
-    cache = site.cache
-    namespace = site.namespace
-    memory_hit = site.memory_hit
-    memory = site.cache.memory
-    bind = binder.bind
-    version = site.version
-    head = (site.identity, version)
-    where = site.identity
-
-    def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-        return canonical_bytes(bind(args, kwargs), where, head)
-
-    @functools.wraps(function)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_options() is None and cache.enabled and namespace.loaded:
-            try:
-                body = fast_body(where, version, bind(args, kwargs))
-            except Exception:
-                return await site.arun(
-                    lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)
-                )
-            seed, prefix = namespace.state
-            fingerprint = xxh3_128_intdigest(body, seed)
-            if memory is not None:
-                value = memory_hit(fingerprint)
-                if value is not MISS:
-                    return value
-            return await site.aresolve(
-                fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
-            )
-        return await site.arun(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
-
-    return wrapper
 
 
 def _attach(wrapper: Any, site: CallSite, binder: Binder) -> None:

@@ -54,8 +54,13 @@ class Flight:
         """Whether a caller on this thread (in `loop`, if async) may wait for this flight."""
         return self.thread != threading.get_ident() or (loop is not None and loop is self.loop)
 
-    async def landed(self) -> None:
-        """Wait, without blocking the running loop, until the leader has finished."""
+    def landed(self, timeout: float | None = None) -> None:
+        """Wait (a thread) until the leader has finished, or for `timeout` seconds."""
+        self.done.wait(timeout)
+
+    async def alanded(self, timeout: float | None = None) -> None:
+        """Wait, without blocking the running loop, until the leader has finished (or for
+        `timeout` seconds)."""
         if self.done.is_set():
             return
         import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
@@ -66,7 +71,12 @@ class Flight:
             if self.done.is_set():
                 return
             self._waiters.append((loop, future))
-        await future  # a cancelled waiter raises here; the leader skips its future
+        # A cancelled waiter raises here; the leader skips a future that is done. On a
+        # timeout, `wait` leaves the future pending: the leader resolves it later, harmlessly.
+        if timeout is None:
+            await future
+        else:
+            await asyncio.wait((future,), timeout=timeout)
 
     def finish(self) -> None:
         """Wake every waiter, in threads and in any loop."""

@@ -1,6 +1,12 @@
-"""Cached endpoints of a wrapped `AsyncOpenAI` client: the async twins of `_sync`.
+"""Cached endpoints of wrapped clients (`AsyncOpenAI` in `_async.py`, `OpenAI` in `_sync.py`).
 
-Lookups that leave the memory tier, and stores of recorded streams, do not block the loop.
+`_async.py` is the one source of both: `scripts/unasync.py` writes `_sync.py` from it (the
+classes lose their ``Async`` prefix, awaited site methods become the plain ones) and CI
+checks the copy is current. Each method turns its keyword arguments into the keyed request
+(see `_keys`) and lets the call site do the rest: lookup, single-flight, the real call on a
+miss, storing, the ledger. Streams go through `_streaming`: a hit is replayed, a miss is
+recorded as it is consumed. Async lookups that leave the memory tier, and stores of
+recorded streams, do not block the loop.
 """
 
 from __future__ import annotations
@@ -14,10 +20,9 @@ from ._common import (
     ClientState,
     Delegate,
     Endpoints,
-    Unreusable,
     asks_for_usage,
     bypassed,
-    reusable_response,
+    is_reusable_response,
     with_usage_requested,
 )
 from ._keys import request_of, uncacheable
@@ -34,6 +39,7 @@ class AsyncChatCompletions(Endpoints):
     async def create(self, **kwargs: Any) -> Any:
         if kwargs.get("stream") is True:
             return await self._stream(kwargs)
+        # The SDK method is looked up only on a miss: a hit never needs it.
         return await self._sites.chat.acall(
             request_of(kwargs, self._state.fields), lambda: self._inner.create(**kwargs)
         )
@@ -48,7 +54,6 @@ class AsyncChatCompletions(Endpoints):
         return await aopen_stream(
             site,
             request,
-            self._sites.stream_flights,
             lambda: self._inner.create(**upstream),
             chat=True,
             include_usage=include_usage,
@@ -90,16 +95,12 @@ class AsyncResponses(Endpoints):
         if kwargs.get("stream") is True:
             return await self._stream(kwargs)
         create = self._inner.create
-        try:
-
-            async def compute() -> Any:
-                return reusable_response(await create(**kwargs))
-
-            return await self._sites.responses.acall(
-                request_of(kwargs, self._state.fields), compute
-            )
-        except Unreusable as carried:
-            return carried.result
+        # A response that did not complete reaches the caller but is never stored.
+        return await self._sites.responses.acall(
+            request_of(kwargs, self._state.fields),
+            lambda: create(**kwargs),
+            keep=is_reusable_response,
+        )
 
     async def _stream(self, kwargs: dict[str, Any]) -> Any:
         site = self._sites.responses_stream
@@ -109,7 +110,6 @@ class AsyncResponses(Endpoints):
         return await aopen_stream(
             site,
             request,
-            self._sites.stream_flights,
             lambda: self._inner.create(**kwargs),
             chat=False,
             include_usage=False,

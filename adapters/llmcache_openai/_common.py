@@ -16,10 +16,9 @@ __all__ = [
     "ClientState",
     "Delegate",
     "Endpoints",
-    "Unreusable",
     "asks_for_usage",
     "bypassed",
-    "reusable_response",
+    "is_reusable_response",
     "with_usage_requested",
 ]
 
@@ -68,28 +67,14 @@ class Endpoints(Delegate):
         self._sites = sites
 
 
-class Unreusable(Exception):  # a carrier, not an error the caller sees
-    """Carries a result that must reach the caller but not the cache (e.g. a failed response).
-
-    Raising it out of the real call makes the call site skip storing; the wrapper catches it
-    and returns the result.
-    """
-
-    def __init__(self, result: Any) -> None:
-        super().__init__("result not cached")
-        self.result = result
-
-
 # A Responses API result is an answer worth reusing only once the model has finished;
 # "incomplete" (it hit max_output_tokens) is as reproducible as a finished one.
 _REUSABLE_STATUSES = frozenset({"completed", "incomplete", None})
 
 
-def reusable_response(response: Any) -> Any:
-    """`response` if it may be cached; otherwise raise `Unreusable` carrying it."""
-    if getattr(response, "status", None) not in _REUSABLE_STATUSES:
-        raise Unreusable(response)
-    return response
+def is_reusable_response(response: Any) -> bool:
+    """Whether a Responses API result may be stored: only a finished answer is reused."""
+    return getattr(response, "status", None) in _REUSABLE_STATUSES
 
 
 def asks_for_usage(kwargs: Mapping[str, Any]) -> bool:

@@ -17,7 +17,7 @@ from openai.types.responses import Response
 from llmcache.ext import Cache, CallSite, extension_state
 
 from ._parse import ParsedCompletionValue
-from ._streaming import ChatStreamRecording, ResponseStreamRecording, StreamFlights
+from ._streaming import ChatStreamRecording, ResponseStreamRecording
 
 __all__ = ["Sites", "sites_for"]
 
@@ -37,7 +37,6 @@ class Sites:
         "parse",
         "responses",
         "responses_stream",
-        "stream_flights",
     )
 
     def __init__(
@@ -65,7 +64,6 @@ class Sites:
         self.responses = site("openai.responses.create", Response)
         self.responses_stream = site("openai.responses.create:stream", ResponseStreamRecording)
         self.embeddings = site("openai.embeddings.create", CreateEmbeddingResponse)
-        self.stream_flights = StreamFlights()
 
 
 _LOCK = threading.Lock()

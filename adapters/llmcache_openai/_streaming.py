@@ -17,7 +17,6 @@ import asyncio
 import contextvars
 import copy
 import logging
-import threading
 import time
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -39,10 +38,7 @@ __all__ = [
     "Recorder",
     "ReplayStream",
     "ResponseStreamRecording",
-    "StreamFlights",
-    "aclaim_stream",
     "aopen_stream",
-    "claim_stream",
     "open_stream",
 ]
 
@@ -92,113 +88,36 @@ def _snapshot(request: dict[str, Any]) -> dict[str, Any]:
         return request
 
 
-class StreamFlights:
-    """Identical live streams in one process: the first is recorded, the others wait for it.
-
-    A follower waits (bounded by the cache's `lock_wait`) until the leader's stream ends,
-    then looks the entry up again and replays it; if the leader's stream was aborted and
-    stored nothing, the follower leads a stream of its own. So N identical concurrent
-    streaming calls make one paid call, like non-streamed ones.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._live: dict[str, tuple[threading.Event, object]] = {}
-
-    def claim(self, key: str, owner: object) -> threading.Event | bool:
-        """True: the caller leads and must `release(key)`. False: it makes its own call,
-        unclaimed. An Event: the end of the leader's stream, to wait for.
-
-        `owner` is the calling thread or task. A caller never waits for a stream it opened
-        itself (e.g. two identical streams opened before either is read): it would wait for
-        itself, so it makes its own call.
-        """
-        with self._lock:
-            live = self._live.get(key)
-            if live is None:
-                self._live[key] = (threading.Event(), owner)
-                return True
-        ended, leader = live
-        return False if leader == owner else ended
-
-    def release(self, key: str) -> None:
-        with self._lock:
-            live = self._live.pop(key, None)
-        if live is not None:
-            live[0].set()
-
-
-def claim_stream(
-    site: CallSite, request: dict[str, Any], flights: StreamFlights
-) -> tuple[Any, Any]:
-    """(key to release or None, recording or MISS): a hit to replay, or a stream to lead.
-
-    Waits for an identical live stream of this process to end, then looks again; a leader
-    that never ends (stuck past `lock_wait`) does not hold anyone up twice.
-    """
-    owner = threading.get_ident()
-    for _ in range(2):
-        recording = site.get(request)
-        if recording is not MISS:
-            return None, recording
-        key = site.key(request)
-        claimed = flights.claim(key, owner)
-        if isinstance(claimed, bool):
-            return (key if claimed else None), MISS
-        claimed.wait(site.lock_wait)
-    recording = site.get(request)
-    return None, recording
-
-
-async def aclaim_stream(
-    site: CallSite, request: dict[str, Any], flights: StreamFlights
-) -> tuple[Any, Any]:
-    """`claim_stream` for the event loop: waits by polling, never blocking the loop."""
-    owner = asyncio.current_task()
-    for _ in range(2):
-        recording = await site.aget(request)
-        if recording is not MISS:
-            return None, recording
-        key = site.key(request)
-        claimed = flights.claim(key, owner)
-        if isinstance(claimed, bool):
-            return (key if claimed else None), MISS
-        deadline = time.monotonic() + site.lock_wait
-        while not claimed.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-    recording = await site.aget(request)
-    return None, recording
-
-
 def _leading_recorder(
     site: CallSite,
     request: dict[str, Any],
-    flights: StreamFlights,
-    key: str | None,
+    release: Callable[[], None],
     chat: bool,
     hide_usage: bool,
 ) -> Recorder:
-    """A recorder that releases identical waiting calls when its stream ends."""
+    """A recorder that lets identical waiting calls go (`release`) when its stream ends."""
     recorder = Recorder(site, request, chat=chat, hide_usage=hide_usage)
-    if key is not None:
-        recorder.on_end = lambda: flights.release(key)
+    recorder.on_end = release
     return recorder
 
 
 def open_stream(
     site: CallSite,
     request: dict[str, Any],
-    flights: StreamFlights,
     open_live: Callable[[], Any],
     *,
     chat: bool,
     include_usage: bool,
 ) -> Any:
-    """A replay of the recorded stream, or the live one (`open_live()`), recorded."""
-    key, recording = claim_stream(site, request, flights)
+    """A replay of the recorded stream, or the live one (`open_live()`), recorded.
+
+    Identical live streams of this process make one paid call: the first leads (the
+    site's `claim`) and the others wait for its stream to end, then replay it.
+    """
+    recording, release = site.claim(request)
     if recording is not MISS:
         return ReplayStream(replay_items(recording, include_usage), recording)
-    recorder = _leading_recorder(site, request, flights, key, chat, not include_usage)
+    recorder = _leading_recorder(site, request, release, chat, not include_usage)
     try:
         live = open_live()
     except BaseException:
@@ -210,17 +129,16 @@ def open_stream(
 async def aopen_stream(
     site: CallSite,
     request: dict[str, Any],
-    flights: StreamFlights,
     open_live: Callable[[], Awaitable[Any]],
     *,
     chat: bool,
     include_usage: bool,
 ) -> Any:
-    """`open_stream` for `AsyncOpenAI`."""
-    key, recording = await aclaim_stream(site, request, flights)
+    """`open_stream` for `AsyncOpenAI`: waiting for an identical stream never blocks the loop."""
+    recording, release = await site.aclaim(request)
     if recording is not MISS:
         return AsyncReplayStream(replay_items(recording, include_usage), recording)
-    recorder = _leading_recorder(site, request, flights, key, chat, not include_usage)
+    recorder = _leading_recorder(site, request, release, chat, not include_usage)
     try:
         live = await open_live()
     except BaseException:

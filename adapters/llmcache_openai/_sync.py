@@ -1,8 +1,14 @@
-"""Cached endpoints of a wrapped `OpenAI` client.
+# Written by scripts/unasync.py from adapters/llmcache_openai/_async.py: edit that file, then run
+# `python scripts/unasync.py`. CI fails when this copy is not current.
+"""Cached endpoints of wrapped clients (`AsyncOpenAI` in `_async.py`, `OpenAI` in `_sync.py`).
 
-Each method turns its keyword arguments into the keyed request (see `_keys`) and lets the
-call site do the rest: lookup, single-flight, the real call on a miss, storing, the ledger.
-Streams go through `_streaming`: a hit is replayed, a miss is recorded as it is consumed.
+`_async.py` is the one source of both: `scripts/unasync.py` writes `_sync.py` from it (the
+classes lose their ``Async`` prefix, awaited site methods become the plain ones) and CI
+checks the copy is current. Each method turns its keyword arguments into the keyed request
+(see `_keys`) and lets the call site do the rest: lookup, single-flight, the real call on a
+miss, storing, the ledger. Streams go through `_streaming`: a hit is replayed, a miss is
+recorded as it is consumed. Async lookups that leave the memory tier, and stores of
+recorded streams, do not block the loop.
 """
 
 from __future__ import annotations
@@ -16,10 +22,9 @@ from ._common import (
     ClientState,
     Delegate,
     Endpoints,
-    Unreusable,
     asks_for_usage,
     bypassed,
-    reusable_response,
+    is_reusable_response,
     with_usage_requested,
 )
 from ._keys import request_of, uncacheable
@@ -51,7 +56,6 @@ class ChatCompletions(Endpoints):
         return open_stream(
             site,
             request,
-            self._sites.stream_flights,
             lambda: self._inner.create(**upstream),
             chat=True,
             include_usage=include_usage,
@@ -93,13 +97,12 @@ class Responses(Endpoints):
         if kwargs.get("stream") is True:
             return self._stream(kwargs)
         create = self._inner.create
-        try:
-            return self._sites.responses.call(
-                request_of(kwargs, self._state.fields),
-                lambda: reusable_response(create(**kwargs)),
-            )
-        except Unreusable as carried:
-            return carried.result
+        # A response that did not complete reaches the caller but is never stored.
+        return self._sites.responses.call(
+            request_of(kwargs, self._state.fields),
+            lambda: create(**kwargs),
+            keep=is_reusable_response,
+        )
 
     def _stream(self, kwargs: dict[str, Any]) -> Any:
         site = self._sites.responses_stream
@@ -109,7 +112,6 @@ class Responses(Endpoints):
         return open_stream(
             site,
             request,
-            self._sites.stream_flights,
             lambda: self._inner.create(**kwargs),
             chat=False,
             include_usage=False,

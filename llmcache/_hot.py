@@ -1,0 +1,314 @@
+"""The hot path: a hit served in about a microsecond. The only module with inlined code.
+
+A hit in memory (or, memory missing, in the first tier below it) for a call under no
+`options` is served here: the decorator's wrappers and `CallSite.call` key the call in one
+`fast_body` + one xxh3 call, then `HotPath.memory_hit` or `HotPath.lower_hit`. Everything
+else goes to the general flow (`_async/_flow.py`, and `_sync/_flow.py` written from it).
+
+These lines repeat what the flow does, with the Python call layers folded in, because each
+layer costs a measurable share of a hit (benchmarks/bench_core.py). What they repeat, and
+must stay equal to, is named at each place; `tests/test_hot_path.py` proves with
+hypothesis that the hot and the general path give the same value, key, counters, ledger
+and `llmcache.info` for random calls, options and tier states.
+
+A `HotPath` reads its cache's parts through references taken once. They stay right because
+the cache never rebinds them: `Cache.tiers`, `Ledger.noted_hits` and `KeySchedule.signed_memo`
+are changed in place only (`tests/test_hot_path.py` checks this across clear, invalidate
+and fork).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from xxhash import xxh3_128_intdigest
+
+from ._canonical import Binder, canonical_bytes, fast_body
+from ._codec import Unstorable
+from ._info import (
+    INFO_CAPACITY,
+    INFO_MAX_BYTES,
+    LAST,
+    SEEN,
+    SHARED_TYPES,
+    forget_older_half,
+    held_bytes,
+    weak_reference,
+)
+from ._ledger import HIT_BATCH
+from ._options import current_options
+from ._record import NO_EXPIRY, NOT_SHARED, IntegrityError, decode_entry
+from ._steps import IMMUTABLE, MISS, decoder_for, reject
+
+if TYPE_CHECKING:
+    from ._namespaces import Namespace
+    from ._site import CallSite
+
+__all__ = ["HotPath", "async_wrapper", "sync_wrapper"]
+
+_T = TypeVar("_T")
+set_last_call = LAST.set  # `llmcache.info`'s per-context last call, set on every hit path
+
+
+class HotPath:
+    """One site's inlined hit path: memory first, then the tiers below it."""
+
+    __slots__ = (
+        "_aead",
+        "_clock",
+        "_counters",
+        "_decoders",
+        "_ledger",
+        "_memory",
+        "_name",
+        "_noted",
+        "_signed_key",
+        "_signed_memo",
+        "_site",
+        "_tiers",
+    )
+
+    def __init__(self, site: CallSite) -> None:
+        cache = site.cache
+        self._site = site
+        self._memory = cache.memory
+        self._tiers = cache.tiers
+        self._ledger = cache.ledger
+        self._noted = cache.ledger.noted_hits
+        self._signed_key = cache.keys.signed_key
+        self._signed_memo = cache.keys.signed_memo
+        self._clock = cache.clock
+        self._aead = cache.entry_aead
+        self._decoders = site._decoders  # filled by `decoder_for`
+        self._counters = site.counters
+        self._name = site.namespace.name
+
+    def memory_hit(self, fingerprint: int) -> Any:
+        """The memory tier's value for a fingerprint (counted, remembered), or MISS.
+
+        Equal to the flow's `memory_lookup` + `serve` for a call under no options.
+        """
+        memory = self._memory
+        if memory is None:
+            return MISS
+        record = memory.lookup(fingerprint)
+        if record is None:
+            self._counters.memory_misses += 1
+            return MISS
+        self._counters.memory_hits += 1
+        name = self._name
+        # `Ledger.hit` and `remember(...)`, inlined: this is every memory hit's path.
+        noted = self._noted
+        noted.append((name, record))
+        if len(noted) >= HIT_BATCH:
+            self._ledger.drain_hits()
+        value = record.shared
+        if value is not NOT_SHARED:
+            # A str, number, bool, None or bytes (the only values `encode` and `verify`
+            # share): SHARED_TYPES, described by `LAST` alone.
+            set_last_call((value, record, "memory", True, name))
+            return value
+        value = record.decoder(record.value_json)  # type: ignore[misc]
+        set_last_call((value, record, "memory", True, name))
+        kind = type(value)
+        if kind not in SHARED_TYPES:  # a fresh object: also remembered by identity
+            if kind.__weakrefoffset__:
+                weight = record.size
+                SEEN[id(value)] = (weak_reference(value), record, "memory", True, name, weight)
+            else:
+                weight = record.size << 2
+                SEEN[id(value)] = (value, record, "memory", True, name, weight)
+            held_bytes[0] += weight
+            if held_bytes[0] > INFO_MAX_BYTES or len(SEEN) > INFO_CAPACITY:
+                forget_older_half()
+        return value
+
+    def lower_hit(self, fingerprint: int, namespace: Namespace, prefix: str) -> Any:
+        """The value a tier below memory holds for a call under no options, or MISS.
+
+        Equal to the flow's `lower_lookup` + `verify` + `promote` + `serve`, folded into one
+        loop.
+        """
+        signed_key = self._signed_memo.get(fingerprint) or self._signed_key(prefix, fingerprint)
+        index = 0
+        for tier in self._tiers:
+            data = tier.get(signed_key)
+            if data is None:
+                tier.counters.misses += 1
+                index += 1
+                continue
+            try:
+                record = decode_entry(data, signed_key, self._aead)
+                decoder = self._decoders.get(record.tag) or decoder_for(self._site, record.tag)
+                value = decoder(record.value_json)
+            except (IntegrityError, Unstorable, ValueError) as error:
+                reject(tier, error)
+                index += 1
+                continue
+            expires = record.expires
+            if expires != NO_EXPIRY and expires <= self._clock():  # no clock read without a TTL
+                tier.counters.misses += 1
+                index += 1
+                continue
+            tier.counters.hits += 1
+            if index or self._memory is not None:  # a faster tier above to fill
+                record.decoder = decoder
+                if type(value) in IMMUTABLE:
+                    record.shared = value
+                self._site.sync_flow.promote(fingerprint, record, data, index)
+            self._counters.lower_hits += 1
+            name = namespace.name
+            # `Ledger.hit` and `remember(...)`, inlined as in `memory_hit`. The ledger is
+            # given the metadata bytes, not this short-lived record, to group hits by.
+            noted = self._noted
+            noted.append((name, record.meta_json))
+            if len(noted) >= HIT_BATCH:
+                self._ledger.drain_hits()
+            set_last_call((value, record, tier.name, True, name))
+            kind = type(value)
+            if kind not in SHARED_TYPES:  # a fresh object: also remembered by identity
+                if kind.__weakrefoffset__:
+                    weight = record.size
+                    SEEN[id(value)] = (weak_reference(value), record, tier.name, True, name, weight)
+                else:
+                    weight = record.size << 2
+                    SEEN[id(value)] = (value, record, tier.name, True, name, weight)
+                held_bytes[0] += weight
+                if held_bytes[0] > INFO_MAX_BYTES or len(SEEN) > INFO_CAPACITY:
+                    forget_older_half()
+            return value
+        return MISS
+
+
+# -- the entry points: a decorated function's wrapper, and a provider site's call ------------------
+def sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
+    """The wrapper of a sync cached function."""
+    cache = site.cache
+    namespace = site.namespace
+    hot = site.hot
+    memory_hit = hot.memory_hit
+    lower_hit = hot.lower_hit
+    flow = site.sync_flow
+    memory = cache.memory
+    bind = binder.bind
+    version = site.version
+    head = (site.identity, version)
+    where = site.identity
+
+    def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        return canonical_bytes(bind(args, kwargs), where, head)
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_options() is None and cache.enabled and namespace.loaded:
+            try:
+                body = fast_body(where, version, bind(args, kwargs))
+            except Exception:  # the slow path canonicalises it, or names the bad argument
+                return flow.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
+            seed, prefix = namespace.state
+            fingerprint = xxh3_128_intdigest(body, seed)
+            if memory is not None:
+                value = memory_hit(fingerprint)
+                if value is not MISS:
+                    return value
+            value = lower_hit(fingerprint, namespace, prefix)
+            if value is not MISS:
+                return value
+            compute = lambda: function(*args, **kwargs)  # noqa: E731 (made only on a miss)
+            return flow.miss(fingerprint, namespace, prefix, compute, None)
+        return flow.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
+
+    return wrapper
+
+
+def async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
+    """The wrapper of an async cached function: memory hits here, the rest awaited."""
+    cache = site.cache
+    namespace = site.namespace
+    memory_hit = site.hot.memory_hit
+    flow = site.async_flow
+    memory = cache.memory
+    bind = binder.bind
+    version = site.version
+    head = (site.identity, version)
+    where = site.identity
+
+    def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        return canonical_bytes(bind(args, kwargs), where, head)
+
+    @functools.wraps(function)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_options() is None and cache.enabled and namespace.loaded:
+            try:
+                body = fast_body(where, version, bind(args, kwargs))
+            except Exception:
+                return await flow.run(
+                    lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)
+                )
+            seed, prefix = namespace.state
+            fingerprint = xxh3_128_intdigest(body, seed)
+            if memory is not None:
+                value = memory_hit(fingerprint)
+                if value is not MISS:
+                    return value
+            return await flow.resolve(
+                fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
+            )
+        return await flow.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
+
+    return wrapper
+
+
+def fast_key(site: CallSite, request: Mapping[str, Any]) -> tuple[int, str] | None:
+    """(fingerprint, key prefix) of a request under no options; None: take the long way."""
+    namespace = site.namespace
+    if current_options() is not None or not site.cache.enabled or not namespace.loaded:
+        return None
+    try:
+        body = fast_body(site.identity, site.version, request)
+    except Exception:  # the long way canonicalises it, or names what cannot be keyed
+        return None
+    seed, prefix = namespace.state
+    return xxh3_128_intdigest(body, seed), prefix
+
+
+def call(
+    site: CallSite,
+    request: Mapping[str, Any],
+    compute: Callable[[], _T],
+    keep: Callable[[Any], bool] | None,
+) -> _T:
+    """`CallSite.call`: a memory or lower-tier hit here, else the flow's miss."""
+    flow = site.sync_flow
+    keyed = fast_key(site, request)
+    if keyed is None:
+        return flow.run(lambda: flow.canonical(request), compute, keep)
+    fingerprint, prefix = keyed
+    hot = site.hot
+    value = hot.memory_hit(fingerprint)
+    if value is not MISS:
+        return value  # type: ignore[no-any-return]
+    value = hot.lower_hit(fingerprint, site.namespace, prefix)
+    if value is not MISS:
+        return value  # type: ignore[no-any-return]
+    return flow.miss(fingerprint, site.namespace, prefix, compute, None, keep)
+
+
+async def acall(
+    site: CallSite,
+    request: Mapping[str, Any],
+    compute: Callable[[], Awaitable[_T]],
+    keep: Callable[[Any], bool] | None,
+) -> _T:
+    """`CallSite.acall`: a memory hit here, else the async flow."""
+    flow = site.async_flow
+    keyed = fast_key(site, request)
+    if keyed is None:
+        return await flow.run(lambda: flow.canonical(request), compute, keep)
+    fingerprint, prefix = keyed
+    value = site.hot.memory_hit(fingerprint)
+    if value is not MISS:
+        return value  # type: ignore[no-any-return]
+    return await flow.resolve(fingerprint, site.namespace, prefix, compute, None, False, keep)

@@ -1,0 +1,1 @@
+"""The sync call flow, written by `scripts/unasync.py` from `llmcache._async` (do not edit)."""

@@ -1,0 +1,367 @@
+# Written by scripts/unasync.py from llmcache/_async/_flow.py: edit that file, then run
+# `python scripts/unasync.py`. CI fails when this copy is not current.
+"""The general path of a cached call: options → key → tiers → single-flight miss → store.
+
+This file is the one source of both flows: `scripts/unasync.py` writes the sync copy,
+`llmcache/_sync/_flow.py`, from it (`llmcache/_io.py` lists what it renames), and CI checks
+that the copy is current. The hot path (`llmcache/_hot.py`) serves the common hit without
+coming here; a hypothesis test proves the two give the same results.
+
+Identical concurrent misses make one real call: in a process, threads and asyncio tasks of
+any loop share one `Flight` (see `_flights`); across processes, callers share the most
+shared tier's lock, held as a lease the leader keeps renewing (see `_leases`), while the
+others poll for the entry, bounded by `lock_wait`; a leader that dies stops renewing, and
+one of them takes over within about a lease. The leader's result is stored in every tier
+and counted in the ledger; a follower gets its own copy, decoded from the stored entry. An
+exception reaches every waiter and stores nothing; a cancelled leader's waiters elect one
+of them to make the call instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._canonical import canonical_bytes, canonical_value
+from .._flights import Flight
+from .._info import remember
+from .._io import Compute, no_loop, sleep
+from .._leases import LEASES, Lease, lease_seconds
+from .._options import Options, current_options
+from .._record import Record
+from .._steps import (
+    MISS,
+    Found,
+    bypassed,
+    count_miss,
+    encode,
+    entry_bytes,
+    follow,
+    just_finished,
+    memory_lookup,
+    meta_of,
+    record_miss,
+    serve,
+    ttl_of,
+    verify,
+    write_memory,
+)
+
+if TYPE_CHECKING:
+    from .._namespaces import Namespace
+    from .._site import CallSite
+
+__all__ = ["Flow"]
+
+_T = TypeVar("_T")
+Keep = Callable[[Any], bool]  # whether a real call's result may be stored
+
+
+class Flow:
+    """One site's calls, the long way (everything the hot path leaves to it)."""
+
+    __slots__ = ("site",)
+
+    def __init__(self, site: CallSite) -> None:
+        self.site = site
+
+    # -- request → key ---------------------------------------------------------------------
+    def canonical(self, request: Mapping[str, Any]) -> bytes:
+        """The long way to a request's canonical bytes (the hot path makes the first try)."""
+        site = self.site
+        return canonical_bytes(request, site.identity, (site.identity, site.version))
+
+    def prepare(self, body: bytes) -> tuple[Namespace, int, str, Options | None]:
+        """(namespace, fingerprint, key prefix, options) of a call's canonical body."""
+        opts = current_options()
+        site = self.site
+        namespace = site.namespace
+        if opts is not None and opts.namespace:
+            namespace = site.cache.namespace(opts.namespace)
+        site.cache.load(namespace)
+        seed, prefix = namespace.state
+        if opts is not None and opts.sample is not None:
+            body += b"\x00sample:" + canonical_value(opts.sample)
+        from xxhash import xxh3_128_intdigest
+
+        return namespace, xxh3_128_intdigest(body, seed), prefix, opts
+
+    def key(self, request: Mapping[str, Any]) -> str:
+        """The signed key `request` has under the current options."""
+        _, fingerprint, prefix, _ = self.prepare(self.canonical(request))
+        return self.site.cache.keys.signed_key(prefix, fingerprint)
+
+    # -- the whole call ---------------------------------------------------------------------
+    def run(
+        self,
+        make_body: Callable[[], bytes],
+        compute: Compute[_T],
+        keep: Keep | None = None,
+    ) -> _T:
+        """A call the hot path did not serve: bypassed, under options, or not fast-keyable."""
+        site = self.site
+        opts = current_options()
+        if bypassed(site, opts):
+            value = compute()
+            remember(value, None, None, False, site.namespace.name)  # never a stale hit
+            return value
+        namespace, fingerprint, prefix, opts = self.prepare(make_body())
+        return self.resolve(fingerprint, namespace, prefix, compute, opts, True, keep)
+
+    def resolve(
+        self,
+        fingerprint: int,
+        namespace: Namespace,
+        prefix: str,
+        compute: Compute[_T],
+        opts: Options | None,
+        check_memory: bool,
+        keep: Keep | None = None,
+    ) -> _T:
+        """Serve a keyed call: look it up (memory unless already checked), else call it."""
+        if opts is None or not opts.refresh:
+            if check_memory:
+                found = self.lookup(fingerprint, prefix, opts)
+            else:
+                found = self.lower_lookup(fingerprint, prefix, opts)
+            if found is not None:
+                value: _T = serve(self.site, found, namespace)
+                return value
+        return self.miss(fingerprint, namespace, prefix, compute, opts, keep)
+
+    def get(self, request: Mapping[str, Any]) -> Any:
+        """The cached value for `request` (counted as a hit), or MISS."""
+        site = self.site
+        if bypassed(site, current_options()):
+            return MISS
+        namespace, fingerprint, prefix, opts = self.prepare(self.canonical(request))
+        if opts is not None and opts.refresh:
+            return MISS
+        found = self.lookup(fingerprint, prefix, opts)
+        return MISS if found is None else serve(site, found, namespace)
+
+    def put(
+        self,
+        request: Mapping[str, Any],
+        value: Any,
+        latency_s: float,
+        meta: Mapping[str, Any] | None,
+    ) -> Record | None:
+        """Record a real call the adapter made itself (e.g. a completed stream)."""
+        site = self.site
+        if bypassed(site, current_options()):
+            return None
+        namespace, fingerprint, prefix, opts = self.prepare(self.canonical(request))
+        full_meta = meta_of(site, value, latency_s, meta)
+        count_miss(site, namespace, full_meta)
+        if opts is not None and opts.no_store:
+            return None
+        record = encode(site, fingerprint, prefix, value, full_meta, opts)
+        if record is not None:
+            write_memory(site, fingerprint, record)
+            self.store_below(record)
+        remember(value, record, None, False, namespace.name)
+        return record
+
+    # -- tiers ------------------------------------------------------------------------------
+    def lookup(self, fingerprint: int, prefix: str, opts: Options | None) -> Found | None:
+        found = memory_lookup(self.site, fingerprint, opts)
+        if found is not None or not self.site.cache.tiers:
+            return found
+        return self.lower_lookup(fingerprint, prefix, opts)
+
+    def lower_lookup(
+        self, fingerprint: int, prefix: str, opts: Options | None, count: bool = True
+    ) -> Found | None:
+        """The first tier below memory that holds a good entry; it fills the tiers above."""
+        site = self.site
+        signed_key = site.cache.keys.signed_key(prefix, fingerprint)
+        for index, tier in enumerate(site.cache.tiers):
+            data = tier.get(signed_key)
+            found = verify(site, tier, data, signed_key, opts, count)
+            if found is not None and data is not None:
+                self.promote(fingerprint, found[0], data, index)
+                return found
+        return None
+
+    def promote(self, fingerprint: int, record: Record, data: bytes, index: int) -> None:
+        """Copy an entry found in tier `index` into every faster tier (memory included)."""
+        site = self.site
+        write_memory(site, fingerprint, record)
+        for upper in site.cache.tiers[:index]:
+            upper.set(record.signed_key, data, ttl_of(site, record))
+
+    def store_below(self, record: Record) -> None:
+        """Write a new record to every tier below memory."""
+        site = self.site
+        tiers = site.cache.tiers
+        if tiers:
+            data = entry_bytes(site, record)
+            for tier in tiers:
+                tier.set(record.signed_key, data, ttl_of(site, record))
+
+    # -- the miss: one real call per key ----------------------------------------------------
+    def miss(
+        self,
+        fingerprint: int,
+        namespace: Namespace,
+        prefix: str,
+        compute: Compute[_T],
+        opts: Options | None,
+        keep: Keep | None = None,
+    ) -> _T:
+        """Make the real call, or wait for the identical one in flight (single-flight)."""
+        flights = self.site.cache.flights
+        loop = no_loop()
+        while True:
+            flight, leading = flights.join(fingerprint, loop)
+            if leading:
+                break
+            if not flight.joinable(loop):  # led from this very thread: waiting would hang
+                value, _ = self.lead(fingerprint, namespace, prefix, compute, opts, keep)
+                return value
+            flight.landed()
+            if not flight.abandoned:
+                return self.joined(flight, namespace)  # type: ignore[no-any-return]
+            # Its leader gave up (cancelled): the first of us to look again leads anew.
+        try:
+            flight.value, flight.record = self.lead(
+                fingerprint, namespace, prefix, compute, opts, keep
+            )
+            return flight.value  # type: ignore[no-any-return]
+        except Exception as error:
+            flight.error = error
+            raise
+        except BaseException:  # cancelled or interrupted: not an answer for the others
+            flight.abandoned = True
+            raise
+        finally:
+            flights.land(fingerprint, flight)
+
+    def joined(self, flight: Flight, namespace: Namespace) -> Any:
+        """What a caller that waited for another's flight gets: its error, or its own copy."""
+        self.site.counters.coalesced += 1
+        if flight.error is not None:
+            raise flight.error
+        return follow(self.site, flight.record, flight.value, namespace)
+
+    def lead(
+        self,
+        fingerprint: int,
+        namespace: Namespace,
+        prefix: str,
+        compute: Compute[_T],
+        opts: Options | None,
+        keep: Keep | None,
+    ) -> tuple[_T, Record | None]:
+        """Make the real call (unless another process is making it): (value, its record)."""
+        site = self.site
+        finished = just_finished(site, fingerprint, namespace, opts)
+        if finished is not None:
+            return finished
+        lock_tier, lock_key, token = site.cache.lock_tier, "", None
+        found: Found | None = None
+        if lock_tier is not None and (opts is None or not opts.refresh):
+            lock_key = site.cache.keys.signed_key(prefix, fingerprint) + ":lock"
+            token = lock_tier.call("try_lock", lock_key, self.lease_seconds())
+            if token is None:  # another process is making this call: wait for its entry
+                found, token = self.wait_for_other_process(fingerprint, prefix, lock_key, opts)
+            elif isinstance(token, str):
+                # Another process may have stored the entry and let go of the lock between
+                # our lookup and our try_lock: look once more before paying for a call.
+                found = self.lower_lookup(fingerprint, prefix, opts, count=False)
+                if found is not None:
+                    lock_tier.call("unlock", lock_key, token)
+            if found is not None:
+                site.counters.coalesced += 1
+                return follow(site, found[0], None, namespace), found[0]
+        lease = self.hold(lock_key, token)
+        try:
+            started = time.perf_counter()
+            value = compute()
+            meta = meta_of(site, value, time.perf_counter() - started, None)
+            store = keep is None or keep(value)
+            record = record_miss(site, fingerprint, namespace, prefix, value, meta, opts, store)
+            if record is not None:
+                self.store_below(record)
+            return value, record
+        finally:
+            if lease is not None and LEASES.drop(lease):
+                lease.tier.call("unlock", lock_key, lease.token)
+
+    def lease_seconds(self) -> float:
+        """How long a cross-process lock lives between its holder's renewals."""
+        cache = self.site.cache
+        assert cache.lock_tier is not None
+        return lease_seconds(cache.lock_tier, cache.lock_ttl)
+
+    def hold(self, lock_key: str, token: Any) -> Lease | None:
+        """Keep renewing the lock we took (if we took one) while our real call runs."""
+        if not isinstance(token, str):
+            return None
+        lock_tier = self.site.cache.lock_tier
+        assert lock_tier is not None
+        return LEASES.hold(lock_tier, lock_key, token, self.lease_seconds())
+
+    def wait_for_other_process(
+        self, fingerprint: int, prefix: str, lock_key: str, opts: Options | None
+    ) -> tuple[Found | None, Any]:
+        """Poll for the entry another process is computing; bounded by `lock_wait`.
+
+        If the lock frees up without an entry (the other caller failed, or crashed and its
+        lock expired), take it and make the call here.
+        """
+        cache = self.site.cache
+        lock_tier = cache.lock_tier
+        assert lock_tier is not None
+        deadline = time.monotonic() + cache.lock_wait
+        delay = 0.01
+        while time.monotonic() < deadline:
+            sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+            found = self.lookup(fingerprint, prefix, opts)
+            if found is not None:
+                return found, None
+            token = lock_tier.call("try_lock", lock_key, self.lease_seconds())
+            if isinstance(token, str):
+                # Double-checked: the holder may have stored its entry and let go of the lock
+                # between our lookup and our try_lock; then we follow instead of calling again.
+                found = self.lookup(fingerprint, prefix, opts)
+                if found is not None:
+                    lock_tier.call("unlock", lock_key, token)
+                    return found, None
+            if token is not None:  # taken (a str), or the tier failed (FAILED): call now
+                return None, token
+        return None, None
+
+    # -- a delivery the adapter finishes later (streams) ------------------------------------
+    def claim(self, request: Mapping[str, Any]) -> tuple[Any, Callable[[], None]]:
+        """(value, release) for a hit, or (MISS, release) to lead this request's call.
+
+        Waits (bounded by `lock_wait`) for an identical call of this process in flight, then
+        looks again; its leader's `release()` wakes the waiters once the result is stored
+        (or not). A caller whose own thread or task leads the identical call makes its own,
+        unclaimed: release is then a no-op.
+        """
+        site = self.site
+        loop = no_loop()
+        flights = site.cache.flights
+        for _ in range(2):
+            value = self.get(request)
+            if value is not MISS:
+                return value, _nothing
+            _, fingerprint, _, _ = self.prepare(self.canonical(request))
+            flight, leading = flights.join(fingerprint, loop)
+            if leading:
+                return MISS, functools.partial(flights.land, fingerprint, flight)
+            if not flight.joinable(loop):
+                return MISS, _nothing
+            flight.landed(site.cache.lock_wait)
+        # The leader's stream outlived `lock_wait`: look once more, then call unclaimed.
+        return self.get(request), _nothing
+
+
+def _nothing() -> None:
+    """The release of a call that leads no flight (a hit, or an unclaimed call)."""
