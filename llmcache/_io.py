@@ -1,10 +1,11 @@
 """What differs between the sync and the async flow, named so that one source serves both.
 
 The async flow (`llmcache/_async/`) is the source; `scripts/unasync.py` writes the sync one
-(`llmcache/_sync/`) by dropping ``async`` / ``await`` and renaming ``asleep`` to ``sleep``,
-``running_loop`` to ``no_loop``, ``AsyncCompute`` to ``Compute``, and the tiers' ``aget``,
-``aset``, ``acall`` and the cache's ``aload`` to their sync names. Each pair here is the one
-place where the two really differ.
+(`llmcache/_sync/`) by dropping ``async`` / ``await`` (and the deadline around an awaited
+tier call, ``await self._bounded(...)``), and renaming ``asleep`` to ``sleep``,
+``running_loop`` to ``no_loop``, ``async_name`` to ``sync_name``, ``AsyncCompute`` to
+``Compute``, and the tiers' ``aget``, ``aset``, ``acall`` and the cache's ``aload`` to their
+sync names. Each pair here is the one place where the two really differ.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["AsyncCompute", "Compute", "asleep", "no_loop", "running_loop", "sleep"]
+__all__ = [
+    "AsyncCompute",
+    "Compute",
+    "asleep",
+    "async_name",
+    "no_loop",
+    "running_loop",
+    "sleep",
+    "sync_name",
+]
 
 _T = TypeVar("_T")
 Compute = Callable[[], _T]  # the real call, made by a sync caller
@@ -43,3 +53,13 @@ def running_loop() -> asyncio.AbstractEventLoop:
     import asyncio
 
     return asyncio.get_running_loop()
+
+
+def sync_name(operation: str) -> str:
+    """The backend method a sync call of `operation` runs: the same name."""
+    return operation
+
+
+def async_name(operation: str) -> str:
+    """The backend method an async call of `operation` runs ("try_lock" → "atry_lock")."""
+    return "a" + operation

@@ -34,14 +34,15 @@ import collections
 import threading
 import time
 from collections.abc import Awaitable
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
+from ._async import _tier_io as _async_io
 from ._backend import Backend
+from ._sync import _tier_io as _sync_io
 
 __all__ = ["FAILED", "Breaker", "GuardedTier", "TierCounters"]
 
 BreakerState = Literal["closed", "open", "half-open"]
-_TIME_ONE_READ_IN = 32
 _T = TypeVar("_T")
 DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 # What one queued write costs besides its key and value: the tuple, the deque slot, floats.
@@ -364,54 +365,13 @@ class GuardedTier:
         if self.writes.succeeded() or self._queue:
             self._start_flush()
 
-    # -- reads -------------------------------------------------------------------------------
-    def get(self, key: str) -> bytes | None:
-        reads = self.reads
-        if reads.quiet:
-            # The hit path (closed, no recent failure): time one read in 32, which is
-            # enough for the moving average. `> 0`, not truthiness: threads racing on the
-            # decrement may take it below zero, and that must still lead to a timed read.
-            self._untimed -= 1
-            if self._untimed > 0:
-                try:
-                    return self.backend.get(key)
-                except Exception as error:
-                    self._failed(reads, error)
-                    return None
-            self._untimed = _TIME_ONE_READ_IN
-        elif not reads.allowed():  # open: skip the call
-            return None
-        started = time.perf_counter()
-        try:
-            data = self.backend.get(key)
-        except Exception as error:
-            self._failed(reads, error)
-            return None
-        self._read_succeeded(started)
-        return data
-
-    async def aget(self, key: str) -> bytes | None:
-        # The same path as `get`: untimed reads while quiet, a timed one in 32.
-        reads = self.reads
-        if reads.quiet:
-            self._untimed -= 1
-            if self._untimed > 0:
-                try:
-                    return await self._bounded(self.backend.aget(key))
-                except Exception as error:
-                    self._failed(reads, error)
-                    return None
-            self._untimed = _TIME_ONE_READ_IN
-        elif not reads.allowed():
-            return None
-        started = time.perf_counter()
-        try:
-            data = await self._bounded(self.backend.aget(key))
-        except Exception as error:
-            self._failed(reads, error)
-            return None
-        self._read_succeeded(started)
-        return data
+    # -- reads, writes and other operations: written once, in _async/_tier_io.py ------------
+    get = _sync_io.get
+    aget = _async_io.aget
+    set = _sync_io.set
+    aset = _async_io.aset
+    call = _sync_io.call
+    acall = _async_io.acall
 
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
         import asyncio  # the caller's event loop has loaded it (not `import llmcache`)
@@ -420,36 +380,6 @@ class GuardedTier:
         # Task, which costs a Task and two extra trips through a busy event loop per call.
         async with asyncio.timeout(self.async_timeout):
             return await awaitable
-
-    # -- writes ------------------------------------------------------------------------------
-    def set(self, key: str, value: bytes, ttl: float | None) -> bool:
-        """Store, or queue for later; True if the backend took it now."""
-        if not self.writes.allowed():
-            self._enqueue(key, value, ttl)
-            return False
-        started = time.perf_counter()
-        try:
-            self.backend.set(key, value, ttl)
-        except Exception as error:
-            self._failed(self.writes, error)
-            self._enqueue(key, value, ttl)
-            return False
-        self._write_succeeded(started)
-        return True
-
-    async def aset(self, key: str, value: bytes, ttl: float | None) -> bool:
-        if not self.writes.allowed():
-            self._enqueue(key, value, ttl)
-            return False
-        started = time.perf_counter()
-        try:
-            await self._bounded(self.backend.aset(key, value, ttl))
-        except Exception as error:
-            self._failed(self.writes, error)
-            self._enqueue(key, value, ttl)
-            return False
-        self._write_succeeded(started)
-        return True
 
     # -- the write-retry queue, bounded in bytes ------------------------------------------------
     def _enqueue(self, key: str, value: bytes, ttl: float | None) -> None:
@@ -529,37 +459,3 @@ class GuardedTier:
     # -- other operations, all fail-open --------------------------------------------------------
     def _breaker(self, operation: str) -> Breaker:
         return self.reads if operation in READ_OPERATIONS else self.writes
-
-    def call(self, operation: str, *args: object) -> Any:
-        """Run a rarely used backend method by name; FAILED if the tier is down or fails."""
-        breaker = self._breaker(operation)
-        if not breaker.allowed():
-            return FAILED
-        started = time.perf_counter()
-        try:
-            result = getattr(self.backend, operation)(*args)
-        except Exception as error:
-            self._failed(breaker, error)
-            return FAILED
-        if breaker is self.reads:
-            self._read_succeeded(started)
-        else:
-            self._wrote(started)
-        return result
-
-    async def acall(self, operation: str, *args: object) -> Any:
-        """`call` for the backend's async method of that name (e.g. "try_lock" → atry_lock)."""
-        breaker = self._breaker(operation)
-        if not breaker.allowed():
-            return FAILED
-        started = time.perf_counter()
-        try:
-            result = await self._bounded(getattr(self.backend, "a" + operation)(*args))
-        except Exception as error:
-            self._failed(breaker, error)
-            return FAILED
-        if breaker is self.reads:
-            self._read_succeeded(started)
-        else:
-            self._wrote(started)
-        return result

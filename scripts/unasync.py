@@ -41,6 +41,7 @@ RENAMES = {
     "acall": "call",
     "aload": "load",
     "alanded": "landed",
+    "async_name": "sync_name",
     "aopen_stream": "open_stream",
     "AsyncChatCompletions": "ChatCompletions",
     "AsyncChat": "Chat",
@@ -48,6 +49,9 @@ RENAMES = {
     "AsyncEmbeddings": "Embeddings",
 }
 SUBSTITUTIONS = [
+    # A sync tier call is bounded by the backend itself: the deadline wrapper goes (ruff
+    # drops the parentheses it leaves in returns and assignments).
+    (re.compile(r"\bawait self\._bounded\("), "("),
     (re.compile(r"\basync (def|with|for)\b"), r"\1"),
     (re.compile(r"\bawait "), ""),
     *((re.compile(rf"\b{old}\b"), new) for old, new in RENAMES.items()),
