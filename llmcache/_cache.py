@@ -23,6 +23,7 @@ from ._generations import (
     Invalidation,
     RecordFormat,
     SharedRuns,
+    function_field,
 )
 from ._keys import KeySchedule, check_name
 from ._ledger import Ledger
@@ -154,7 +155,8 @@ class Cache:
         lockers = [t for t in self.tiers if t.backend.supports_locks]
         self.lock_tier: GuardedTier | None = lockers[-1] if lockers else None
         self.ledger = Ledger(self.keys.scope, self.keys.ledger_key)
-        self._namespaces: dict[str, Namespace] = {}
+        # By generation records: a namespace's, and each cached function's scope in one.
+        self._namespaces: dict[tuple[str, ...], Namespace] = {}
         self._generations = GenerationBook(RecordFormat(self.keys), persistent)
         self._first_loads = SharedRuns()
         # A first load waits for the tiers at most this long, then goes on provisionally.
@@ -286,12 +288,26 @@ class Cache:
             f"for OpenAI clients install: pip install 'llmcache[openai]'"
         )
 
-    def namespace(self, name: str | None = None) -> Namespace:
-        name = name or self.default_namespace
-        found = self._namespaces.get(name)
+    def namespace(self, name: str | None = None, function: str | None = None) -> Namespace:
+        """A namespace (default: the cache's), or one function's scope in it.
+
+        A function's scope has a generation record of its own besides the workspace's and
+        the namespace's, so that its `cache_clear()` drops its entries alone, in every
+        process; `invalidate()` of the namespace still drops them too.
+        """
+        name = check_name("namespace", name or self.default_namespace)
+        fields: tuple[str, ...] = (WORKSPACE_FIELD, name)
+        if function is not None:
+            fields += (function_field(name, function),)
+        found = self._namespaces.get(fields)
         if found is None:
             with self._lock:
-                found = self._namespaces.setdefault(name, Namespace(name, self.keys))
+                found = self._namespaces.get(fields)
+                if found is None:
+                    found = self._namespaces[fields] = Namespace(name, self.keys, fields)
+                    label = self._generations.label(fields)
+                    if label is not None:  # its records are known already (another scope's)
+                        found.set_generation(label)
         return found
 
     def load(self, namespace: Namespace) -> Namespace:
@@ -301,7 +317,9 @@ class Cache:
         with a provisional generation (nothing stored before is served) until they do.
         """
         if not namespace.loaded:
-            loading = self._first_loads.start(namespace.name, lambda: self._load_now(namespace))
+            loading = self._first_loads.start(
+                "\x1f".join(namespace.fields), lambda: self._load_now(namespace)
+            )
             try:
                 loading.result(timeout=self._load_deadline)
             except Exception:  # late or failed: never a reason to fail the caller's call
@@ -313,7 +331,9 @@ class Cache:
         if not namespace.loaded:
             import asyncio  # loaded by the caller's event loop already (not at import)
 
-            loading = self._first_loads.start(namespace.name, lambda: self._load_now(namespace))
+            loading = self._first_loads.start(
+                "\x1f".join(namespace.fields), lambda: self._load_now(namespace)
+            )
             waiter = asyncio.wrap_future(loading)
             done, _ = await asyncio.wait((waiter,), timeout=self._load_deadline)
             if not done or waiter.exception() is not None:
@@ -321,13 +341,13 @@ class Cache:
         return namespace
 
     def _load_now(self, namespace: Namespace) -> None:
-        self._generations.load((WORKSPACE_FIELD, namespace.name))
-        self._apply_generations(only=namespace)
+        self._generations.load(namespace.fields)
+        self._apply_generations()  # its scopes and the namespace itself
         self._start_watcher()
 
     def _load_provisionally(self, namespace: Namespace) -> None:
-        self._generations.assume_provisional((WORKSPACE_FIELD, namespace.name))
-        self._apply_generations(only=namespace)
+        self._generations.assume_provisional(namespace.fields)
+        self._apply_generations()  # its scopes and the namespace itself
         self._start_watcher()  # it keeps asking the tiers
 
     def invalidate(self, namespace: str | None = None) -> Invalidation:
@@ -339,6 +359,10 @@ class Cache:
         """
         name = check_name("namespace", self.default_namespace if namespace is None else namespace)
         return self._bump(name)
+
+    def _clear_function(self, namespace: str, function: str) -> Invalidation:
+        """`cache_clear()` of a cached function: its entries in `namespace`, everywhere."""
+        return self._bump(function_field(namespace, function))
 
     def delete(self, key: str) -> None:
         """Remove the entry with this signed key (see ``fn.cache_key(...)``) from every tier.
@@ -555,7 +579,7 @@ class Cache:
         """Key each namespace under its current generation (those not known yet: untouched)."""
         targets = [only] if only is not None else list(self._namespaces.values())
         for namespace in targets:
-            label = self._generations.label(namespace.name)
+            label = self._generations.label(namespace.fields)
             if label is not None:
                 namespace.set_generation(label)
 

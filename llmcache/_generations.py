@@ -65,6 +65,7 @@ __all__ = [
     "Invalidation",
     "RecordFormat",
     "SharedRuns",
+    "function_field",
     "namespace_label",
 ]
 
@@ -72,6 +73,19 @@ log = logging.getLogger("llmcache")
 
 #: The field `clear()` advances: the generation of the whole workspace.
 WORKSPACE_FIELD = "*"
+
+
+def function_field(namespace: str, function: str) -> str:
+    """The generation record of one cached function in a namespace.
+
+    The function is named by a digest of its identity (module and qualified name), so the
+    record's key says nothing about the code; the colon keeps it apart from namespace names,
+    which cannot hold one.
+    """
+    digest = hashlib.blake2b(function.encode(), digest_size=8).hexdigest()
+    return f"{namespace}:fn:{digest}"
+
+
 _VERSION = "g1"
 _MAX_COUNTER = 2**62  # far beyond any real count; a bound that keeps arithmetic trivial
 _COUNTER = re.compile(r"[1-9][0-9]{0,18}\Z")
@@ -112,14 +126,16 @@ def mint(counter: int, above: str = "") -> Generation:
     return Generation(counter, secrets.token_hex(8), above)
 
 
-def namespace_label(workspace: Generation, namespace: Generation) -> str:
-    """The generation string a namespace's seeds and key prefixes are made from.
+def namespace_label(*generations: Generation) -> str:
+    """The generation string a namespace's (or one function's) seeds and key prefixes are
+    made from: of the workspace's record, the namespace's and, for one function, its own.
 
-    It names both records: counters in the clear (for people reading keys) and a digest of
-    both tokens, so it changes whenever either record does and never repeats.
+    It names every record: counters in the clear (for people reading keys) and a digest of
+    all tokens, so it changes whenever any record does and never repeats.
     """
-    tokens = hashlib.blake2b(f"{workspace.token}{namespace.token}".encode(), digest_size=8)
-    return f"{workspace.counter:x}.{namespace.counter:x}-{tokens.hexdigest()}"
+    tokens = hashlib.blake2b("".join(g.token for g in generations).encode(), digest_size=8)
+    counters = ".".join(f"{g.counter:x}" for g in generations)
+    return f"{counters}-{tokens.hexdigest()}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,13 +247,14 @@ class GenerationBook:
     def get(self, field: str) -> Generation | None:
         return self._known.get(field)
 
-    def label(self, namespace: str) -> str | None:
-        """The namespace's generation string, or None until both its records are known."""
+    def label(self, fields: Sequence[str]) -> str | None:
+        """The generation string of these records (the workspace's first), or None until
+        all of them are known."""
         known = self._known
-        workspace, own = known.get(WORKSPACE_FIELD), known.get(namespace)
-        if workspace is None or own is None:
+        generations = [known.get(field) for field in fields]
+        if any(g is None for g in generations):
             return None
-        return namespace_label(workspace, own)
+        return namespace_label(*generations)  # type: ignore[arg-type]
 
     @property
     def pending(self) -> int:

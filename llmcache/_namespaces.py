@@ -25,7 +25,11 @@ __all__ = ["GenerationWatcher", "Namespace"]
 
 
 class Namespace:
-    """One namespace of a cache: its name and the key material of its current generation.
+    """One namespace of a cache (or one function's entries in it): its name, the generation
+    records it is keyed by, and the key material of their current generations.
+
+    `fields` are those records: the workspace's, the namespace's and, for the scope of one
+    cached function, that function's own (which its `cache_clear()` advances).
 
     `state` is one tuple, replaced whole, so a reader never sees a seed from one generation
     with a key prefix from another. `loaded` turns True once `state` holds a generation
@@ -33,11 +37,12 @@ class Namespace:
     reads both directly.
     """
 
-    __slots__ = ("generation", "keys", "loaded", "name", "state")
+    __slots__ = ("fields", "generation", "keys", "loaded", "name", "state")
 
-    def __init__(self, name: str, keys: KeySchedule) -> None:
+    def __init__(self, name: str, keys: KeySchedule, fields: tuple[str, ...]) -> None:
         self.name = check_name("namespace", name)
         self.keys = keys
+        self.fields = fields
         self.loaded = False
         self.generation = ""
         self.state: tuple[int, str] = (0, "")  # never read before `loaded`

@@ -88,7 +88,8 @@ class CallSite:
     ) -> None:
         self.cache = cache
         self.identity = identity
-        self.namespace = cache.namespace(namespace)
+        # This site's scope in its namespace: `cache_clear()` gives it a new generation.
+        self.namespace = cache.namespace(namespace, identity)
         self.ttl = ttl
         self.codec = ValueCodec(returns)
         self.usage = usage
@@ -172,6 +173,12 @@ class CallSite:
     async def aclaim(self, request: Mapping[str, Any]) -> tuple[Any, Callable[[], None]]:
         """`claim` for coroutines: waiting never blocks the loop."""
         return await self.async_flow.claim(request)
+
+    def clear(self) -> None:
+        """Make this site's entries unreachable in this workspace, in every process (like
+        `Cache.invalidate`, for one function or endpoint; it works even while a tier is
+        down, see `Invalidation.published`)."""
+        self.cache._clear_function(self.namespace.name, self.identity)
 
     @property
     def lock_wait(self) -> float:

@@ -76,6 +76,7 @@ async def main() -> None:
     async_key: str = aask.cache_key("q")
     info: CacheInfo = ask.cache_info()
     hits: int = info.hits
+    ask.cache_clear()
     original: Callable[[str, str], str] = ask.__wrapped__
     async_original: Callable[..., Coroutine[Any, Any, list[int]]] = aask.__wrapped__
     as_protocol: CachedFunction[[str, str], str] = ask
@@ -86,6 +87,7 @@ async def main() -> None:
     length: int = assistant.answer("q")
     method_key: str = assistant.answer.cache_key("q")
     method_info: CacheInfo = assistant.answer.cache_info()
+    assistant.answer.cache_clear()
     bound_original: Callable[[str], int] = assistant.answer.__wrapped__
     unbound_call: int = Assistant.answer(assistant, "q")
     shouted: str = await assistant.aanswer("q", loud=True)

@@ -77,7 +77,7 @@ class AsyncFlow:
         site = self.site
         namespace = site.namespace
         if opts is not None and opts.namespace:
-            namespace = site.cache.namespace(opts.namespace)
+            namespace = site.cache.namespace(opts.namespace, site.identity)
         await site.cache.aload(namespace)
         seed, prefix = namespace.state
         if opts is not None and opts.sample is not None:

@@ -79,7 +79,7 @@ class Flow:
         site = self.site
         namespace = site.namespace
         if opts is not None and opts.namespace:
-            namespace = site.cache.namespace(opts.namespace)
+            namespace = site.cache.namespace(opts.namespace, site.identity)
         site.cache.load(namespace)
         seed, prefix = namespace.state
         if opts is not None and opts.sample is not None:
