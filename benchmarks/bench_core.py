@@ -104,7 +104,7 @@ def raw_disk_get(cache: llmcache.Cache, key: str, verify: bool) -> Any:
     path = cache.tiers[0].backend.path  # type: ignore[attr-defined]
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
-    aead = cache.entry_aead
+    aead = cache._entry_aead
     in_the_clear = orjson.dumps(ANSWER)  # the stored bytes are ciphertext: not JSON
 
     def get() -> Any:

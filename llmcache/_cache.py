@@ -17,18 +17,11 @@ from ._config import load_or_create_secret
 from ._errors import ConfigError
 from ._flights import Flights
 from ._fork import track_for_fork
-from ._generations import (
-    WORKSPACE_FIELD,
-    GenerationBook,
-    Invalidation,
-    RecordFormat,
-    SharedRuns,
-    function_field,
-)
+from ._generations import WORKSPACE_FIELD, Invalidation, function_field
 from ._keys import KeySchedule, check_name
 from ._ledger import Ledger
 from ._memory import MemoryTier
-from ._namespaces import GenerationWatcher, Namespace
+from ._namespaces import GenerationWatcher, Namespace, Namespaces
 from ._options import check_seconds
 from ._registry import backend_from_url, load_providers
 from ._resilience import FAILED, GuardedTier
@@ -147,21 +140,16 @@ class Cache:
         )
         self.tiers = [GuardedTier(b) for b in backends]
         self.keys = KeySchedule(self._resolve_secret(secret, backends), workspace)
-        self.entry_aead = self.keys.entry_aead
+        self._entry_aead = self.keys.entry_aead
         persistent = [t for t in self.tiers if t.backend.persistent]
         self._persistent = persistent
         # The most shared tier holds counters (ledger) and takes cross-process locks.
         self._authority: GuardedTier | None = persistent[-1] if persistent else None
         lockers = [t for t in self.tiers if t.backend.supports_locks]
-        self.lock_tier: GuardedTier | None = lockers[-1] if lockers else None
+        self._lock_tier: GuardedTier | None = lockers[-1] if lockers else None
         self.ledger = Ledger(self.keys.scope, self.keys.ledger_key)
-        # By generation records: a namespace's, and each cached function's scope in one.
-        self._namespaces: dict[tuple[str, ...], Namespace] = {}
-        self._generations = GenerationBook(RecordFormat(self.keys), persistent)
-        self._first_loads = SharedRuns()
-        # A first load waits for the tiers at most this long, then goes on provisionally.
-        self._load_deadline = max((t.async_timeout for t in persistent), default=1.0)
         self._lock = threading.Lock()
+        self._namespaces = Namespaces(self.keys, persistent, namespace, self._start_watcher)
         # The sites of this cache, held weakly: a site that is gone leaves its counts in
         # `_retired`, so `stats()` still adds them up.
         self._sites: weakref.WeakSet[CallSite] = weakref.WeakSet()
@@ -169,7 +157,7 @@ class Cache:
         # Per-extension state (see `llmcache.ext.extension_state`): adapters keep theirs here.
         self._extension_state: dict[str, Any] = {}
         # In-flight real calls, for single-flight across threads and event loops.
-        self.flights = Flights()
+        self._flights = Flights()
         track_for_fork(self)
         self._watcher: GenerationWatcher | None = None
         self._generation_poll = generation_poll
@@ -289,26 +277,8 @@ class Cache:
         )
 
     def namespace(self, name: str | None = None, function: str | None = None) -> Namespace:
-        """A namespace (default: the cache's), or one function's scope in it.
-
-        A function's scope has a generation record of its own besides the workspace's and
-        the namespace's, so that its `cache_clear()` drops its entries alone, in every
-        process; `invalidate()` of the namespace still drops them too.
-        """
-        name = check_name("namespace", name or self.default_namespace)
-        fields: tuple[str, ...] = (WORKSPACE_FIELD, name)
-        if function is not None:
-            fields += (function_field(name, function),)
-        found = self._namespaces.get(fields)
-        if found is None:
-            with self._lock:
-                found = self._namespaces.get(fields)
-                if found is None:
-                    found = self._namespaces[fields] = Namespace(name, self.keys, fields)
-                    label = self._generations.label(fields)
-                    if label is not None:  # its records are known already (another scope's)
-                        found.set_generation(label)
-        return found
+        """A namespace (default: the cache's), or one cached function's scope in it."""
+        return self._namespaces.get(name, function)
 
     def load(self, namespace: Namespace) -> Namespace:
         """Know the namespace's current generation (once; the watcher keeps it fresh).
@@ -316,39 +286,11 @@ class Cache:
         Bounded: if the tiers do not answer within the load deadline, the namespace goes on
         with a provisional generation (nothing stored before is served) until they do.
         """
-        if not namespace.loaded:
-            loading = self._first_loads.start(
-                "\x1f".join(namespace.fields), lambda: self._load_now(namespace)
-            )
-            try:
-                loading.result(timeout=self._load_deadline)
-            except Exception:  # late or failed: never a reason to fail the caller's call
-                self._load_provisionally(namespace)
-        return namespace
+        return self._namespaces.load(namespace)
 
     async def aload(self, namespace: Namespace) -> Namespace:
         """`load` for coroutines: the tiers are read off the event loop, within the deadline."""
-        if not namespace.loaded:
-            import asyncio  # loaded by the caller's event loop already (not at import)
-
-            loading = self._first_loads.start(
-                "\x1f".join(namespace.fields), lambda: self._load_now(namespace)
-            )
-            waiter = asyncio.wrap_future(loading)
-            done, _ = await asyncio.wait((waiter,), timeout=self._load_deadline)
-            if not done or waiter.exception() is not None:
-                self._load_provisionally(namespace)
-        return namespace
-
-    def _load_now(self, namespace: Namespace) -> None:
-        self._generations.load(namespace.fields)
-        self._apply_generations()  # its scopes and the namespace itself
-        self._start_watcher()
-
-    def _load_provisionally(self, namespace: Namespace) -> None:
-        self._generations.assume_provisional(namespace.fields)
-        self._apply_generations()  # its scopes and the namespace itself
-        self._start_watcher()  # it keeps asking the tiers
+        return await self._namespaces.aload(namespace)
 
     def invalidate(self, namespace: str | None = None) -> Invalidation:
         """Make every entry of `namespace` (default: of the cache's default namespace)
@@ -358,11 +300,11 @@ class Cache:
         take it yet (it is retried until it does, see `health().pending_invalidations`).
         """
         name = check_name("namespace", self.default_namespace if namespace is None else namespace)
-        return self._bump(name)
+        return self._namespaces.advance(name)
 
     def _clear_function(self, namespace: str, function: str) -> Invalidation:
         """`cache_clear()` of a cached function: its entries in `namespace`, everywhere."""
-        return self._bump(function_field(namespace, function))
+        return self._namespaces.advance(function_field(namespace, function))
 
     def delete(self, key: str) -> None:
         """Remove the entry with this signed key (see ``fn.cache_key(...)``) from every tier.
@@ -383,7 +325,7 @@ class Cache:
 
     def clear(self) -> int:
         """Remove this workspace's entries from every tier (never anything else's)."""
-        self._bump(WORKSPACE_FIELD)
+        self._namespaces.advance(WORKSPACE_FIELD)
         removed = 0
         if self.memory is not None:
             removed += self.memory.size()[0]
@@ -394,60 +336,10 @@ class Cache:
         return removed
 
     def stats(self) -> CacheStats:
-        from ._stats import CacheStats, TierStats  # pydantic: built on first use
+        """Calls, hits and misses in this process, and each tier's counters and size."""
+        from ._status import stats_of
 
-        counters = self._all_counters()
-        hits = sum(c.hits for c in counters)
-        misses = sum(c.misses for c in counters)
-        coalesced = sum(c.coalesced for c in counters)
-        bypassed = sum(c.bypassed for c in counters)
-        calls = hits + misses + coalesced + bypassed
-        tiers: list[TierStats] = []
-        if self.memory is not None:
-            entries, size = self.memory.size()
-            memory_hits = sum(c.memory_hits for c in counters)
-            memory_misses = sum(c.memory_misses for c in counters)
-            writes = sum(c.memory_writes for c in counters)
-            tiers.append(
-                TierStats(
-                    name="memory",
-                    hits=memory_hits,
-                    misses=memory_misses,
-                    errors=0,
-                    integrity_failures=0,
-                    writes=writes,
-                    entries=entries,
-                    bytes=size,
-                )
-            )
-        for tier in self.tiers:
-            size_info = tier.call("size")
-            entries_count, size_bytes = size_info if isinstance(size_info, tuple) else (None, None)
-            c = tier.counters
-            tiers.append(
-                TierStats(
-                    name=tier.name,
-                    hits=c.hits,
-                    misses=c.misses,
-                    errors=c.errors,
-                    integrity_failures=c.integrity_failures,
-                    writes=c.writes,
-                    entries=entries_count,
-                    bytes=size_bytes,
-                )
-            )
-        return CacheStats(
-            workspace=self.workspace,
-            enabled=self.enabled,
-            calls=calls,
-            hits=hits,
-            misses=misses,
-            hit_rate=(hits + coalesced) / calls if calls else 0.0,
-            coalesced=coalesced,
-            bypassed=bypassed,
-            unstorable=sum(c.unstorable for c in counters),
-            tiers=tiers,
-        )
+        return stats_of(self, self._all_counters())
 
     def _adopt(self, site: CallSite) -> None:
         """Count `site`'s calls in `stats()`, while it lives and after."""
@@ -458,55 +350,10 @@ class Cache:
         return [self._retired, *(site.counters for site in list(self._sites))]
 
     def health(self) -> Health:
-        from ._stats import Health, TierHealth  # pydantic: built on first use
+        """Each tier's breakers, last errors, latency and write queue."""
+        from ._status import health_of
 
-        tiers = []
-        if self.memory is not None:
-            tiers.append(
-                TierHealth(
-                    name="memory",
-                    state="closed",
-                    last_error=None,
-                    last_error_age_s=None,
-                    latency_ms=None,
-                    queued_writes=0,
-                    dropped_writes=0,
-                    errors=0,
-                )
-            )
-        now = time.time()
-        for tier in self.tiers:
-            tiers.append(
-                TierHealth(
-                    name=tier.name,
-                    state=tier.state,
-                    last_error=tier.last_error,
-                    last_error_age_s=None
-                    if tier.last_error_at is None
-                    else now - tier.last_error_at,
-                    latency_ms=tier.latency_ms,
-                    queued_writes=tier.queued_writes,
-                    dropped_writes=tier.dropped_writes,
-                    errors=tier.counters.errors,
-                    read_state=tier.reads.state,
-                    write_state=tier.writes.state,
-                    read_error=tier.reads.last_error,
-                    read_error_age_s=None
-                    if tier.reads.last_error_at is None
-                    else now - tier.reads.last_error_at,
-                    write_error=tier.writes.last_error,
-                    write_error_age_s=None
-                    if tier.writes.last_error_at is None
-                    else now - tier.writes.last_error_at,
-                    queued_bytes=tier.queued_bytes,
-                    max_queue_bytes=tier.max_queue_bytes,
-                )
-            )
-        return Health(
-            ok=all(t.state == "closed" for t in tiers),
-            tiers=tiers,
-            pending_invalidations=self._generations.pending,
-        )
+        return health_of(self, self._namespaces.pending)
 
     def report(
         self,
@@ -534,7 +381,7 @@ class Cache:
 
     def _after_fork_in_child(self) -> None:
         """Forget, in a forked child, what belongs to the parent (see `_fork`)."""
-        self.flights = Flights()  # the parent's calls in flight never land in this process
+        self._flights = Flights()  # the parent's calls in flight never land in this process
         self._lock = threading.Lock()  # a thread that held it at the fork is not here
         if self.memory is not None:
             self.memory.after_fork_in_child()  # its lock too, and so the tiers' below
@@ -543,8 +390,7 @@ class Cache:
         # Threads do not survive fork: the next load starts a watcher of this process, which
         # polls generations (invalidations) and flushes this process's own ledger counts.
         self._watcher = None
-        for namespace in list(self._namespaces.values()):
-            namespace.loaded = False
+        self._namespaces.after_fork_in_child()
         self.ledger.forget_after_fork()
 
     def __enter__(self) -> Cache:
@@ -575,21 +421,6 @@ class Cache:
         found = self._authority.call("read_counters", key)
         return found if isinstance(found, dict) else {}
 
-    def _apply_generations(self, only: Namespace | None = None) -> None:
-        """Key each namespace under its current generation (those not known yet: untouched)."""
-        targets = [only] if only is not None else list(self._namespaces.values())
-        for namespace in targets:
-            label = self._generations.label(namespace.fields)
-            if label is not None:
-                namespace.set_generation(label)
-
-    def _bump(self, field: str) -> Invalidation:
-        """A new generation for `field` (a namespace, or the whole workspace's ``*``)."""
-        result = self._generations.advance(field)
-        self._apply_generations()
-        self._start_watcher()  # it re-publishes a pending invalidation
-        return result
-
     def _start_watcher(self) -> None:
         if self._watcher is None and self._persistent and not self.closed:
             with self._lock:
@@ -599,8 +430,7 @@ class Cache:
 
     @staticmethod
     def _tick(cache: Cache) -> None:
-        if cache._generations.refresh():
-            cache._apply_generations()
+        cache._namespaces.refresh()
         cache.flush()
 
 

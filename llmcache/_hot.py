@@ -80,7 +80,7 @@ class HotPath:
         self._signed_key = cache.keys.signed_key
         self._signed_memo = cache.keys.signed_memo
         self._clock = cache.clock
-        self._aead = cache.entry_aead
+        self._aead = cache._entry_aead
         self._decoders = site._decoders  # filled by `decoder_for`
         self._counters = site.counters
         self._name = site.namespace.name

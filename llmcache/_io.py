@@ -16,16 +16,19 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures
 
 __all__ = [
     "AsyncCompute",
     "Compute",
     "asleep",
     "async_name",
+    "await_future",
     "no_loop",
     "running_loop",
     "sleep",
     "sync_name",
+    "wait_future",
 ]
 
 _T = TypeVar("_T")
@@ -63,3 +66,21 @@ def sync_name(operation: str) -> str:
 def async_name(operation: str) -> str:
     """The backend method an async call of `operation` runs ("try_lock" → "atry_lock")."""
     return "a" + operation
+
+
+def wait_future(future: concurrent.futures.Future[None], timeout: float) -> bool:
+    """Wait (a thread) for work running elsewhere: whether it finished without error."""
+    try:
+        future.result(timeout=timeout)
+    except Exception:  # late (TimeoutError) or failed
+        return False
+    return True
+
+
+async def await_future(future: concurrent.futures.Future[None], timeout: float) -> bool:
+    """`wait_future` without blocking the running loop."""
+    import asyncio
+
+    waiter = asyncio.wrap_future(future)
+    done, _ = await asyncio.wait((waiter,), timeout=timeout)
+    return bool(done) and waiter.exception() is None

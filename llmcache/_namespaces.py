@@ -1,4 +1,4 @@
-"""Namespaces and the watcher that keeps their generations current.
+"""Namespaces, their generations, and the watcher that keeps them current.
 
 A namespace's entries are keyed under its current generation, so a new generation makes all
 of them unreachable at once, without a scan. The generation records themselves (what they
@@ -13,15 +13,25 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from ._generations import (
+    WORKSPACE_FIELD,
+    GenerationBook,
+    Invalidation,
+    RecordFormat,
+    SharedRuns,
+    function_field,
+)
+from ._io import await_future, wait_future
 from ._keys import KeySchedule, check_name
 
 if TYPE_CHECKING:
     from ._cache import Cache
+    from ._resilience import GuardedTier
 
-__all__ = ["GenerationWatcher", "Namespace"]
+__all__ = ["GenerationWatcher", "Namespace", "Namespaces"]
 
 
 class Namespace:
@@ -56,6 +66,122 @@ class Namespace:
             )
             self.generation = generation
         self.loaded = True
+
+
+class Namespaces:
+    """A cache's namespaces (and each cached function's scope in one), keyed under the
+    current generations of their records, which `GenerationBook` keeps in the persistent
+    tiers.
+
+    The first call of a namespace loads its records, at most `load_deadline` long (then
+    provisionally: nothing stored before is served until the tiers answer). `on_change` is
+    called whenever the records were read or changed here: the cache starts its watcher.
+    """
+
+    def __init__(
+        self,
+        keys: KeySchedule,
+        persistent: Sequence[GuardedTier],
+        default: str,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.keys = keys
+        self.default = check_name("namespace", default)
+        self._book = GenerationBook(RecordFormat(keys), persistent)
+        self._first_loads = SharedRuns()
+        # A first load waits for the tiers at most this long, then goes on provisionally.
+        self._load_deadline = max((t.async_timeout for t in persistent), default=1.0)
+        self._by_fields: dict[tuple[str, ...], Namespace] = {}
+        self._lock = threading.Lock()
+        self._on_change = on_change
+
+    def get(self, name: str | None = None, function: str | None = None) -> Namespace:
+        """A namespace (default: the cache's), or one function's scope in it.
+
+        A function's scope has a generation record of its own besides the workspace's and
+        the namespace's, so that its `cache_clear()` drops its entries alone, in every
+        process; `invalidate()` of the namespace still drops them too.
+        """
+        name = check_name("namespace", name or self.default)
+        fields: tuple[str, ...] = (WORKSPACE_FIELD, name)
+        if function is not None:
+            fields += (function_field(name, function),)
+        found = self._by_fields.get(fields)
+        if found is None:
+            with self._lock:
+                found = self._by_fields.get(fields)
+                if found is None:
+                    found = self._by_fields[fields] = Namespace(name, self.keys, fields)
+                    label = self._book.label(fields)
+                    if label is not None:  # its records are known already (another scope's)
+                        found.set_generation(label)
+        return found
+
+    # -- the first load of a namespace ------------------------------------------------------
+    # The one difference between the two: how the caller waits (see `_io`).
+    def load(self, namespace: Namespace) -> Namespace:
+        """Know the namespace's current generation (once; the watcher keeps it fresh)."""
+        if not namespace.loaded and not wait_future(
+            self._start_load(namespace), self._load_deadline
+        ):
+            self._load_provisionally(namespace)
+        return namespace
+
+    async def aload(self, namespace: Namespace) -> Namespace:
+        """`load` for coroutines: the tiers are read off the event loop, within the deadline."""
+        if not namespace.loaded and not await await_future(
+            self._start_load(namespace), self._load_deadline
+        ):
+            self._load_provisionally(namespace)
+        return namespace
+
+    def _start_load(self, namespace: Namespace) -> Any:
+        # One load per set of records at a time: callers of the same namespace share it.
+        return self._first_loads.start(
+            "\x1f".join(namespace.fields), lambda: self._load_now(namespace)
+        )
+
+    def _load_now(self, namespace: Namespace) -> None:
+        self._book.load(namespace.fields)
+        self.apply()  # its scopes and the namespace itself
+        self._on_change()
+
+    def _load_provisionally(self, namespace: Namespace) -> None:
+        """Late or failed: never a reason to fail the caller's call."""
+        self._book.assume_provisional(namespace.fields)
+        self.apply()
+        self._on_change()  # the watcher keeps asking the tiers
+
+    # -- new generations --------------------------------------------------------------------
+    def advance(self, field: str) -> Invalidation:
+        """A new generation for `field` (a namespace, a function's, or the workspace's ``*``)."""
+        result = self._book.advance(field)
+        self.apply()
+        self._on_change()  # the watcher re-publishes a pending invalidation
+        return result
+
+    def refresh(self) -> None:
+        """Read every known record again (the watcher's tick); apply what changed."""
+        if self._book.refresh():
+            self.apply()
+
+    def apply(self) -> None:
+        """Key each namespace under its current generation (those not known yet: untouched)."""
+        for namespace in list(self._by_fields.values()):
+            label = self._book.label(namespace.fields)
+            if label is not None:
+                namespace.set_generation(label)
+
+    @property
+    def pending(self) -> int:
+        """Invalidations applied here that the shared tier has not taken yet."""
+        return self._book.pending
+
+    def after_fork_in_child(self) -> None:
+        """Every namespace loads again in the child (its watcher is not running yet)."""
+        self._lock = threading.Lock()  # a thread that held it at the fork is not here
+        for namespace in list(self._by_fields.values()):
+            namespace.loaded = False
 
 
 class GenerationWatcher(threading.Thread):

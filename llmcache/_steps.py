@@ -126,7 +126,7 @@ def verify(
 
 def decode_entry_for(site: CallSite, data: bytes, signed_key: str) -> Record:
     """Decrypt an entry of this site, with the decoder of its type tag attached."""
-    record = decode_entry(data, signed_key, site.cache.entry_aead)  # one object
+    record = decode_entry(data, signed_key, site.cache._entry_aead)  # one object
     record.decoder = decoder_for(site, record.tag)
     return record
 
@@ -299,7 +299,7 @@ def write_memory(site: CallSite, fingerprint: int, record: Record) -> None:
 
 def entry_bytes(site: CallSite, record: Record) -> bytes:
     """The encrypted bytes the tiers below memory store for `record`."""
-    return encode_entry(record, site.cache.entry_aead, site.cache.compress_above)
+    return encode_entry(record, site.cache._entry_aead, site.cache.compress_above)
 
 
 def ttl_of(site: CallSite, record: Record) -> float | None:

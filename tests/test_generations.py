@@ -31,6 +31,7 @@ import llmcache
 from llmcache._disk import DiskTier
 from llmcache._generations import Generation, RecordFormat
 from llmcache._keys import KeySchedule
+from tests.clocks import wait_until
 from tests.servers.redis_server import RedisServer
 
 SECRET = "generation-tests-secret-0123456789abcdef"
@@ -164,15 +165,16 @@ def unique(prefix: str) -> str:
 
 def wait_for(condition: Callable[[], bool], seconds: float = SETTLE) -> float:
     """Poll `condition` until true; the time it became true. Fails after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+    wait_until(condition, seconds, interval=0.01)
     return time.time()
 
 
 def never_stale(model: Model, stale: set[str], version: int, seconds: float) -> None:
-    """Ask again and again for `seconds` (several watcher ticks): never a stale answer."""
+    """Ask again and again for `seconds` (several watcher ticks): never a stale answer.
+
+    Real time on purpose: the watcher polls generations every `generation_poll` seconds of
+    it, and what is checked is every answer served across those ticks.
+    """
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert model.ask(version) not in stale
@@ -519,7 +521,7 @@ def test_async_first_load_is_bounded_and_keeps_the_loop_running(
     url = own_server.url + "?timeout=5&connect_timeout=5&async_timeout=5"
     model = Model(["memory", url], unique("async"))
     model.cache.tiers[0].async_timeout = 5.0
-    model.cache._load_deadline = 0.5
+    model.cache._namespaces._load_deadline = 0.5
     assert own_server.pid is not None
     os.kill(own_server.pid, 19)  # SIGSTOP
     try:
@@ -596,7 +598,7 @@ def test_pending_invalidations_in_lockstep_settle_above_both(own_server: RedisSe
     try:
         for cache in caches:
             cache.load(cache.namespace("research"))
-            books.append(cache._generations)
+            books.append(cache._namespaces._book)
         own_server.kill()
         made = [cache.invalidate("research") for cache in caches]
         assert not any(m.published for m in made)

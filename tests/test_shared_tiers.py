@@ -23,6 +23,7 @@ import pytest
 import redis
 
 import llmcache
+from tests.clocks import wait_until
 from tests.servers.redis_server import RedisServer
 
 SECRET = "shared-tiers-secret-0123456789abcdef"
@@ -31,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One child process. argv: redis URL, workspace, mode, JSON argument. It builds its Cache
 # (memory + Redis), prints "ready", waits for "go" on stdin, runs the mode, prints JSON.
 WORKER = r"""
-import json, sys, time
+import json, os, sys, time
 import llmcache, redis
 
 url, workspace, mode, arg = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
@@ -39,6 +40,16 @@ cache = llmcache.Cache(workspace=workspace, secret=arg["secret"], tiers=["memory
                        lock_ttl=10)
 raw = redis.Redis.from_url(url.split("?")[0])  # our tier options are not redis-py's
 calls = []
+locks = cache._lock_tier.backend
+take_lock = locks.try_lock
+
+def try_lock(key, ttl):  # a process that finds the lock taken says so, in a Redis set
+    token = take_lock(key, ttl)
+    if token is None and "waiting" in arg:
+        raw.sadd(arg["waiting"], os.getpid())
+    return token
+
+locks.try_lock = try_lock
 
 @cache.cached(namespace="shared")
 def ask(question: str) -> str:
@@ -48,7 +59,7 @@ def ask(question: str) -> str:
 @cache.cached(namespace="slow")
 def slow(question: str) -> str:
     raw.incr(arg.get("counter", "unused"))
-    time.sleep(0.5)
+    sys.stdin.readline()  # the test ends the call once the other processes wait for it
     return f"slow answer to {question}"
 
 @cache.cached(namespace="watched")
@@ -73,11 +84,11 @@ elif mode == "slow":
     cache.load(cache.namespace("slow"))
     report(state="ready")
     sys.stdin.readline()
-    started = time.perf_counter()
-    report(value=slow("the same question"), seconds=time.perf_counter() - started)
+    report(value=slow("the same question"), finished_at=time.time())
 elif mode == "watch":
     first = numbered("q")
-    report(state="ready", value=first)
+    assert numbered("q") == first and llmcache.last_info().tier == "memory"
+    report(state="ready", value=first)  # and serving "q" from its memory tier
     deadline = time.time() + 5
     while time.time() < deadline:
         value = numbered("q")
@@ -163,21 +174,31 @@ def test_two_processes_share_entries(server: RedisServer) -> None:
 
 
 def test_four_processes_one_real_call(server: RedisServer, raw: redis.Redis) -> None:
-    workspace, counter = unique("flight"), unique("test:calls")
+    workspace, counter, waiting = unique("flight"), unique("test:calls"), unique("test:waiting")
     # Generous timeouts: this is about single-flight, and a lock request that timed out on a
     # loaded CI machine would (rightly) make that process call the function itself.
     url = server.url + "?timeout=1&connect_timeout=1"
-    workers = [Worker(url, workspace, "slow", counter=counter) for _ in range(4)]
+    workers = [Worker(url, workspace, "slow", counter=counter, waiting=waiting) for _ in range(4)]
     for worker in workers:
         assert worker.read() == {"state": "ready"}
     for worker in workers:
         worker.go()
+    # The real call lasts until the three other processes have found it under way.
+    wait_until(
+        lambda: raw.get(counter) == b"1" and raw.scard(waiting) == 3,
+        timeout=30,
+        what="one process calls while three wait for it",
+    )
+    released_at = time.time()
+    for worker in workers:
+        worker.go()  # only the process making the call reads it
     results = [worker.read() for worker in workers]
     for worker in workers:
         worker.finish()
     assert int(raw.get(counter) or 0) == 1
     assert {r["value"] for r in results} == {"slow answer to the same question"}
-    assert max(r["seconds"] for r in results) < 2.0  # waiters followed the leader promptly
+    # Waiters followed the leader promptly (they poll at most every 0.2 s).
+    assert max(r["finished_at"] for r in results) - released_at < 1.5
 
 
 def test_invalidation_reaches_another_process_within_a_second(server: RedisServer) -> None:
@@ -187,7 +208,6 @@ def test_invalidation_reaches_another_process_within_a_second(server: RedisServe
     assert ready["value"] == "q#1"
     cache = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=["memory", server.url])
     try:
-        time.sleep(0.3)  # the worker is serving "q" from its memory tier meanwhile
         invalidated_at = time.time()
         cache.invalidate(namespace="watched")
         changed = worker.read()
@@ -344,6 +364,7 @@ def test_redis_killed_under_load_then_restarted() -> None:
     lock = threading.Lock()
     failures: list[str] = []
     slowest = [0.0]
+    calls_made = [0]
     calls_while_down = [0]
 
     @cache.cached(namespace="n")
@@ -366,6 +387,8 @@ def test_redis_killed_under_load_then_restarted() -> None:
             elapsed = time.perf_counter() - started
             if result != f"value {n}":
                 failures.append(f"ask({n}) returned {result!r}")
+            with lock:
+                calls_made[0] += 1
             if down.is_set():
                 with lock:
                     slowest[0] = max(slowest[0], elapsed)
@@ -386,12 +409,18 @@ def test_redis_killed_under_load_then_restarted() -> None:
         threads = [threading.Thread(target=hammer, args=(i, stop)) for i in range(8)]
         for thread in threads:
             thread.start()
-        time.sleep(0.3)
+        wait_until(lambda: calls_made[0] >= 200, 30, "the threads call with Redis up")
         errors_before = tier.counters.errors
         server.kill()
+        killed_at = time.monotonic()
         down.set()
-        time.sleep(0.6)
+        wait_until(
+            lambda: calls_while_down[0] >= 400 and len(computed_while_down) >= 20,
+            30,
+            "the threads call with Redis down, and compute what it held not",
+        )
         stop.set()
+        down_for = time.monotonic() - killed_at
         for thread in threads:
             thread.join()
         assert failures == []
@@ -406,7 +435,7 @@ def test_redis_killed_under_load_then_restarted() -> None:
         # breaker's probes, reached the dead server; every other call skipped the tier
         # without I/O. (Bounded in operations, which no scheduler delay can change.)
         in_flight_attempts = len(threads) * round_trips_per_miss
-        probes = 2 + 0.6 / tier.base_cooldown  # at most one per cooldown, and ask(10_000)
+        probes = 2 + down_for / tier.base_cooldown  # at most one per cooldown, and ask(10_000)
         attempts_while_down = tier.counters.errors - errors_before
         assert 0 < attempts_while_down <= in_flight_attempts + tier.failure_threshold + probes
         assert calls_while_down[0] > attempts_while_down, (calls_while_down, attempts_while_down)
@@ -420,11 +449,12 @@ def test_redis_killed_under_load_then_restarted() -> None:
 
         down.clear()
         server.start()  # same port, empty data set
-        deadline = time.monotonic() + 20
-        while (tier.state != "closed" or tier.queued_writes) and time.monotonic() < deadline:
-            ask(0)
-            time.sleep(0.05)
-        assert tier.state == "closed" and tier.queued_writes == 0
+
+        def recovered() -> bool:
+            ask(0)  # traffic: a probe is due once the breaker's cooldown (real time) is over
+            return tier.state == "closed" and not tier.queued_writes
+
+        wait_until(recovered, 20, "the breaker closed and the queue replayed", interval=0.05)
         raw = server.client()
         try:
             missing = [n for n in computed_while_down if not raw.exists(ask.cache_key(n))]

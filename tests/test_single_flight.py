@@ -21,19 +21,56 @@ import pytest
 import llmcache
 from llmcache._disk import DiskTier
 from llmcache._memory import MemoryTier
+from tests.clocks import FakeClock, wait_until
 from tests.servers.redis_server import RedisServer
+
+#: How long a test waits for something that should happen at once (a busy machine's bound).
+PATIENCE = 30.0
+
+
+class Joins:
+    """Counts the callers that joined a flight another caller leads (so found it in flight).
+
+    A leader's real call can then last exactly until the followers are all waiting for it,
+    instead of a guessed sleep that a slow machine may outlast.
+    """
+
+    def __init__(self, cache: llmcache.Cache) -> None:
+        self.count = 0
+        self._changed = threading.Condition()
+        self._join = cache._flights.join
+        cache._flights.join = self._counting_join  # type: ignore[method-assign]
+
+    def _counting_join(self, fingerprint: int, loop: Any = None) -> Any:
+        flight, leading = self._join(fingerprint, loop)
+        if not leading:
+            with self._changed:
+                self.count += 1
+                self._changed.notify_all()
+        return flight, leading
+
+    def wait(self, count: int) -> None:
+        """Block until `count` callers have joined; fail if they do not within PATIENCE."""
+        with self._changed:
+            joined = self._changed.wait_for(lambda: self.count >= count, PATIENCE)
+        assert joined, f"{self.count} of {count} callers joined the flight"
+
+    async def reach(self, count: int) -> None:
+        """`wait`, from a coroutine, without blocking its event loop."""
+        await asyncio.to_thread(self.wait, count)
 
 
 def test_threads_share_one_real_call(memory_cache: llmcache.Cache) -> None:
     calls = 0
     lock = threading.Lock()
+    joins = Joins(memory_cache)
 
     @memory_cache.cached
     def slow(q: str) -> dict[str, str]:
         nonlocal calls
         with lock:
             calls += 1
-        time.sleep(0.3)
+        joins.wait(15)  # the real call lasts until the 15 others wait for it
         return {"answer": q}
 
     results: list[dict[str, str]] = []
@@ -59,13 +96,14 @@ def test_threads_all_receive_the_exception_and_nothing_is_stored(
     memory_cache: llmcache.Cache,
 ) -> None:
     calls = 0
+    joins = Joins(memory_cache)
 
     @memory_cache.cached
     def failing(q: str) -> str:
         nonlocal calls
         calls += 1
-        time.sleep(0.2)
         if calls == 1:
+            joins.wait(7)  # fails once the 7 others wait for it
             raise ValueError("rate limited")
         return "ok"
 
@@ -91,12 +129,13 @@ def test_threads_all_receive_the_exception_and_nothing_is_stored(
 
 async def test_asyncio_tasks_share_one_real_call(memory_cache: llmcache.Cache) -> None:
     calls = 0
+    joins = Joins(memory_cache)
 
     @memory_cache.cached
     async def slow(q: str) -> list[str]:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.2)
+        await joins.reach(49)
         return [q]
 
     results = await asyncio.gather(*(slow("same") for _ in range(50)))
@@ -107,13 +146,14 @@ async def test_asyncio_tasks_share_one_real_call(memory_cache: llmcache.Cache) -
 
 async def test_asyncio_exception_reaches_every_waiter(memory_cache: llmcache.Cache) -> None:
     calls = 0
+    joins = Joins(memory_cache)
 
     @memory_cache.cached
     async def failing(q: str) -> str:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.1)
         if calls == 1:
+            await joins.reach(9)
             raise ValueError("boom")
         return "ok"
 
@@ -124,22 +164,27 @@ async def test_asyncio_exception_reaches_every_waiter(memory_cache: llmcache.Cac
 
 async def test_cancelled_leader_does_not_cancel_waiters(memory_cache: llmcache.Cache) -> None:
     calls = 0
+    leading = asyncio.Event()
+    joins = Joins(memory_cache)
 
     @memory_cache.cached
     async def slow(q: str) -> str:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.2)
+        if calls == 1:
+            leading.set()
+            await asyncio.Event().wait()  # the leader's call: runs until it is cancelled
         return q
 
     leader = asyncio.create_task(slow("q"))
-    await asyncio.sleep(0.01)
+    await leading.wait()
     follower = asyncio.create_task(slow("q"))
-    await asyncio.sleep(0.01)
+    await joins.reach(1)  # the follower waits for the leader's call
     leader.cancel()
     assert await follower == "q"
     with pytest.raises(asyncio.CancelledError):
         await leader
+    assert calls == 2  # the follower made the call itself
 
 
 def test_async_path_never_blocks_the_event_loop(tmp_path: Path) -> None:
@@ -170,17 +215,31 @@ def test_async_path_never_blocks_the_event_loop(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) > 30
 
 
+# argv: disk folder, marker file, "hold" (the real call lasts until a line comes on stdin) or
+# "now". Its lock tier notes, in <marker>.waiting, a process that found the lock taken.
 CHILD = textwrap.dedent(
     """
-    import sys, time, llmcache
-    directory, marker = sys.argv[1], sys.argv[2]
+    import os, sys, llmcache
+    directory, marker, hold = sys.argv[1], sys.argv[2], sys.argv[3] == "hold"
     cache = llmcache.Cache(workspace="two", tiers=["memory", "disk://" + directory])
+    locks = cache._lock_tier.backend
+    take_lock = locks.try_lock
+
+    def try_lock(key, ttl):
+        token = take_lock(key, ttl)
+        if token is None:
+            with open(marker + ".waiting", "a") as f:
+                f.write(f"{os.getpid()}\\n")
+        return token
+
+    locks.try_lock = try_lock
 
     @cache.cached(namespace="proc")
     def slow(question: str) -> str:
         with open(marker, "a") as f:
             f.write("call\\n")
-        time.sleep(float(sys.argv[3]))
+        if hold:
+            sys.stdin.readline()
         return "answer:" + question
 
     print(slow("shared question"), llmcache.info(slow("shared question")).tier, flush=True)
@@ -188,9 +247,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def _run_child(directory: Path, marker: Path, delay: float) -> subprocess.Popen[str]:
+def _run_child(directory: Path, marker: Path, hold: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(directory), str(marker), str(delay)],
+        [sys.executable, "-c", CHILD, str(directory), str(marker), "hold" if hold else "now"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -198,17 +258,34 @@ def _run_child(directory: Path, marker: Path, delay: float) -> subprocess.Popen[
 
 def test_a_second_process_hits_the_disk_tier(tmp_path: Path) -> None:
     marker = tmp_path / "calls.txt"
-    first = _run_child(tmp_path / "d", marker, 0.0)
+    first = _run_child(tmp_path / "d", marker)
     assert first.communicate(timeout=60)[0].strip() == "answer:shared question memory"
-    second = _run_child(tmp_path / "d", marker, 0.0)
+    second = _run_child(tmp_path / "d", marker)
     assert second.communicate(timeout=60)[0].strip() == "answer:shared question memory"
     assert marker.read_text().count("call") == 1
 
 
 def test_processes_making_the_same_slow_call_make_one(tmp_path: Path) -> None:
     marker = tmp_path / "calls.txt"
-    children = [_run_child(tmp_path / "d", marker, 1.5) for _ in range(4)]
-    outputs = [c.communicate(timeout=60)[0].strip() for c in children]
+    waiting = tmp_path / "calls.txt.waiting"
+    children = [_run_child(tmp_path / "d", marker, hold=True) for _ in range(4)]
+    try:
+        # The real call lasts until the three other processes have found it under way.
+        wait_until(
+            lambda: waiting.exists() and len(set(waiting.read_text().split())) == 3,
+            PATIENCE,
+            "three processes wait for the fourth's call",
+        )
+        for child in children:  # only the one making the call reads it
+            assert child.stdin is not None
+            child.stdin.write("done\n")
+            child.stdin.flush()
+        outputs = [c.communicate(timeout=60)[0].strip() for c in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
     assert all(o.startswith("answer:shared question") for o in outputs)
     assert marker.read_text().count("call") == 1
 
@@ -226,38 +303,39 @@ def test_threads_and_two_event_loops_share_one_real_call(memory_cache: llmcache.
     callers = threads_calling + 2 * tasks_per_loop
     calls: list[str] = []
     release = threading.Event()
+    joins = Joins(memory_cache)
 
     def compute() -> dict[str, int]:
         calls.append("thread")
-        release.wait(30)
+        release.wait(PATIENCE)
         return {"answer": 42}
 
     async def acompute() -> dict[str, int]:
         calls.append("task")
-        while not release.is_set():
-            await asyncio.sleep(0.01)
+        await asyncio.to_thread(release.wait, PATIENCE)
         return {"answer": 42}
 
     results: list[dict[str, int]] = []
     ticks_while_waiting: list[int] = []
+    ticks_of_loops: list[list[int]] = []  # each loop's tick count, read from this thread
 
     def thread_caller() -> None:
         results.append(site.call(request, compute))
 
     async def loop_callers() -> None:
-        ticks = 0
+        ticks = [0]
+        ticks_of_loops.append(ticks)
 
-        async def ticker() -> None:
-            nonlocal ticks
+        async def ticker() -> None:  # runs only while the loop is free
             while True:
-                ticks += 1
+                ticks[0] += 1
                 await asyncio.sleep(0.005)
 
         ticking = asyncio.create_task(ticker())
         answers = await asyncio.gather(
             *(site.acall(request, acompute) for _ in range(tasks_per_loop))
         )
-        ticks_while_waiting.append(ticks)
+        ticks_while_waiting.append(ticks[0])
         ticking.cancel()
         results.extend(answers)
 
@@ -265,15 +343,19 @@ def test_threads_and_two_event_loops_share_one_real_call(memory_cache: llmcache.
     workers += [threading.Thread(target=asyncio.run, args=(loop_callers(),)) for _ in range(2)]
     for worker in workers:
         worker.start()
-    # Every caller has missed memory once it counts its miss: only then may the call end
-    # (plus a moment to reach the flight), so that nobody could be served from memory.
-    deadline = time.monotonic() + 30
-    while site.counters.memory_misses < callers and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.2)
+    # The call ends only once every other caller waits for it (none could be served from
+    # memory) and both loops have ticked on meanwhile (their waiting tasks block nothing).
+    joins.wait(callers - 1)
+    wait_until(lambda: len(ticks_of_loops) == 2, PATIENCE)
+    joined_at = [ticks[0] for ticks in ticks_of_loops]
+    wait_until(
+        lambda: all(t[0] > at + 5 for t, at in zip(ticks_of_loops, joined_at, strict=True)),
+        PATIENCE,
+        "both event loops tick while their tasks wait for the call",
+    )
     release.set()
     for worker in workers:
-        worker.join(30)
+        worker.join(PATIENCE)
     assert len(calls) == 1, calls
     assert results == [{"answer": 42}] * callers
     assert len({id(r) for r in results}) == callers  # each caller got its own object
@@ -286,19 +368,23 @@ async def test_a_cancelled_leader_hands_its_call_to_exactly_one_waiter(
 ) -> None:
     calls = 0
     leading = asyncio.Event()
+    joins = Joins(memory_cache)
 
     @memory_cache.cached
     async def slow(q: str) -> list[str]:
         nonlocal calls
         calls += 1
-        leading.set()
-        await asyncio.sleep(0.3)
+        if calls == 1:
+            leading.set()
+            await asyncio.Event().wait()  # the leader's call: runs until it is cancelled
+        else:
+            await joins.reach(21 + 20)  # the call that took over: until the 20 others join it
         return [q]
 
     leader = asyncio.create_task(slow("q"))
     await leading.wait()
     waiters = [asyncio.create_task(slow("q")) for _ in range(21)]
-    await asyncio.sleep(0.05)  # they all join the leader's flight (a late one joins the next)
+    await joins.reach(21)  # they all wait for the leader's call
     leader.cancel()
     results = await asyncio.gather(*waiters)
     with pytest.raises(asyncio.CancelledError):
@@ -316,17 +402,18 @@ def test_a_thread_caller_waiting_on_a_flight_led_from_its_own_thread_calls_itsel
     request = {"prompt": "q"}
 
     async def scenario() -> list[str]:
-        entered = asyncio.Event()
+        entered, finish = asyncio.Event(), asyncio.Event()
 
         async def acompute() -> str:
             entered.set()
-            await asyncio.sleep(0.2)
+            await finish.wait()  # in flight until the sync call below has returned
             return "from the task"
 
         task = asyncio.create_task(site.acall(request, acompute))
         await entered.wait()
         # The same thread, blocking inside the loop: waiting for the task would never end.
         inner = site.call(request, lambda: "from the sync call")
+        finish.set()
         return [inner, await task]
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == ["from the sync call", "from the task"]
@@ -339,11 +426,24 @@ LEASE_CHILD = textwrap.dedent(
     tier, marker, seconds, options = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
     cache = llmcache.Cache(workspace="leases", secret="lease-test-secret-0123456789",
                            tiers=["memory", tier], **json.loads(options))
+    locks = cache._lock_tier.backend
+    take_lock, said = locks.try_lock, []
+
+    def try_lock(key, ttl):  # a process that finds the lock taken says so, once
+        token = take_lock(key, ttl)
+        if token is None and not said:
+            said.append(True)
+            print(json.dumps({"waiting": True}), flush=True)
+        return token
+
+    locks.try_lock = try_lock
 
     @cache.cached(namespace="n")
     def slow(question: str) -> str:
         with open(marker, "a") as f:
             f.write(f"{os.getpid()} {time.time()}\\n")
+        # Real time, on purpose: a leader's lock must outlive several real leases (renewed)
+        # or lapse once it is killed; the killed leader's 600 s end only with its process.
         time.sleep(seconds)
         return "answer:" + question
 
@@ -398,9 +498,7 @@ def _calls(marker: Path) -> list[tuple[int, float]]:
 
 
 def _wait_for_calls(marker: Path, count: int, within: float) -> list[tuple[int, float]]:
-    deadline = time.monotonic() + within
-    while len(_calls(marker)) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(_calls(marker)) >= count, within, f"{count} call(s) under way")
     return _calls(marker)
 
 
@@ -432,7 +530,7 @@ def test_a_killed_leader_is_taken_over_within_two_leases(shared_tier: str, tmp_p
         leader.go()
         assert len(_wait_for_calls(marker, 1, 60)) == 1  # the leader is in its call
         follower.go()
-        time.sleep(0.5)  # the follower finds the lock taken and waits for the entry
+        assert follower.read() == {"waiting": True}  # it found the lock taken
         assert len(_calls(marker)) == 1
         os.kill(leader.process.pid, signal.SIGKILL)
         killed_at = time.time()
@@ -460,6 +558,7 @@ def test_a_live_leader_keeps_its_lock_through_a_call_of_many_leases(
         assert len(_wait_for_calls(marker, 1, 60)) == 1
         for child in children[1:]:
             child.go()
+        assert [child.read() for child in children[1:]] == [{"waiting": True}] * 2
         assert [child.read() for child in children] == [{"value": "answer:q"}] * 3
         assert len(_calls(marker)) == 1  # nobody took over from the live leader
     finally:
@@ -496,15 +595,26 @@ def lock_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[llm
     backend.close()
 
 
-def test_renew_lock_extends_only_the_holders_lock(lock_backend: llmcache.Backend) -> None:
+def test_renew_lock_extends_only_the_holders_lock(
+    lock_backend: llmcache.Backend, request: pytest.FixtureRequest
+) -> None:
+    clock = FakeClock()
+    lock_backend.clock = clock  # the disk tier's locks expire by it; Redis ignores it
     key = f"llmc:renew-test:{time.time_ns()}:lock"
-    first_ttl = 0.5
+    first_ttl = 1.5
     token = lock_backend.try_lock(key, first_ttl)
     assert isinstance(token, str)
     assert lock_backend.renew_lock(key, "not-the-token", 30) is False
     assert lock_backend.renew_lock(key, token, 30) is True
-    time.sleep(first_ttl + 0.2)
-    assert lock_backend.try_lock(key, 1) is None  # past its first TTL, still held: renewed
+    if isinstance(lock_backend, DiskTier):
+        clock.advance(first_ttl + 0.2)
+        assert lock_backend.try_lock(key, 1) is None  # past its first TTL, still held: renewed
+    else:  # Redis (behind Upstash too) expires locks by its own clock: it was told 30 s
+        client = request.getfixturevalue("redis_server").client()
+        try:
+            assert 29_000 < client.pttl(key) <= 30_000
+        finally:
+            client.close()
     lock_backend.unlock(key, token)
     assert lock_backend.renew_lock(key, token, 30) is False  # released: nothing to extend
     assert lock_backend.try_lock(key, 1) is not None

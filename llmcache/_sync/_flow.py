@@ -213,7 +213,7 @@ class Flow:
         keep: Keep | None = None,
     ) -> _T:
         """Make the real call, or wait for the identical one in flight (single-flight)."""
-        flights = self.site.cache.flights
+        flights = self.site.cache._flights
         loop = no_loop()
         while True:
             flight, leading = flights.join(fingerprint, loop)
@@ -261,7 +261,7 @@ class Flow:
         finished = just_finished(site, fingerprint, namespace, opts)
         if finished is not None:
             return finished
-        lock_tier, lock_key, token = site.cache.lock_tier, "", None
+        lock_tier, lock_key, token = site.cache._lock_tier, "", None
         found: Found | None = None
         if lock_tier is not None and (opts is None or not opts.refresh):
             lock_key = site.cache.keys.signed_key(prefix, fingerprint) + ":lock"
@@ -294,14 +294,14 @@ class Flow:
     def lease_seconds(self) -> float:
         """How long a cross-process lock lives between its holder's renewals."""
         cache = self.site.cache
-        assert cache.lock_tier is not None
-        return lease_seconds(cache.lock_tier, cache.lock_ttl)
+        assert cache._lock_tier is not None
+        return lease_seconds(cache._lock_tier, cache.lock_ttl)
 
     def hold(self, lock_key: str, token: Any) -> Lease | None:
         """Keep renewing the lock we took (if we took one) while our real call runs."""
         if not isinstance(token, str):
             return None
-        lock_tier = self.site.cache.lock_tier
+        lock_tier = self.site.cache._lock_tier
         assert lock_tier is not None
         return LEASES.hold(lock_tier, lock_key, token, self.lease_seconds())
 
@@ -314,7 +314,7 @@ class Flow:
         lock expired), take it and make the call here.
         """
         cache = self.site.cache
-        lock_tier = cache.lock_tier
+        lock_tier = cache._lock_tier
         assert lock_tier is not None
         deadline = time.monotonic() + cache.lock_wait
         delay = 0.01
@@ -347,7 +347,7 @@ class Flow:
         """
         site = self.site
         loop = no_loop()
-        flights = site.cache.flights
+        flights = site.cache._flights
         for _ in range(2):
             value = self.get(request)
             if value is not MISS:
