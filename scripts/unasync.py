@@ -28,6 +28,10 @@ PAIRS = [
         ROOT / "adapters" / "llmcache_openai" / "_async.py",
         ROOT / "adapters" / "llmcache_openai" / "_sync.py",
     ),
+    (
+        ROOT / "adapters" / "llmcache_openai" / "_async_streams.py",
+        ROOT / "adapters" / "llmcache_openai" / "_sync_streams.py",
+    ),
 ]
 
 # Whole words only. Order matters where one name contains another.
@@ -43,6 +47,17 @@ RENAMES = {
     "alanded": "landed",
     "async_name": "sync_name",
     "aopen_stream": "open_stream",
+    "aclaim": "claim",
+    "astore": "store",
+    "_async_streams": "_sync_streams",
+    "CachedAsyncStream": "CachedStream",
+    "AsyncReplayStream": "ReplayStream",
+    "__aiter__": "__iter__",
+    "__anext__": "__next__",
+    "__aenter__": "__enter__",
+    "__aexit__": "__exit__",
+    "StopAsyncIteration": "StopIteration",
+    "AsyncIterator": "Iterator",
     "AsyncChatCompletions": "ChatCompletions",
     "AsyncChat": "Chat",
     "AsyncResponses": "Responses",
@@ -54,6 +69,7 @@ SUBSTITUTIONS = [
     (re.compile(r"\bawait self\._bounded\("), "("),
     (re.compile(r"\basync (def|with|for)\b"), r"\1"),
     (re.compile(r"\bawait "), ""),
+    (re.compile(r"\bAwaitable\[(\w+)\]"), r"\1"),  # what is awaited is what is returned
     *((re.compile(rf"\b{old}\b"), new) for old, new in RENAMES.items()),
 ]
 
@@ -61,8 +77,9 @@ SUBSTITUTIONS = [
 def header(source: Path) -> str:
     relative = source.relative_to(ROOT).as_posix()
     return (
-        f"# Written by scripts/unasync.py from {relative}: edit that file, then run\n"
-        f"# `python scripts/unasync.py`. CI fails when this copy is not current.\n"
+        f"# Written by scripts/unasync.py from {relative}:\n"
+        f"# edit that file, then run `python scripts/unasync.py`. CI fails when this copy is\n"
+        f"# not current.\n"
     )
 
 
@@ -103,8 +120,9 @@ def generate(root: Path) -> list[Path]:
         out.write_text(header(source) + unasync_text(source.read_text()))
         written.append(out)
     paths = [str(p) for p in written]
-    # Imports renamed out of order, and lines that got shorter: as ruff leaves them.
-    _ruff("check", "--fix", "--select", "I", "--quiet", *paths)
+    # Imports renamed out of order or no longer used, and lines that got shorter: as ruff
+    # leaves them.
+    _ruff("check", "--fix", "--select", "I,F401,RUF022", "--quiet", *paths)
     _ruff("format", "--quiet", *paths)
     return written
 

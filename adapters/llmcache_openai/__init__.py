@@ -20,17 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._async_streams import AsyncReplayStream, CachedAsyncStream
 from ._client import CachedAsyncOpenAI, CachedClient, CachedOpenAI
 from ._keys import EXCLUDED, INCLUDED
 from ._sites import sites_for
-from ._streaming import (
-    AsyncReplayStream,
-    CachedAsyncStream,
-    CachedStream,
-    ChatStreamRecording,
-    ReplayStream,
-    ResponseStreamRecording,
-)
+from ._streaming import ChatStreamRecording, ResponseStreamRecording
+from ._sync_streams import CachedStream, ReplayStream
 from ._usage import usage_of
 
 __all__ = [

@@ -16,6 +16,7 @@ from typing import Any
 
 from openai import omit
 
+from ._async_streams import aopen_stream
 from ._common import (
     ClientState,
     Delegate,
@@ -28,7 +29,6 @@ from ._common import (
 from ._keys import request_of, uncacheable
 from ._parse import PARSE_CONTEXT, PARSE_SUPPORTED, response_format_key
 from ._sites import Sites
-from ._streaming import aopen_stream
 
 __all__ = ["AsyncChat", "AsyncChatCompletions", "AsyncEmbeddings", "AsyncResponses"]
 

@@ -1,5 +1,9 @@
 """Streams: record a live stream as it reaches the caller, replay a recorded one on a hit.
 
+The streams handed to callers are in `_async_streams.py` (and `_sync_streams.py`, written
+from it by `scripts/unasync.py`); this module holds what both use: the recordings, the
+`Recorder`, and what a replay yields.
+
 On a miss the caller iterates the SDK's stream through `CachedStream` (or `CachedAsyncStream`):
 each chunk is passed on as it arrives and a JSON snapshot of it is kept (so a caller that
 mutates its chunks cannot change what is stored). When, and only when, the stream ends
@@ -19,27 +23,22 @@ import copy
 import logging
 import time
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from types import TracebackType
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pydantic
 from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
 from openai.types.responses import ResponseStreamEvent, ResponseUsage
 
-from llmcache.ext import MISS, CallSite
+from llmcache.ext import CallSite
 
 __all__ = [
-    "AsyncReplayStream",
-    "CachedAsyncStream",
-    "CachedStream",
     "ChatStreamRecording",
     "Recorder",
-    "ReplayStream",
     "ResponseStreamRecording",
-    "aopen_stream",
-    "open_stream",
+    "leading_recorder",
+    "replay_items",
 ]
 
 log = logging.getLogger("llmcache")
@@ -88,7 +87,7 @@ def _snapshot(request: dict[str, Any]) -> dict[str, Any]:
         return request
 
 
-def _leading_recorder(
+def leading_recorder(
     site: CallSite,
     request: dict[str, Any],
     release: Callable[[], None],
@@ -99,52 +98,6 @@ def _leading_recorder(
     recorder = Recorder(site, request, chat=chat, hide_usage=hide_usage)
     recorder.on_end = release
     return recorder
-
-
-def open_stream(
-    site: CallSite,
-    request: dict[str, Any],
-    open_live: Callable[[], Any],
-    *,
-    chat: bool,
-    include_usage: bool,
-) -> Any:
-    """A replay of the recorded stream, or the live one (`open_live()`), recorded.
-
-    Identical live streams of this process make one paid call: the first leads (the
-    site's `claim`) and the others wait for its stream to end, then replay it.
-    """
-    recording, release = site.claim(request)
-    if recording is not MISS:
-        return ReplayStream(replay_items(recording, include_usage), recording)
-    recorder = _leading_recorder(site, request, release, chat, not include_usage)
-    try:
-        live = open_live()
-    except BaseException:
-        recorder.ended()
-        raise
-    return CachedStream(live, recorder)
-
-
-async def aopen_stream(
-    site: CallSite,
-    request: dict[str, Any],
-    open_live: Callable[[], Awaitable[Any]],
-    *,
-    chat: bool,
-    include_usage: bool,
-) -> Any:
-    """`open_stream` for `AsyncOpenAI`: waiting for an identical stream never blocks the loop."""
-    recording, release = await site.aclaim(request)
-    if recording is not MISS:
-        return AsyncReplayStream(replay_items(recording, include_usage), recording)
-    recorder = _leading_recorder(site, request, release, chat, not include_usage)
-    try:
-        live = await open_live()
-    except BaseException:
-        recorder.ended()
-        raise
-    return CachedAsyncStream(live, recorder)
 
 
 class Recorder:
@@ -283,118 +236,6 @@ class Recorder:
             log.warning("llmcache: storing a %s stream failed: %r", self._site.identity, error)
 
 
-class CachedStream(Generic[_T]):
-    """A live stream from the API (a miss): iterate it like the SDK's `Stream`."""
-
-    def __init__(self, stream: Any, recorder: Recorder) -> None:
-        self._stream = stream
-        self._recorder: Recorder | None = recorder
-        recorder.announce(self)
-
-    @property
-    def response(self) -> Any:
-        """The HTTP response of the underlying SDK stream."""
-        return self._stream.response
-
-    def __iter__(self) -> Iterator[_T]:
-        return self
-
-    def __next__(self) -> _T:
-        while True:
-            try:
-                item: _T = self._stream.__next__()
-            except StopIteration:
-                recorder, self._recorder = self._recorder, None
-                if recorder is not None:
-                    recorder.store()
-                raise
-            except BaseException:
-                self._drop_recorder()  # an errored stream is never stored
-                raise
-            recorder = self._recorder
-            if recorder is None or recorder.add(item):
-                return item
-
-    def _drop_recorder(self) -> None:
-        recorder, self._recorder = self._recorder, None
-        if recorder is not None:
-            recorder.ended()
-
-    def __del__(self) -> None:  # abandoned unfinished: let identical waiting calls go on
-        self._drop_recorder()
-
-    def close(self) -> None:
-        """Release the connection; a stream closed before its end is not stored."""
-        self._drop_recorder()
-        self._stream.close()
-
-    def __enter__(self) -> CachedStream[_T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class CachedAsyncStream(Generic[_T]):
-    """A live async stream from the API (a miss): iterate it like the SDK's `AsyncStream`."""
-
-    def __init__(self, stream: Any, recorder: Recorder) -> None:
-        self._stream = stream
-        self._recorder: Recorder | None = recorder
-        recorder.announce(self)
-
-    @property
-    def response(self) -> Any:
-        return self._stream.response
-
-    def __aiter__(self) -> AsyncIterator[_T]:
-        return self
-
-    async def __anext__(self) -> _T:
-        while True:
-            try:
-                item: _T = await self._stream.__anext__()
-            except StopAsyncIteration:
-                recorder, self._recorder = self._recorder, None
-                if recorder is not None:
-                    await recorder.astore()
-                raise
-            except BaseException:
-                self._drop_recorder()
-                raise
-            recorder = self._recorder
-            if recorder is None or recorder.add(item):
-                return item
-
-    def _drop_recorder(self) -> None:
-        recorder, self._recorder = self._recorder, None
-        if recorder is not None:
-            recorder.ended()
-
-    def __del__(self) -> None:
-        self._drop_recorder()
-
-    async def close(self) -> None:
-        self._drop_recorder()
-        await self._stream.close()
-
-    async def __aenter__(self) -> CachedAsyncStream[_T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
 def replay_items(recording: Any, include_usage: bool) -> list[Any]:
     """The items a hit replays; the usage-only chunk only if the caller asked for it."""
     if isinstance(recording, ChatStreamRecording):
@@ -402,68 +243,3 @@ def replay_items(recording: Any, include_usage: bool) -> list[Any]:
             return list(recording.chunks)
         return [c for c in recording.chunks if c.choices or c.usage is None]
     return list(recording.events)
-
-
-class ReplayStream(Generic[_T]):
-    """A recorded stream replayed on a hit: the same chunk types, no network."""
-
-    response: Any = None  # no HTTP response behind a replay
-
-    def __init__(self, items: list[_T], recording: Any = None) -> None:
-        self._items = iter(items)
-        if recording is not None:  # llmcache.info(stream) reports the recording's hit
-            CallSite.share_info(recording, self)
-
-    def __iter__(self) -> Iterator[_T]:
-        return self
-
-    def __next__(self) -> _T:
-        return next(self._items)
-
-    def close(self) -> None:
-        self._items = iter(())
-
-    def __enter__(self) -> ReplayStream[_T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncReplayStream(Generic[_T]):
-    """A recorded stream replayed on a hit, for `AsyncOpenAI`."""
-
-    response: Any = None
-
-    def __init__(self, items: list[_T], recording: Any = None) -> None:
-        self._items = iter(items)
-        if recording is not None:  # llmcache.info(stream) reports the recording's hit
-            CallSite.share_info(recording, self)
-
-    def __aiter__(self) -> AsyncIterator[_T]:
-        return self
-
-    async def __anext__(self) -> _T:
-        try:
-            return next(self._items)
-        except StopIteration:
-            raise StopAsyncIteration from None
-
-    async def close(self) -> None:
-        self._items = iter(())
-
-    async def __aenter__(self) -> AsyncReplayStream[_T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -1,5 +1,6 @@
-# Written by scripts/unasync.py from adapters/llmcache_openai/_async.py: edit that file, then run
-# `python scripts/unasync.py`. CI fails when this copy is not current.
+# Written by scripts/unasync.py from adapters/llmcache_openai/_async.py:
+# edit that file, then run `python scripts/unasync.py`. CI fails when this copy is
+# not current.
 """Cached endpoints of wrapped clients (`AsyncOpenAI` in `_async.py`, `OpenAI` in `_sync.py`).
 
 `_async.py` is the one source of both: `scripts/unasync.py` writes `_sync.py` from it (the
@@ -30,7 +31,7 @@ from ._common import (
 from ._keys import request_of, uncacheable
 from ._parse import PARSE_CONTEXT, PARSE_SUPPORTED, response_format_key
 from ._sites import Sites
-from ._streaming import open_stream
+from ._sync_streams import open_stream
 
 __all__ = ["Chat", "ChatCompletions", "Embeddings", "Responses"]
 

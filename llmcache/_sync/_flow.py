@@ -1,5 +1,6 @@
-# Written by scripts/unasync.py from llmcache/_async/_flow.py: edit that file, then run
-# `python scripts/unasync.py`. CI fails when this copy is not current.
+# Written by scripts/unasync.py from llmcache/_async/_flow.py:
+# edit that file, then run `python scripts/unasync.py`. CI fails when this copy is
+# not current.
 """The general path of a cached call: options → key → tiers → single-flight miss → store.
 
 This file is the one source of both flows: `scripts/unasync.py` writes the sync copy,

@@ -1,5 +1,6 @@
-# Written by scripts/unasync.py from llmcache/_async/_tier_io.py: edit that file, then run
-# `python scripts/unasync.py`. CI fails when this copy is not current.
+# Written by scripts/unasync.py from llmcache/_async/_tier_io.py:
+# edit that file, then run `python scripts/unasync.py`. CI fails when this copy is
+# not current.
 """A `GuardedTier`'s reads, writes and other operations, written once (async).
 
 `scripts/unasync.py` writes the sync copy, `llmcache/_sync/_tier_io.py`, from this file. Each
