@@ -115,6 +115,8 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+# The same overloads as `Cache.cached`: type checkers need each signature spelled out, and
+# this one decorates into the default cache.
 @overload
 def cached(function: Callable[_P, _R]) -> CachedFunction[_P, _R]: ...
 

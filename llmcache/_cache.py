@@ -190,6 +190,8 @@ class Cache:
         return secrets.token_bytes(32)  # memory only: nothing outlives the process
 
     # -- the public surface ------------------------------------------------------------------------
+    # `llmcache.cached` repeats these overloads for the default cache: type checkers need
+    # each signature spelled out.
     @overload
     def cached(self, function: Callable[_P, _R]) -> CachedFunction[_P, _R]: ...
 
@@ -235,6 +237,7 @@ class Cache:
     def site(
         self,
         identity: str,
+        # The same options as `CallSite.__init__`, which this builds: the public door to it.
         *,
         returns: Any = None,
         namespace: str | None = None,

@@ -120,6 +120,9 @@ def _fail(message: str) -> NoReturn:
     raise UsageError(message)
 
 
+# Every command that opens a cache takes the same four options, declared once above as
+# Annotated types (Workspace, Tiers, Secret, Directory). Typer reads a command's options from
+# its own signature, so the four parameter lines repeat in each command on purpose.
 @app.command()
 def stats(
     workspace: Workspace = None,
@@ -161,6 +164,7 @@ def _num(value: int | None) -> str:
 
 @app.command()
 def report(
+    # the four cache options, as in every command (see the note above `stats`)
     workspace: Workspace = None,
     tiers: Tiers = None,
     secret: Secret = None,
@@ -232,6 +236,7 @@ def _hint_if_empty(calls: int, workspace: str | None, tiers: str | None, command
 
 @app.command()
 def invalidate(
+    # the four cache options, as in every command (see the note above `stats`)
     namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace to invalidate.")],
     workspace: Workspace = None,
     tiers: Tiers = None,
@@ -263,6 +268,7 @@ def invalidate(
 
 @app.command()
 def clear(
+    # the four cache options, as in every command (see the note above `stats`)
     workspace: Workspace = None,
     tiers: Tiers = None,
     secret: Secret = None,
@@ -284,6 +290,7 @@ def clear(
 
 @app.command()
 def doctor(
+    # the four cache options, as in every command (see the note above `stats`)
     workspace: Workspace = None,
     tiers: Tiers = None,
     secret: Secret = None,

@@ -185,6 +185,9 @@ class HotPath:
 # -- the entry points: a decorated function's wrapper, and a provider site's call ------------------
 def sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
     """The wrapper of a sync cached function."""
+    # `async_wrapper` below repeats this keying. It is not generated from it like the flow:
+    # the hot path must stay one Python frame, and the async one stops at memory (a lower
+    # tier needs awaiting). Each name is bound once, as a closure cell the wrapper reads.
     cache = site.cache
     namespace = site.namespace
     hot = site.hot
@@ -225,6 +228,7 @@ def sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -
 
 def async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -> Any:
     """The wrapper of an async cached function: memory hits here, the rest awaited."""
+    # The keying of `sync_wrapper`, repeated on purpose (see there).
     cache = site.cache
     namespace = site.namespace
     memory_hit = site.hot.memory_hit

@@ -65,6 +65,7 @@ class ReportRow:
     """
 
     group: dict[str, str]
+    # One counter per ledger metric, each starting at zero (the same shape line after line).
     calls: int = 0
     hits: int = 0
     misses: int = 0
@@ -189,6 +190,7 @@ class Report:
         totals: ReportRow,
         daily: list[ReportRow],
     ) -> None:
+        # Constructor arguments kept as attributes (as `Breaker.__init__` keeps its own).
         self.workspace = workspace
         self.by = by
         self.first_day = first_day

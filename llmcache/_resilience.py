@@ -63,7 +63,8 @@ FAILED: object = _Failed()
 
 
 class TierCounters:
-    """Plain counters for one tier (attribute increments keep the hit path cheap)."""
+    """Plain counters for one tier (attribute increments keep the hit path cheap), like
+    `_site.SiteCounters` (per cached function)."""
 
     __slots__ = ("errors", "hits", "integrity_failures", "misses", "skipped", "writes")
 
@@ -149,6 +150,7 @@ class Breaker:
         max_cooldown: float,
         lock: threading.Lock | None = None,
     ) -> None:
+        # Constructor arguments kept as attributes (as `Report.__init__` keeps its own).
         self.counters = counters
         self.failure_threshold = failure_threshold
         self.base_cooldown = cooldown
@@ -366,6 +368,7 @@ class GuardedTier:
             self._start_flush()
 
     # -- reads, writes and other operations: written once, in _async/_tier_io.py ------------
+    # (sync and async names bound side by side, as `_hot.sync_wrapper` binds its names)
     get = _sync_io.get
     aget = _async_io.aget
     set = _sync_io.set

@@ -33,7 +33,11 @@ Keep = Callable[[Any], bool]
 
 
 class SiteCounters:
-    """Per-site counters; the cache's stats are their sums."""
+    """Per-site counters; the cache's stats are their sums.
+
+    Plain integer slots, like `_resilience.TierCounters` (per tier): both are added to on the
+    hit path, where an attribute increment is the cheapest counter there is.
+    """
 
     __slots__ = (
         "bypassed",
@@ -78,6 +82,7 @@ class CallSite:
         self,
         cache: Cache,
         identity: str,
+        # The options of `Cache.site`, which builds sites for adapters (and the decorator).
         *,
         returns: Any = None,
         namespace: str | None = None,
@@ -146,7 +151,10 @@ class CallSite:
         latency_s: float,
         meta: Mapping[str, Any] | None = None,
     ) -> Record | None:
-        """Record a real call made by the adapter itself (e.g. a completed stream)."""
+        """Record a real call made by the adapter itself (e.g. a completed stream).
+
+        `aput` takes the same arguments: the sync and the async door to one flow step.
+        """
         return self.sync_flow.put(request, value, latency_s, meta)
 
     async def aput(
@@ -157,7 +165,7 @@ class CallSite:
         latency_s: float,
         meta: Mapping[str, Any] | None = None,
     ) -> Record | None:
-        """`put` for coroutines."""
+        """`put` for coroutines (the same step of the flow as `put`, awaited)."""
         return await self.async_flow.put(request, value, latency_s, meta)
 
     def claim(self, request: Mapping[str, Any]) -> tuple[Any, Callable[[], None]]:

@@ -52,6 +52,7 @@ RENAMES = {
     "_async_streams": "_sync_streams",
     "CachedAsyncStream": "CachedStream",
     "AsyncReplayStream": "ReplayStream",
+    "_AsyncClosing": "_Closing",
     "__aiter__": "__iter__",
     "__anext__": "__next__",
     "__aenter__": "__enter__",

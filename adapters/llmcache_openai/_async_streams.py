@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from llmcache.ext import MISS, CallSite
 
@@ -30,6 +30,8 @@ async def aopen_stream(
 ) -> Any:
     """A replay of the recorded stream, or the live one (`open_live()`), recorded.
 
+    (Its parameters reach `leading_recorder`, whose signature therefore looks like this one.)
+
     Identical live streams of this process make one paid call: the first leads (the
     site's `claim`) and the others wait for its stream to end, then replay it. Waiting
     never blocks an event loop.
@@ -46,7 +48,30 @@ async def aopen_stream(
     return CachedAsyncStream(live, recorder)
 
 
-class CachedAsyncStream(Generic[_T]):
+class _AsyncClosing:
+    """``async with stream:`` closes it, as the SDK's streams do (both kinds below).
+
+    ``__aexit__`` has the context-manager protocol's signature, which every context manager
+    here repeats (the wrapped clients in `_client.py`, the error translators of the Redis
+    and Upstash adapters).
+    """
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class CachedAsyncStream(_AsyncClosing, Generic[_T]):
     """A live stream from the API (a miss): iterate it like the SDK's stream."""
 
     def __init__(self, stream: Any, recorder: Recorder) -> None:
@@ -91,19 +116,8 @@ class CachedAsyncStream(Generic[_T]):
         self._drop_recorder()
         await self._stream.close()
 
-    async def __aenter__(self) -> CachedAsyncStream[_T]:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-class AsyncReplayStream(Generic[_T]):
+class AsyncReplayStream(_AsyncClosing, Generic[_T]):
     """A recorded stream replayed on a hit: the same chunk types, no network."""
 
     response: Any = None  # no HTTP response behind a replay
@@ -123,14 +137,3 @@ class AsyncReplayStream(Generic[_T]):
 
     async def close(self) -> None:
         self._items = iter(())
-
-    async def __aenter__(self) -> AsyncReplayStream[_T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()

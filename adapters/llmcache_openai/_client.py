@@ -84,6 +84,8 @@ class CachedOpenAI(CachedClient):
     _responses_type = Responses
     _embeddings_type = Embeddings
 
+    # The context-manager protocol's signature, as every context manager in the adapters
+    # spells it (the streams, the error translators): it enters and exits the SDK client.
     def __enter__(self) -> CachedOpenAI:
         self._client.__enter__()
         return self
@@ -104,6 +106,7 @@ class CachedAsyncOpenAI(CachedClient):
     _responses_type = AsyncResponses
     _embeddings_type = AsyncEmbeddings
 
+    # As `CachedOpenAI.__enter__` / `__exit__`, for the async client.
     async def __aenter__(self) -> CachedAsyncOpenAI:
         await self._client.__aenter__()
         return self

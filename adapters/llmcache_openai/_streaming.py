@@ -94,7 +94,10 @@ def leading_recorder(
     chat: bool,
     hide_usage: bool,
 ) -> Recorder:
-    """A recorder that lets identical waiting calls go (`release`) when its stream ends."""
+    """A recorder that lets identical waiting calls go (`release`) when its stream ends.
+
+    Its parameters are those `open_stream` / `aopen_stream` pass on (hence the same shape).
+    """
     recorder = Recorder(site, request, chat=chat, hide_usage=hide_usage)
     recorder.on_end = release
     return recorder

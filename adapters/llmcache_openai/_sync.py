@@ -48,6 +48,8 @@ class ChatCompletions(Endpoints):
         )
 
     def _stream(self, kwargs: dict[str, Any]) -> Any:
+        # The Responses API's `_stream` below has the same steps; chat streams also ask the
+        # API for the usage chunk, to price the call, and hide it unless the caller asked.
         site = self._sites.chat_stream
         request = request_of(kwargs, self._state.fields)
         include_usage = asks_for_usage(kwargs)
@@ -106,6 +108,7 @@ class Responses(Endpoints):
         )
 
     def _stream(self, kwargs: dict[str, Any]) -> Any:
+        # The steps of the chat endpoint's `_stream` (its events carry their own usage).
         site = self._sites.responses_stream
         request = request_of(kwargs, self._state.fields)
         if bypassed(site.cache):

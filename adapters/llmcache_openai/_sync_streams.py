@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from llmcache.ext import MISS, CallSite
 
@@ -33,6 +33,8 @@ def open_stream(
 ) -> Any:
     """A replay of the recorded stream, or the live one (`open_live()`), recorded.
 
+    (Its parameters reach `leading_recorder`, whose signature therefore looks like this one.)
+
     Identical live streams of this process make one paid call: the first leads (the
     site's `claim`) and the others wait for its stream to end, then replay it. Waiting
     never blocks an event loop.
@@ -49,7 +51,30 @@ def open_stream(
     return CachedStream(live, recorder)
 
 
-class CachedStream(Generic[_T]):
+class _Closing:
+    """``with stream:`` closes it, as the SDK's streams do (both kinds below).
+
+    ``__exit__`` has the context-manager protocol's signature, which every context manager
+    here repeats (the wrapped clients in `_client.py`, the error translators of the Redis
+    and Upstash adapters).
+    """
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class CachedStream(_Closing, Generic[_T]):
     """A live stream from the API (a miss): iterate it like the SDK's stream."""
 
     def __init__(self, stream: Any, recorder: Recorder) -> None:
@@ -94,19 +119,8 @@ class CachedStream(Generic[_T]):
         self._drop_recorder()
         self._stream.close()
 
-    def __enter__(self) -> CachedStream[_T]:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ReplayStream(Generic[_T]):
+class ReplayStream(_Closing, Generic[_T]):
     """A recorded stream replayed on a hit: the same chunk types, no network."""
 
     response: Any = None  # no HTTP response behind a replay
@@ -126,14 +140,3 @@ class ReplayStream(Generic[_T]):
 
     def close(self) -> None:
         self._items = iter(())
-
-    def __enter__(self) -> ReplayStream[_T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -51,6 +51,8 @@ class RedisErrors:
     def __init__(self, name: str) -> None:
         self.name = name  # the tier, as the errors name it
 
+    # The context-manager protocol (its `__exit__` signature is every context manager's,
+    # e.g. the OpenAI adapter's streams and clients).
     def __enter__(self) -> None:
         return None
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from llmcache.ext import MissingDependencyError
 
+# The same guard as llmcache_redis/__init__.py: a missing client library becomes a
+# MissingDependencyError that names the pip extra (adapters never import each other).
 try:
     from ._backend import UpstashBackend
 except ImportError as error:

@@ -89,6 +89,8 @@ class _SyncStream(httpcore.NetworkStream):
 
 
 class _SyncBackend(httpcore.NetworkBackend):
+    # `_AsyncBackend` below is its twin: httpcore's sync and async network backends are two
+    # interfaces, and each of ours extends the deadline of its own kind (thread / task).
     def __init__(self) -> None:
         self._backend = httpcore.SyncBackend()
 
@@ -149,6 +151,7 @@ def _extend_async(seconds: float) -> None:
 
 
 class _AsyncBackend(httpcore.AsyncNetworkBackend):
+    # The twin of `_SyncBackend` (see there), for httpcore's async interface.
     def __init__(self) -> None:
         self._backend = httpcore.AnyIOBackend()
 

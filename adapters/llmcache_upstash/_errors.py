@@ -35,6 +35,8 @@ class UpstashErrors:
     def __init__(self, name: str) -> None:
         self.name = name  # the tier, as the errors name it (never its token)
 
+    # The context-manager protocol (its `__exit__` signature is every context manager's,
+    # e.g. the OpenAI adapter's streams and clients).
     def __enter__(self) -> None:
         return None
 

@@ -118,7 +118,11 @@ class AsyncFlow:
         check_memory: bool,
         keep: Keep | None = None,
     ) -> _T:
-        """Serve a keyed call: look it up (memory unless already checked), else call it."""
+        """Serve a keyed call: look it up (memory unless already checked), else call it.
+
+        A keyed call is the same parameters here, in `miss` and in `lead`: the fingerprint,
+        its namespace and key prefix, the computation, the options and `keep`.
+        """
         if opts is None or not opts.refresh:
             if check_memory:
                 found = await self.lookup(fingerprint, prefix, opts)
@@ -210,7 +214,10 @@ class AsyncFlow:
         opts: Options | None,
         keep: Keep | None = None,
     ) -> _T:
-        """Make the real call, or wait for the identical one in flight (single-flight)."""
+        """Make the real call, or wait for the identical one in flight (single-flight).
+
+        Takes the keyed call as `resolve` does (the same parameters).
+        """
         flights = self.site.cache._flights
         loop = running_loop()
         while True:

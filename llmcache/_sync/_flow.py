@@ -121,7 +121,11 @@ class Flow:
         check_memory: bool,
         keep: Keep | None = None,
     ) -> _T:
-        """Serve a keyed call: look it up (memory unless already checked), else call it."""
+        """Serve a keyed call: look it up (memory unless already checked), else call it.
+
+        A keyed call is the same parameters here, in `miss` and in `lead`: the fingerprint,
+        its namespace and key prefix, the computation, the options and `keep`.
+        """
         if opts is None or not opts.refresh:
             if check_memory:
                 found = self.lookup(fingerprint, prefix, opts)
@@ -213,7 +217,10 @@ class Flow:
         opts: Options | None,
         keep: Keep | None = None,
     ) -> _T:
-        """Make the real call, or wait for the identical one in flight (single-flight)."""
+        """Make the real call, or wait for the identical one in flight (single-flight).
+
+        Takes the keyed call as `resolve` does (the same parameters).
+        """
         flights = self.site.cache._flights
         loop = no_loop()
         while True:
