@@ -1,10 +1,7 @@
-"""An HTTP server on 127.0.0.1 served from a daemon thread, whose stop() cuts every connection.
-
-The start/stop lifecycle shared by the loopback test servers (``FakeOpenAIServer``, the
-Upstash REST test server): ``LoopbackHTTPServer(handler, owner)`` binds and starts serving at
-once; ``stop()`` stops accepting, then shuts down the open connections too, idle keep-alive
-ones and handlers still writing included, so a client sees the server go away instead of
-waiting on a socket nobody will answer.
+"""The start/stop shared by the loopback test servers (``FakeOpenAIServer``, the Upstash REST
+test server): an HTTP server on 127.0.0.1, served from a daemon thread, whose ``stop()`` cuts
+every open connection (idle keep-alive ones and handlers still writing included), so a client
+sees the server go away instead of waiting on a socket nobody will answer.
 """
 
 from __future__ import annotations
@@ -19,39 +16,25 @@ HOST = "127.0.0.1"
 
 
 class LoopbackHTTPServer(ThreadingHTTPServer):
-    """Serves ``handler_class`` on ``127.0.0.1:port`` (a free port for 0) from a daemon thread.
-
-    Args:
-        handler_class: the request handler; it reaches its owner as ``self.server.owner``.
-        owner: the object the handler serves on behalf of.
-        port: the TCP port to bind, 0 for a free one.
-        report_errors: print handler exceptions to stderr (socketserver's default); servers
-            whose clients hang up mid-response on purpose turn it off.
-    """
+    """Serves ``handler_class`` on ``127.0.0.1:port`` (a free port for 0) from the moment it
+    is made. The handler reaches ``owner`` as ``self.server.owner``; ``report_errors=False``
+    keeps handler exceptions off stderr, for servers whose clients hang up on purpose."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256  # socketserver's default backlog of 5 drops bursts of clients
 
     def __init__(
-        self,
-        handler_class: type[BaseHTTPRequestHandler],
-        owner: Any,
-        *,
-        port: int = 0,
+        self, handler_class: type[BaseHTTPRequestHandler], owner: Any, *, port: int = 0,
         report_errors: bool = True,
-    ) -> None:
-        self.owner = owner
-        self._report_errors = report_errors
+    ) -> None:  # fmt: skip
+        self.owner, self._report_errors = owner, report_errors
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__((HOST, port), handler_class)
-        self._thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"{type(owner).__name__}:{self.port}",
-            daemon=True,
-        )
+        name = f"{type(owner).__name__}:{self.port}"
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=name)
+        self._thread.daemon = True
         self._thread.start()
 
     @property

@@ -1,218 +1,367 @@
 """A local OpenAI-compatible HTTP server for tests and demos, built on the SDK's own types.
 
-``FakeOpenAIServer`` speaks enough of the OpenAI REST API for the real ``openai`` SDK
-(sync ``OpenAI`` and ``AsyncOpenAI``) to work against it without any network access::
-
-    with FakeOpenAIServer(latency_per_token=0.01) as server:
-        client = OpenAI(base_url=server.base_url, api_key="test")
-        client.chat.completions.create(model="gpt-4o-mini", messages=[...])
-        assert server.requests == 1
-
-Answers are deterministic (see ``_fake_model``): the same request always gets the same
-content, different requests get different content. Every response carries a fresh ``id``
-(like the real API), so a cached response can be told apart from a freshly generated one.
-Each answer is an ``openai.types`` object (``ChatCompletion``, ``ChatCompletionChunk``,
-``Response`` and its stream events, ``CreateEmbeddingResponse``), so what the server sends
-is what the SDK parses.
-
-Endpoints (under ``/v1``), one handler each:
-
-* ``POST /chat/completions`` - text, ``n``, ``max_tokens``/``max_completion_tokens``,
-  function tools, ``logprobs``/``top_logprobs``, ``response_format`` (``json_schema``,
-  ``json_object``), refusals (any message containing ``REFUSE``), SSE streaming (optional
-  ``stream_options.include_usage``).
-* ``POST /responses`` - string or item-list ``input``, ``instructions``,
-  ``max_output_tokens``, ``text.format`` json_schema, function tools, refusals, streaming
-  with typed ``event:`` lines.
-* ``POST /embeddings`` - ``str``/``list[str]``/token-list inputs, ``dimensions``,
-  ``encoding_format`` ``float`` or ``base64``.
-* ``GET /models`` and ``GET /models/{id}``.
-
-Anything else answers 404 with an OpenAI-style error body.
+Each answer is deterministic (see ``_fake_model``), has a fresh ``id``, and is validated as the
+``openai`` SDK's own type, then sent with the fields that were set. One handler per endpoint,
+under ``/v1``: ``POST /chat/completions``, ``POST /responses`` (both with SSE streams),
+``POST /embeddings``, ``GET /models`` and ``GET /models/{id}``; anything else is a 404, and a
+request the SDK's types reject or the server cannot read a 400, with OpenAI's error body.
 """
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
+import re
 import socket
+import struct
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
-from typing import Any, Self, cast
-from urllib.parse import urlsplit
+from typing import Any, Self, get_args
 
+from openai.types import CreateEmbeddingResponse, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response, ResponseStreamEvent
 from openai.types.shared import ErrorObject
 from pydantic import BaseModel, ValidationError
 
+from llmcache.testing import _fake_model as fake
 from llmcache.testing._loopback import LoopbackHTTPServer
-from llmcache.testing._openai_endpoints import HTTPError, JSONDict, SSEEvent, find_endpoint, new_id
 
 __all__ = ["FakeOpenAIServer"]
 
-_ERROR_TYPES: dict[int, tuple[str, str | None]] = {
-    400: ("invalid_request_error", None),
-    401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", "unsupported_country_region_territory"),
-    404: ("invalid_request_error", "not_found"),
-    408: ("timeout", "timeout"),
-    409: ("conflict", "conflict"),
-    422: ("invalid_request_error", None),
-    429: ("rate_limit_exceeded", "rate_limit_exceeded"),
+JSONDict = dict[str, Any]
+Event = tuple[str | None, BaseModel | str]  # one SSE event: its ``event:`` name and its data
+Reply = BaseModel | JSONDict | Iterator[Event]  # a JSON body, or a stream of events
+
+EMBEDDING_DIMENSIONS = 8  # when the request does not pass ``dimensions``
+_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "o3-mini",
+           "text-embedding-3-small", "text-embedding-3-large")  # fmt: skip
+_ERROR_CODES = {
+    401: "invalid_api_key",
+    403: "unsupported_country_region_territory",
+    404: "not_found",
+    408: "timeout",
+    409: "conflict",
+    429: "rate_limit_exceeded",
+}
+_RESPONSE_EVENTS: dict[str, type[BaseModel]] = {  # by their ``type``: the union has ~60 members
+    get_args(cls.model_fields["type"].annotation)[0]: cls
+    for cls in get_args(get_args(ResponseStreamEvent)[0])
+}
+# What a Response echoes of its request, with the defaults for what the request leaves out.
+_ECHOED: JSONDict = {"instructions": None, "max_output_tokens": None, "metadata": {},
+                     "parallel_tool_calls": True, "previous_response_id": None, "store": True,
+                     "temperature": 1.0, "tools": [], "tool_choice": "auto", "top_p": 1.0,
+                     "truncation": "disabled", "user": None}  # fmt: skip
+
+
+class HTTPError(Exception):
+    """An endpoint's failure, answered with an OpenAI-style error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, code = status, _ERROR_CODES.get(status)
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        kind = code if code and status in (408, 409, 429) else kind
+        self.error = ErrorObject(message=message, type=kind, param=None, code=code)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
+    plans = [fake.plan_chat(body, index) for index in range(body.get("n") or 1)]
+    head = {"id": _new_id("chatcmpl-"), "created": int(time.time()), "model": body["model"],
+            "service_tier": "default", "system_fingerprint": "fp_llmcache_fake"}  # fmt: skip
+    prompt = fake.prompt_tokens(body["messages"], body.get("tools"))
+    completion = sum(plan.completion_tokens for plan in plans)
+    reasoning = {"reasoning_tokens": sum(plan.reasoning_tokens for plan in plans)}
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+             "total_tokens": prompt + completion, "completion_tokens_details": reasoning,
+             "prompt_tokens_details": {"cached_tokens": 0}}  # fmt: skip
+
+    def logprobs(plan: fake.Plan, start: int, pieces: list[str]) -> JSONDict | None:
+        if not body.get("logprobs"):
+            return None
+        top_n = body.get("top_logprobs") or 0
+        tokens = [fake.token_logprob(p, plan.seed, start + i, top_n) for i, p in enumerate(pieces)]
+        return {"content": None if plan.content is None else tokens, "refusal": None}
+
+    if not body.get("stream"):
+        server._sleep(max(plan.completion_tokens for plan in plans), first=True)
+        choices = [{"index": index, "message": _chat_message(plan), "finish_reason":
+                    plan.finish_reason, "logprobs": logprobs(plan, 0, plan.pieces)}
+                   for index, plan in enumerate(plans)]  # fmt: skip
+        reply = {**head, "object": "chat.completion", "choices": choices, "usage": usage}
+        return ChatCompletion.model_validate(reply)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(choices: list[JSONDict], **fields: Any) -> Event:
+        fields = {"usage": None, **fields} if include_usage else fields
+        reply = {**head, "object": "chat.completion.chunk", "choices": choices, **fields}
+        return None, ChatCompletionChunk.model_validate(reply)
+
+    def deltas(plan: fake.Plan) -> Iterator[tuple[JSONDict, JSONDict | None]]:
+        """One choice's (delta, logprobs): the role, then one per piece."""
+        empty = None if plan.content is None else ""
+        yield {"role": "assistant", "content": empty, "refusal": None}, None
+        if plan.tool_call is not None:
+            yield {"tool_calls": [{"index": 0, **_tool_call(plan.tool_call, "")}]}, None
+        for position, piece in enumerate(plan.pieces):
+            if plan.tool_call is not None:
+                yield {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None
+            elif plan.refusal is not None:
+                yield {"refusal": piece}, None
+            else:
+                yield {"content": piece}, logprobs(plan, position, [piece])
+
+    def events() -> Iterator[Event]:
+        server._sleep(max(plan.reasoning_tokens for plan in plans), first=True)
+        for index, plan in enumerate(plans):
+            for position, (delta, lp) in enumerate([*deltas(plan), ({}, None)]):
+                server._sleep(1 if position else 0)
+                end = plan.finish_reason if not delta else None
+                yield chunk(
+                    [{"index": index, "delta": delta, "logprobs": lp, "finish_reason": end}]
+                )
+        if include_usage:
+            yield chunk([], usage=usage)
+        yield None, "[DONE]"
+
+    return events()
+
+
+def _tool_call(call: fake.ToolCall, arguments: str | None = None) -> JSONDict:
+    function = {"name": call.name, "arguments": call.arguments if arguments is None else arguments}
+    return {"id": call.call_id, "type": "function", "function": function}
+
+
+def _chat_message(plan: fake.Plan) -> JSONDict:
+    calls = {} if plan.tool_call is None else {"tool_calls": [_tool_call(plan.tool_call)]}
+    return {"role": "assistant", "content": plan.content, "refusal": plan.refusal,
+            "annotations": [], **calls}  # fmt: skip
+
+
+def _responses(server: FakeOpenAIServer, body: JSONDict) -> Reply:
+    plan, created = fake.plan_response(body), int(time.time())
+    call, item_id = plan.tool_call, _new_id("fc_" if plan.tool_call is not None else "msg_")
+    start = {**{key: body.get(key, default) for key, default in _ECHOED.items()},
+             "id": _new_id("resp_"), "object": "response", "created_at": created,
+             "model": body["model"], "status": "in_progress", "output": [],
+             "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
+             "text": {"format": (body.get("text") or {}).get("format") or {"type": "text"}},
+             "service_tier": "default", "error": None, "incomplete_details": None,
+             "usage": None, "completed_at": None}  # fmt: skip
+    done: JSONDict
+    if call is not None:
+        kind, done, part = "function_call_arguments", {"arguments": call.arguments}, {}
+        item: JSONDict = {"type": "function_call", "id": item_id, "call_id": call.call_id,
+                          "name": call.name, "arguments": call.arguments}  # fmt: skip
+    else:
+        kind = "output_text" if plan.refusal is None else "refusal"
+        done = {"text": plan.content} if plan.refusal is None else {"refusal": plan.refusal}
+        text_only: JSONDict = {"annotations": [], "logprobs": []} if plan.refusal is None else {}
+        part = {"type": kind, **done, **text_only}
+        item = {"type": "message", "id": item_id, "role": "assistant", "content": [part]}
+    prompt = fake.prompt_tokens([fake.response_items(body), body.get("instructions")],
+                                body.get("tools"))  # fmt: skip
+    usage = {"input_tokens": prompt, "output_tokens": plan.completion_tokens,
+             "total_tokens": prompt + plan.completion_tokens,
+             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+             "output_tokens_details": {"reasoning_tokens": plan.reasoning_tokens}}  # fmt: skip
+    done_item = {**item, "status": "completed"}
+    final = Response.model_validate({**start, "status": "completed", "completed_at": created,
+                                     "output": [done_item], "usage": usage})  # fmt: skip
+    if not body.get("stream"):
+        server._sleep(plan.completion_tokens, first=True)
+        return final
+    numbers = itertools.count()
+
+    def event(event_type: str, **fields: Any) -> Event:
+        fields.update(type=event_type, sequence_number=next(numbers))
+        return event_type, _RESPONSE_EVENTS[event_type].model_validate(fields)
+
+    def events() -> Iterator[Event]:
+        yield event("response.created", response=Response.model_validate(start))
+        yield event("response.in_progress", response=Response.model_validate(start))
+        server._sleep(plan.reasoning_tokens, first=True)
+        empty: JSONDict = {"arguments": ""} if call is not None else {"content": []}
+        yield event("response.output_item.added", output_index=0,
+                    item={**item, **empty, "status": "in_progress"})  # fmt: skip
+        where: JSONDict = {"item_id": item_id, "output_index": 0}
+        if call is None:  # a message: its one content part, empty, then filled by the deltas
+            where["content_index"] = 0
+            yield event("response.content_part.added", part={**part, **dict.fromkeys(done, "")},
+                        **where)  # fmt: skip
+        extra: JSONDict = {"logprobs": []} if kind == "output_text" else {}
+        for piece in plan.pieces:
+            server._sleep(1)
+            yield event(f"response.{kind}.delta", delta=piece, **where, **extra)
+        yield event(f"response.{kind}.done", **done, **where, **extra)
+        if call is None:
+            yield event("response.content_part.done", part=part, **where)
+        yield event("response.output_item.done", output_index=0, item=done_item)
+        yield event("response.completed", response=final)
+
+    return events()
+
+
+def _embeddings(server: FakeOpenAIServer, body: JSONDict) -> Reply:
+    raw, dimensions = body["input"], body.get("dimensions") or EMBEDDING_DIMENSIONS
+    if not raw:
+        raise HTTPError(400, "'input' must be a non-empty string or array")
+    one = isinstance(raw, str) or all(isinstance(token, int) for token in raw)
+    inputs: list[Any] = [raw] if one else raw  # one string, one token list, or a list of either
+    vectors = [fake.embedding_vector(item, dimensions) for item in inputs]
+    tokens = sum(len(i) if isinstance(i, list) else max(1, fake.estimate_tokens(i)) for i in inputs)
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    reply = {"object": "list", "data": data, "model": body["model"], "usage": usage}
+    response = CreateEmbeddingResponse.model_validate(reply).model_dump(exclude_unset=True)
+    if body.get("encoding_format") == "base64":  # the SDK's type holds floats, the wire bytes
+        for entry, vector in zip(response["data"], vectors, strict=True):
+            entry["embedding"] = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+    server._sleep(0, first=True)
+    return response
+
+
+def _model(server: FakeOpenAIServer, body: JSONDict, model_id: str) -> Model:
+    return Model(id=model_id, object="model", created=1_700_000_000, owned_by="llmcache")
+
+
+def _models(server: FakeOpenAIServer, body: JSONDict) -> Reply:
+    models = [_model(server, body, m).model_dump(exclude_unset=True) for m in _MODELS]
+    return {"object": "list", "data": models}
+
+
+_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {  # the path's groups are arguments
+    ("POST", "/v1/chat/completions"): _chat_completions,
+    ("POST", "/v1/responses"): _responses,
+    ("POST", "/v1/embeddings"): _embeddings,
+    ("GET", "/v1/models"): _models,
+    ("GET", "/v1/models/([^/]+)"): _model,
 }
 
 
-def _error_body(status: int, message: str, param: str | None = None) -> JSONDict:
-    error_type, code = _ERROR_TYPES.get(status, ("server_error", None))
-    error = ErrorObject(message=message, type=error_type, param=param, code=code)
-    return {"error": error.model_dump(exclude_unset=True, by_alias=True)}
-
-
-def _dump(model: BaseModel) -> str:
-    """The model as the API sends it: the fields that were set, under their wire names."""
-    return model.model_dump_json(exclude_unset=True, by_alias=True)
+def _answer(server: FakeOpenAIServer, method: str, path: str, body: JSONDict) -> Reply:
+    """What the endpoint for ``method`` and ``path`` answers to ``body``."""
+    for (route_method, pattern), endpoint in _ROUTES.items():
+        match = re.fullmatch(pattern, path)
+        if match and route_method == method:
+            try:
+                return endpoint(server, body, *match.groups())
+            except ValidationError as exc:  # the request echoes what the SDK's types reject
+                where = exc.errors()[0]
+                raise HTTPError(400, f"Invalid request: {where['msg']} at {where['loc']}") from exc
+            except (LookupError, TypeError, ValueError) as exc:  # a field missing or malformed
+                raise HTTPError(400, f"Invalid request: {type(exc).__name__}: {exc}") from exc
+    raise HTTPError(404, f"Invalid URL ({method} {path})")
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: LoopbackHTTPServer
     protocol_version = "HTTP/1.1"
-    server_version = "FakeOpenAI/1.0"
     timeout = 60  # idle keep-alive connections are closed after this many seconds
-
-    @property
-    def owner(self) -> FakeOpenAIServer:
-        return cast(FakeOpenAIServer, self.server.owner)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> None:
+        owner: FakeOpenAIServer = self.server.owner
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length > 0 else b""
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-            path = urlsplit(self.path).path.rstrip("/")
-            fail_status = self.owner._record(path, body, dict(self.headers.items()))
-            if fail_status is not None:
-                message = f"Simulated failure (HTTP {fail_status})."
-                self.send_json(fail_status, _error_body(fail_status, message), retry_ms="1")
-                return
+            path = self.path.split("?")[0].rstrip("/")
+            owner._record(path, body, dict(self.headers.items()))  # may fail on purpose
             if body is not None and not isinstance(body, dict):
                 raise HTTPError(400, "We could not parse the JSON body of your request.")
-            endpoint = find_endpoint(self.command, path)
-            if endpoint is None:
-                raise HTTPError(404, f"Invalid URL ({self.command} {self.path})")
-            endpoint(self, body or {})
+            reply = _answer(owner, self.command, path, body or {})
+            self._send(200, reply, owner._take_abort() if isinstance(reply, Iterator) else None)
         except HTTPError as exc:
-            self.send_json(exc.status, _error_body(exc.status, exc.message, exc.param))
-        except ValidationError as exc:  # the request echoes something the SDK's types reject
-            message = f"Invalid request: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
-            self.send_json(400, _error_body(400, message))
+            self._send(exc.status, {"error": exc.error.model_dump(exclude_unset=True)})
         except OSError:  # the client went away
             self.close_connection = True
 
-    def send_json(self, status: int, body: BaseModel | JSONDict, retry_ms: str = "") -> None:
-        payload = _dump(body).encode() if isinstance(body, BaseModel) else json.dumps(body).encode()
+    do_POST = do_DELETE = do_GET
+
+    def _send(self, status: int, reply: Reply, abort_after: int | None = None) -> None:
+        """A JSON body or Server-Sent Events, in HTTP/1.1 chunks. After ``abort_after`` events
+        the connection is cut without the last chunk: the client sees an incomplete body."""
+        streamed = isinstance(reply, Iterator)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-request-id", new_id("req_"))
-        self.send_header("openai-processing-ms", "1")
-        if retry_ms:
-            self.send_header("retry-after-ms", retry_ms)
-        self.end_headers()
-        self.wfile.write(payload)
-        self.wfile.flush()
-
-    def send_events(self, events: Iterator[SSEEvent]) -> None:
-        """Stream ``events`` as Server-Sent Events in HTTP/1.1 chunks.
-
-        After ``abort_stream_after(n)`` the connection is cut after n events, without the
-        terminating chunk, so the client sees an incomplete body.
-        """
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Content-Type", "text/event-stream" if streamed else "application/json")
         self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("x-request-id", new_id("req_"))
+        self.send_header("x-request-id", _new_id("req_"))
+        if status >= 400:  # how long the SDK waits before a retry
+            self.send_header("retry-after-ms", "1")
         self.end_headers()
-        abort_after = self.owner._take_abort()
-        try:
-            for sent, (name, data) in enumerate(events):
-                if abort_after is not None and sent >= abort_after:
-                    self.close_connection = True
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                text = data if isinstance(data, str) else _dump(data)
-                chunk = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
-                self.wfile.write(f"{len(chunk.encode()):x}\r\n{chunk}\r\n".encode())
+        chunks = map(_sse, reply) if isinstance(reply, Iterator) else [_json(reply)]
+        for sent, chunk in enumerate(chunks):
+            if sent == abort_after:
+                self.close_connection = True
                 self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.flush()
-        except OSError:  # the client went away
-            self.close_connection = True
+        self.wfile.write(b"0\r\n\r\n")
 
-    def sleep_for(self, tokens: int, *, first: bool = False) -> None:
-        """Simulated generation time of ``tokens`` tokens, plus time to first token if first."""
-        delay = self.owner.latency_per_token * tokens + (self.owner.base_latency if first else 0)
-        if delay > 0:
-            time.sleep(delay)
+
+def _json(body: BaseModel | JSONDict) -> bytes:
+    """A body as the API sends it: a model's fields that were set, under their wire names."""
+    if isinstance(body, BaseModel):
+        return body.model_dump_json(exclude_unset=True, by_alias=True).encode()
+    return json.dumps(body).encode()
+
+
+def _sse(event: Event) -> bytes:
+    name, data = event
+    text = data if isinstance(data, str) else _json(data).decode()
+    return ((f"event: {name}\n" if name else "") + f"data: {text}\n\n").encode()
 
 
 class FakeOpenAIServer:
-    """An OpenAI-compatible HTTP server on ``127.0.0.1`` running in a daemon thread.
+    """An OpenAI-compatible HTTP server on ``127.0.0.1``, served from a daemon thread::
 
-    Args:
-        latency_per_token: seconds slept per generated output token (streamed responses
-            sleep between chunks; non-streamed responses sleep the total up front).
-        base_latency: seconds slept before any response body (time to first token).
-        port: TCP port to bind; ``0`` (the default) picks a free port.
+        with FakeOpenAIServer(latency_per_token=0.01) as server:
+            client = OpenAI(base_url=server.base_url, api_key="test")
+            client.chat.completions.create(model="gpt-4o-mini", messages=[...])
+            assert server.requests == 1
 
-    Counters (``requests``, ``requests_by_path``) count every HTTP request received,
-    including the ones failed on purpose via :meth:`fail_next`.
+    ``latency_per_token`` is slept per output token (streams sleep between chunks, other
+    answers the total up front), ``base_latency`` before any answer (the time to first token);
+    ``port=0`` binds a free port. ``requests`` and ``requests_by_path`` count every request
+    received, the ones failed on purpose by :meth:`fail_next` included.
     """
 
     def __init__(
         self, *, latency_per_token: float = 0.0, base_latency: float = 0.0, port: int = 0
     ) -> None:
-        self.latency_per_token = latency_per_token
-        self.base_latency = base_latency
-        self._requested_port = port
-        self._lock = threading.Lock()
+        self.latency_per_token, self.base_latency = latency_per_token, base_latency
+        self.last_request_body: Any = None  # the parsed JSON body of the latest request
+        self.last_request_headers: dict[str, str] = {}  # its headers, names lower-cased
+        self._port, self._lock = port, threading.Lock()
         self._httpd: LoopbackHTTPServer | None = None
-        self._requests = 0
-        self._by_path: dict[str, int] = {}
-        self._fail_remaining = 0
-        self._fail_status = 500
+        self._by_path: Counter[str] = Counter()
+        self._failing = (0, 500)  # how many of the next requests fail, and with what status
         self._abort_after: int | None = None
-        self._last_body: Any = None
-        self._last_headers: dict[str, str] = {}
 
     def start(self) -> Self:
-        """Bind and start serving (idempotent). Returns ``self``."""
-        if self._httpd is None:
-            # Clients hang up mid-response on purpose (aborted streams): no tracebacks.
-            self._httpd = LoopbackHTTPServer(
-                _Handler, self, port=self._requested_port, report_errors=False
-            )
+        if self._httpd is None:  # clients hang up mid-stream on purpose: no tracebacks
+            self._httpd = LoopbackHTTPServer(_Handler, self, port=self._port, report_errors=False)
         return self
 
     def stop(self) -> None:
-        """Stop serving and close every open connection (idempotent)."""
+        """Stop serving and cut every open connection."""
         httpd, self._httpd = self._httpd, None
         if httpd is not None:
             httpd.stop()
@@ -220,10 +369,7 @@ class FakeOpenAIServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
@@ -238,66 +384,51 @@ class FakeOpenAIServer:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1`` - pass it as ``base_url`` to ``OpenAI(...)``."""
+        """``http://127.0.0.1:PORT/v1``: pass it as ``base_url`` to ``OpenAI(...)``."""
         return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def requests(self) -> int:
-        """Total number of HTTP requests received since start / the last reset."""
         with self._lock:
-            return self._requests
+            return self._by_path.total()
 
     @property
-    def requests_by_path(self) -> dict[str, int]:
-        """A snapshot of request counts keyed by URL path (e.g. ``/v1/chat/completions``)."""
+    def requests_by_path(self) -> dict[str, int]:  # a snapshot
         with self._lock:
             return dict(self._by_path)
 
-    @property
-    def last_request_body(self) -> Any:
-        """The parsed JSON body of the most recent request (``None`` if it had none)."""
-        with self._lock:
-            return self._last_body
-
-    @property
-    def last_request_headers(self) -> dict[str, str]:
-        """The headers of the most recent request (names lower-cased)."""
-        with self._lock:
-            return dict(self._last_headers)
-
     def reset_counts(self) -> None:
-        """Zero ``requests`` and ``requests_by_path``."""
         with self._lock:
-            self._requests, self._by_path = 0, {}
+            self._by_path.clear()
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` requests (any path) with HTTP ``status`` and an error body.
-
-        The SDK retries 408/409/429/5xx by default; retries consume failures too.
-        """
+        The SDK retries 408, 409, 429 and 5xx by default: its retries use up failures too."""
         if n < 0 or not 400 <= status <= 599:
             raise ValueError("n must be >= 0 and status an HTTP error code")
         with self._lock:
-            self._fail_remaining, self._fail_status = n, status
+            self._failing = (n, status)
 
     def abort_stream_after(self, n_chunks: int) -> None:
-        """Make the next streamed response drop its connection after ``n_chunks`` events."""
+        """Make the next stream drop its connection after ``n_chunks`` events."""
         if n_chunks < 0:
             raise ValueError("n_chunks must be >= 0")
         with self._lock:
             self._abort_after = n_chunks
 
-    def _record(self, path: str, body: Any, headers: dict[str, str]) -> int | None:
-        """Count a request; the HTTP status to fail it with, if ``fail_next`` asked for one."""
+    def _sleep(self, tokens: int, *, first: bool = False) -> None:  # as if generating tokens
+        time.sleep(self.latency_per_token * tokens + (self.base_latency if first else 0))
+
+    def _record(self, path: str, body: Any, headers: dict[str, str]) -> None:
+        """Count a request, and fail it if :meth:`fail_next` says so."""
         with self._lock:
-            self._requests += 1
-            self._by_path[path] = self._by_path.get(path, 0) + 1
-            self._last_body = body
-            self._last_headers = {k.lower(): v for k, v in headers.items()}
-            if self._fail_remaining > 0:
-                self._fail_remaining -= 1
-                return self._fail_status
-            return None
+            self._by_path[path] += 1
+            self.last_request_body = body
+            self.last_request_headers = {k.lower(): v for k, v in headers.items()}
+            failures, status = self._failing
+            self._failing = (max(0, failures - 1), status)
+        if failures:
+            raise HTTPError(status, f"Simulated failure (HTTP {status}).")
 
     def _take_abort(self) -> int | None:
         with self._lock:
