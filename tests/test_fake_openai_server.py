@@ -551,3 +551,33 @@ def test_request_the_sdk_types_reject_is_a_400(server: FakeOpenAIServer) -> None
     answer = httpx.post(f"{server.base_url}/responses", json=body)
     assert answer.status_code == 400
     assert answer.json()["error"]["message"].startswith("Invalid request")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/chat/completions", {"messages": MESSAGES}, "Missing required parameter: 'model'."),
+        ("/chat/completions", {"model": MODEL, "messages": []}, "Missing required parameter"),
+        ("/embeddings", {"model": MODEL}, "Missing required parameter: 'input'."),
+        ("/embeddings", {"model": MODEL, "input": "x", "dimensions": 1.5}, "Invalid request"),
+        ("/chat/completions", {"model": MODEL, "messages": MESSAGES, "n": "two"}, "Invalid"),
+    ],
+)
+def test_a_request_the_server_cannot_read_is_a_400(
+    server: FakeOpenAIServer, path: str, body: Any, message: str
+) -> None:
+    answer = httpx.post(f"{server.base_url}{path}", json=body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["message"].startswith(message) and error["type"] == "invalid_request_error"
+    assert server.requests == 1  # counted like any other request
+
+
+def test_errors_carry_the_api_codes(server: FakeOpenAIServer) -> None:
+    for status, code in [(401, "invalid_api_key"), (429, "rate_limit_exceeded"), (503, None)]:
+        server.fail_next(1, status=status)
+        answer = httpx.get(f"{server.base_url}/models")
+        assert answer.status_code == status and answer.json()["error"]["code"] == code
+        assert answer.headers["retry-after-ms"] == "1"  # the SDK retries at once
+    assert httpx.delete(f"{server.base_url}/models/x").status_code == 404
+    assert httpx.post(f"{server.base_url}/chat/completions", content=b"{oops").status_code == 400

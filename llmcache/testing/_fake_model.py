@@ -6,6 +6,7 @@ answer (text, JSON, a tool call or a refusal), different requests different ones
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -130,17 +131,26 @@ class ToolCall:
     name: str
     arguments: str
 
+    def chat(self, arguments: str | None = None) -> JSONDict:
+        """As a chat completion carries it (with other ``arguments``, for a stream's start)."""
+        function = {
+            "name": self.name,
+            "arguments": self.arguments if arguments is None else arguments,
+        }
+        return {"id": self.call_id, "type": "function", "function": function}
+
 
 @dataclass
 class Plan:
     """One answer (a chat choice or a response) and the pieces it streams in."""
 
     seed: int
+    prompt_tokens: int
+    reasoning_tokens: int
     pieces: list[str]  # of the content, the refusal or the tool call's arguments
     content: str | None = None
     refusal: str | None = None
     tool_call: ToolCall | None = None
-    reasoning_tokens: int = 0
 
     @property
     def finish_reason(self) -> str:
@@ -154,27 +164,29 @@ class Plan:
 def _plan(body: JSONDict, seed: int, prompt: Any, tool: Any, fmt: Any, *length_keys: str) -> Plan:
     """The answer, in order of precedence: refusal, tool call, JSON schema, text or JSON text."""
     reasoning = 16 + (seed >> 8) % 48 if str(body["model"]).startswith(REASONING_MODELS) else 0
+    answer = functools.partial(Plan, seed, prompt_tokens(prompt, body.get("tools")), reasoning)
     if any(REFUSAL_TRIGGER in text for text in texts(prompt)):
-        return Plan(seed, split_pieces(REFUSAL), refusal=REFUSAL, reasoning_tokens=reasoning)
+        return answer(split_pieces(REFUSAL), refusal=REFUSAL)
     if tool is not None:
         arguments = json.dumps(schema_example(tool.get("parameters") or {}))
         call = ToolCall(f"call_{seed:016x}", str(tool.get("name", "tool")), arguments)
-        return Plan(seed, split_pieces(arguments), tool_call=call, reasoning_tokens=reasoning)
+        return answer(split_pieces(arguments), tool_call=call)
     fmt = fmt if isinstance(fmt, dict) else {}
     if fmt.get("type") == "json_schema":
         content = json.dumps(schema_example(fmt.get("schema") or {}))
-    else:
-        lengths = [body.get(key) for key in length_keys] + [8 + seed % 17]
-        length = next(n for n in lengths if isinstance(n, int) and n > 0)
-        rng = random.Random(seed)
-        words = [rng.choice(WORDS) for _ in range(min(length, MAX_OUTPUT_TOKENS))]
-        # Word tokens: the answer to max_tokens=n is a prefix of the answer to n + k.
-        tokens = [words[0].capitalize()] + [" " + word for word in words[1:]]
-        tokens[-1] += "."
-        if fmt.get("type") != "json_object":
-            return Plan(seed, tokens, content="".join(tokens), reasoning_tokens=reasoning)
+        return answer(split_pieces(content), content=content)
+    lengths = [body.get(key) for key in length_keys] + [8 + seed % 17]
+    rng = random.Random(seed)
+    words = [
+        rng.choice(WORDS) for _ in range(min(next(n for n in lengths if n), MAX_OUTPUT_TOKENS))
+    ]
+    # Word tokens: the answer to max_tokens=n is a prefix of the answer to n + k.
+    tokens = [words[0].capitalize()] + [" " + word for word in words[1:]]
+    tokens[-1] += "."
+    if fmt.get("type") == "json_object":
         content = json.dumps({"answer": "".join(tokens)})
-    return Plan(seed, split_pieces(content), content=content, reasoning_tokens=reasoning)
+        return answer(split_pieces(content), content=content)
+    return answer(tokens, content="".join(tokens))
 
 
 def _pick_tool(tools: list[JSONDict], choice: Any, after_result: bool) -> Any:
@@ -188,40 +200,29 @@ def _pick_tool(tools: list[JSONDict], choice: Any, after_result: bool) -> Any:
 
 def plan_chat(body: JSONDict, index: int) -> Plan:
     """Choice ``index`` of a chat completion."""
-    messages = body.get("messages") or []
+    messages = body["messages"]
     tools = [{"type": t.get("type", "function"), **(t.get("function") or {})}
              for t in body.get("tools") or [] if isinstance(t, dict)]  # fmt: skip
     choice = body.get("tool_choice", "auto")
     choice = choice.get("function") if isinstance(choice, dict) else choice
-    after_result = (
-        bool(messages) and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
-    )
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         fmt = {"type": "json_schema", **(fmt.get("json_schema") or {})}
     seed = stable_hash("chat", body["model"], messages, index)
-    tool = _pick_tool(tools, choice, after_result)
+    tool = _pick_tool(tools, choice, last.get("role") == "tool")
     return _plan(body, seed, messages, tool, fmt, "max_completion_tokens", "max_tokens")
-
-
-def response_items(body: JSONDict) -> list[Any]:
-    """A Responses request's ``input`` as a list of items."""
-    raw = body.get("input")
-    if raw is None or isinstance(raw, list):
-        return list(raw or [])
-    return [{"role": "user", "content": raw} if isinstance(raw, str) else raw]
 
 
 def plan_response(body: JSONDict) -> Plan:
     """The answer to a Responses request."""
-    items, instructions = response_items(body), body.get("instructions")
+    raw, instructions = body.get("input"), body.get("instructions")
+    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else list(raw or [])
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
-    after_result = (
-        bool(items)
-        and isinstance(items[-1], dict)
-        and items[-1].get("type") == "function_call_output"
-    )
+    last = items[-1] if items and isinstance(items[-1], dict) else {}
     seed = stable_hash("responses", body["model"], instructions, items)
-    tool = _pick_tool(tools, body.get("tool_choice", "auto"), after_result)
+    tool = _pick_tool(
+        tools, body.get("tool_choice", "auto"), last.get("type") == "function_call_output"
+    )
     fmt = (body.get("text") or {}).get("format")
     return _plan(body, seed, [items, instructions], tool, fmt, "max_output_tokens")

@@ -41,23 +41,17 @@ Reply = BaseModel | JSONDict | Iterator[Event]  # a JSON body, or a stream of ev
 EMBEDDING_DIMENSIONS = 8  # when the request does not pass ``dimensions``
 _MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "o3-mini",
            "text-embedding-3-small", "text-embedding-3-large")  # fmt: skip
-_ERROR_CODES = {
-    401: "invalid_api_key",
-    403: "unsupported_country_region_territory",
-    404: "not_found",
-    408: "timeout",
-    409: "conflict",
-    429: "rate_limit_exceeded",
-}
+_ERROR_CODES = {401: "invalid_api_key", 403: "unsupported_country_region_territory",
+                404: "not_found", 408: "timeout", 409: "conflict",
+                429: "rate_limit_exceeded"}  # fmt: skip
 _RESPONSE_EVENTS: dict[str, type[BaseModel]] = {  # by their ``type``: the union has ~60 members
     get_args(cls.model_fields["type"].annotation)[0]: cls
     for cls in get_args(get_args(ResponseStreamEvent)[0])
 }
 # What a Response echoes of its request, with the defaults for what the request leaves out.
 _ECHOED: JSONDict = {"instructions": None, "max_output_tokens": None, "metadata": {},
-                     "parallel_tool_calls": True, "previous_response_id": None, "store": True,
-                     "temperature": 1.0, "tools": [], "tool_choice": "auto", "top_p": 1.0,
-                     "truncation": "disabled", "user": None}  # fmt: skip
+                     "parallel_tool_calls": True, "temperature": 1.0, "tools": [],
+                     "tool_choice": "auto", "top_p": 1.0, "truncation": "disabled"}  # fmt: skip
 
 
 class HTTPError(Exception):
@@ -79,8 +73,7 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     plans = [fake.plan_chat(body, index) for index in range(body.get("n") or 1)]
     head = {"id": _new_id("chatcmpl-"), "created": int(time.time()), "model": body["model"],
             "service_tier": "default", "system_fingerprint": "fp_llmcache_fake"}  # fmt: skip
-    prompt = fake.prompt_tokens(body["messages"], body.get("tools"))
-    completion = sum(plan.completion_tokens for plan in plans)
+    prompt, completion = plans[0].prompt_tokens, sum(plan.completion_tokens for plan in plans)
     reasoning = {"reasoning_tokens": sum(plan.reasoning_tokens for plan in plans)}
     usage = {"prompt_tokens": prompt, "completion_tokens": completion,
              "total_tokens": prompt + completion, "completion_tokens_details": reasoning,
@@ -95,9 +88,14 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
 
     if not body.get("stream"):
         server._sleep(max(plan.completion_tokens for plan in plans), first=True)
-        choices = [{"index": index, "message": _chat_message(plan), "finish_reason":
-                    plan.finish_reason, "logprobs": logprobs(plan, 0, plan.pieces)}
-                   for index, plan in enumerate(plans)]  # fmt: skip
+        choices = []
+        for index, plan in enumerate(plans):
+            calls = {"tool_calls": [plan.tool_call.chat()]} if plan.tool_call else {}
+            message = {"role": "assistant", "content": plan.content, "refusal": plan.refusal,
+                       "annotations": [], **calls}  # fmt: skip
+            lp = logprobs(plan, 0, plan.pieces)
+            choices.append({"index": index, "message": message, "logprobs": lp,
+                            "finish_reason": plan.finish_reason})  # fmt: skip
         reply = {**head, "object": "chat.completion", "choices": choices, "usage": usage}
         return ChatCompletion.model_validate(reply)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -108,11 +106,11 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
         return None, ChatCompletionChunk.model_validate(reply)
 
     def deltas(plan: fake.Plan) -> Iterator[tuple[JSONDict, JSONDict | None]]:
-        """One choice's (delta, logprobs): the role, then one per piece."""
+        """One choice's (delta, logprobs): the role (and the call), then one per piece."""
         empty = None if plan.content is None else ""
         yield {"role": "assistant", "content": empty, "refusal": None}, None
         if plan.tool_call is not None:
-            yield {"tool_calls": [{"index": 0, **_tool_call(plan.tool_call, "")}]}, None
+            yield {"tool_calls": [{"index": 0, **plan.tool_call.chat(arguments="")}]}, None
         for position, piece in enumerate(plan.pieces):
             if plan.tool_call is not None:
                 yield {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None
@@ -120,16 +118,16 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
                 yield {"refusal": piece}, None
             else:
                 yield {"content": piece}, logprobs(plan, position, [piece])
+        yield {}, None  # the finish reason
 
     def events() -> Iterator[Event]:
         server._sleep(max(plan.reasoning_tokens for plan in plans), first=True)
         for index, plan in enumerate(plans):
-            for position, (delta, lp) in enumerate([*deltas(plan), ({}, None)]):
+            for position, (delta, lp) in enumerate(deltas(plan)):
                 server._sleep(1 if position else 0)
-                end = plan.finish_reason if not delta else None
-                yield chunk(
-                    [{"index": index, "delta": delta, "logprobs": lp, "finish_reason": end}]
-                )
+                end = None if delta else plan.finish_reason
+                yield chunk([{"index": index, "delta": delta, "logprobs": lp,
+                              "finish_reason": end}])  # fmt: skip
         if include_usage:
             yield chunk([], usage=usage)
         yield None, "[DONE]"
@@ -137,27 +135,14 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     return events()
 
 
-def _tool_call(call: fake.ToolCall, arguments: str | None = None) -> JSONDict:
-    function = {"name": call.name, "arguments": call.arguments if arguments is None else arguments}
-    return {"id": call.call_id, "type": "function", "function": function}
-
-
-def _chat_message(plan: fake.Plan) -> JSONDict:
-    calls = {} if plan.tool_call is None else {"tool_calls": [_tool_call(plan.tool_call)]}
-    return {"role": "assistant", "content": plan.content, "refusal": plan.refusal,
-            "annotations": [], **calls}  # fmt: skip
-
-
 def _responses(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     plan, created = fake.plan_response(body), int(time.time())
     call, item_id = plan.tool_call, _new_id("fc_" if plan.tool_call is not None else "msg_")
     start = {**{key: body.get(key, default) for key, default in _ECHOED.items()},
              "id": _new_id("resp_"), "object": "response", "created_at": created,
-             "model": body["model"], "status": "in_progress", "output": [],
-             "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
+             "model": body["model"], "status": "in_progress", "output": [], "error": None,
              "text": {"format": (body.get("text") or {}).get("format") or {"type": "text"}},
-             "service_tier": "default", "error": None, "incomplete_details": None,
-             "usage": None, "completed_at": None}  # fmt: skip
+             "service_tier": "default", "incomplete_details": None}  # fmt: skip
     done: JSONDict
     if call is not None:
         kind, done, part = "function_call_arguments", {"arguments": call.arguments}, {}
@@ -169,10 +154,8 @@ def _responses(server: FakeOpenAIServer, body: JSONDict) -> Reply:
         text_only: JSONDict = {"annotations": [], "logprobs": []} if plan.refusal is None else {}
         part = {"type": kind, **done, **text_only}
         item = {"type": "message", "id": item_id, "role": "assistant", "content": [part]}
-    prompt = fake.prompt_tokens([fake.response_items(body), body.get("instructions")],
-                                body.get("tools"))  # fmt: skip
-    usage = {"input_tokens": prompt, "output_tokens": plan.completion_tokens,
-             "total_tokens": prompt + plan.completion_tokens,
+    usage = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens,
+             "total_tokens": plan.prompt_tokens + plan.completion_tokens,
              "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
              "output_tokens_details": {"reasoning_tokens": plan.reasoning_tokens}}  # fmt: skip
     done_item = {**item, "status": "completed"}
@@ -214,8 +197,6 @@ def _responses(server: FakeOpenAIServer, body: JSONDict) -> Reply:
 
 def _embeddings(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     raw, dimensions = body["input"], body.get("dimensions") or EMBEDDING_DIMENSIONS
-    if not raw:
-        raise HTTPError(400, "'input' must be a non-empty string or array")
     one = isinstance(raw, str) or all(isinstance(token, int) for token in raw)
     inputs: list[Any] = [raw] if one else raw  # one string, one token list, or a list of either
     vectors = [fake.embedding_vector(item, dimensions) for item in inputs]
@@ -240,20 +221,23 @@ def _models(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     return {"object": "list", "data": models}
 
 
-_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {  # the path's groups are arguments
-    ("POST", "/v1/chat/completions"): _chat_completions,
-    ("POST", "/v1/responses"): _responses,
-    ("POST", "/v1/embeddings"): _embeddings,
-    ("GET", "/v1/models"): _models,
-    ("GET", "/v1/models/([^/]+)"): _model,
+# (method, path pattern) -> the endpoint (its arguments: the path's groups) and required fields
+_ROUTES: dict[tuple[str, str], tuple[Callable[..., Reply], tuple[str, ...]]] = {
+    ("POST", "/v1/chat/completions"): (_chat_completions, ("model", "messages")),
+    ("POST", "/v1/responses"): (_responses, ("model",)),
+    ("POST", "/v1/embeddings"): (_embeddings, ("model", "input")),
+    ("GET", "/v1/models"): (_models, ()),
+    ("GET", "/v1/models/([^/]+)"): (_model, ()),
 }
 
 
 def _answer(server: FakeOpenAIServer, method: str, path: str, body: JSONDict) -> Reply:
     """What the endpoint for ``method`` and ``path`` answers to ``body``."""
-    for (route_method, pattern), endpoint in _ROUTES.items():
+    for (route_method, pattern), (endpoint, required) in _ROUTES.items():
         match = re.fullmatch(pattern, path)
         if match and route_method == method:
+            if missing := [key for key in required if not body.get(key)]:
+                raise HTTPError(400, f"Missing required parameter: '{missing[0]}'.")
             try:
                 return endpoint(server, body, *match.groups())
             except ValidationError as exc:  # the request echoes what the SDK's types reject
@@ -267,9 +251,8 @@ def _answer(server: FakeOpenAIServer, method: str, path: str, body: JSONDict) ->
 class _Handler(BaseHTTPRequestHandler):
     server: LoopbackHTTPServer
     protocol_version = "HTTP/1.1"
-    timeout = 60  # idle keep-alive connections are closed after this many seconds
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
     def do_GET(self) -> None:
@@ -281,11 +264,10 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             path = self.path.split("?")[0].rstrip("/")
-            owner._record(path, body, dict(self.headers.items()))  # may fail on purpose
+            abort_after = owner._record(path, body, dict(self.headers.items()))
             if body is not None and not isinstance(body, dict):
                 raise HTTPError(400, "We could not parse the JSON body of your request.")
-            reply = _answer(owner, self.command, path, body or {})
-            self._send(200, reply, owner._take_abort() if isinstance(reply, Iterator) else None)
+            self._send(200, _answer(owner, self.command, path, body or {}), abort_after)
         except HTTPError as exc:
             self._send(exc.status, {"error": exc.error.model_dump(exclude_unset=True)})
         except OSError:  # the client went away
@@ -304,29 +286,21 @@ class _Handler(BaseHTTPRequestHandler):
         if status >= 400:  # how long the SDK waits before a retry
             self.send_header("retry-after-ms", "1")
         self.end_headers()
-        chunks = map(_sse, reply) if isinstance(reply, Iterator) else [_json(reply)]
-        for sent, chunk in enumerate(chunks):
-            if sent == abort_after:
+        events = reply if isinstance(reply, Iterator) else iter([(None, reply)])
+        for sent, (name, data) in enumerate(events):
+            if streamed and sent == abort_after:
                 self.close_connection = True
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if isinstance(data, BaseModel):  # as the API sends it: the fields that were set
+                data = data.model_dump_json(exclude_unset=True, by_alias=True)
+            text = data if isinstance(data, str) else json.dumps(data)
+            if streamed:
+                text = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(text.encode()), text.encode()))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
-
-
-def _json(body: BaseModel | JSONDict) -> bytes:
-    """A body as the API sends it: a model's fields that were set, under their wire names."""
-    if isinstance(body, BaseModel):
-        return body.model_dump_json(exclude_unset=True, by_alias=True).encode()
-    return json.dumps(body).encode()
-
-
-def _sse(event: Event) -> bytes:
-    name, data = event
-    text = data if isinstance(data, str) else _json(data).decode()
-    return ((f"event: {name}\n" if name else "") + f"data: {text}\n\n").encode()
 
 
 class FakeOpenAIServer:
@@ -419,18 +393,18 @@ class FakeOpenAIServer:
     def _sleep(self, tokens: int, *, first: bool = False) -> None:  # as if generating tokens
         time.sleep(self.latency_per_token * tokens + (self.base_latency if first else 0))
 
-    def _record(self, path: str, body: Any, headers: dict[str, str]) -> None:
-        """Count a request, and fail it if :meth:`fail_next` says so."""
+    def _record(self, path: str, body: Any, headers: dict[str, str]) -> int | None:
+        """Count a request and fail it if :meth:`fail_next` says so; else, for a stream, the
+        number of events after which to cut it (:meth:`abort_stream_after`), if any."""
         with self._lock:
             self._by_path[path] += 1
             self.last_request_body = body
             self.last_request_headers = {k.lower(): v for k, v in headers.items()}
             failures, status = self._failing
             self._failing = (max(0, failures - 1), status)
+            abort = None
+            if not failures and isinstance(body, dict) and body.get("stream"):
+                abort, self._abort_after = self._abort_after, None
         if failures:
             raise HTTPError(status, f"Simulated failure (HTTP {status}).")
-
-    def _take_abort(self) -> int | None:
-        with self._lock:
-            abort, self._abort_after = self._abort_after, None
-            return abort
+        return abort
