@@ -162,7 +162,8 @@ class Plan:
 
 
 def _plan(body: JSONDict, seed: int, prompt: Any, tool: Any, fmt: Any, *length_keys: str) -> Plan:
-    """The answer, in order of precedence: refusal, tool call, JSON schema, text or JSON text."""
+    """The answer, in order of precedence: refusal, tool call (``tool``: the function to call),
+    JSON schema, text or JSON text."""
     reasoning = 16 + (seed >> 8) % 48 if str(body["model"]).startswith(REASONING_MODELS) else 0
     answer = functools.partial(Plan, seed, prompt_tokens(prompt, body.get("tools")), reasoning)
     if any(REFUSAL_TRIGGER in text for text in texts(prompt)):

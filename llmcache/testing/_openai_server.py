@@ -212,13 +212,11 @@ def _embeddings(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     return response
 
 
-def _model(server: FakeOpenAIServer, body: JSONDict, model_id: str) -> Model:
-    return Model(id=model_id, object="model", created=1_700_000_000, owned_by="llmcache")
-
-
-def _models(server: FakeOpenAIServer, body: JSONDict) -> Reply:
-    models = [_model(server, body, m).model_dump(exclude_unset=True) for m in _MODELS]
-    return {"object": "list", "data": models}
+def _models(server: FakeOpenAIServer, body: JSONDict, model_id: str | None = None) -> Reply:
+    models = [Model(id=m, object="model", created=1_700_000_000, owned_by="llmcache")
+              for m in ([model_id] if model_id else _MODELS)]  # fmt: skip
+    listed = [model.model_dump(exclude_unset=True) for model in models]
+    return models[0] if model_id else {"object": "list", "data": listed}
 
 
 # (method, path pattern) -> the endpoint (its arguments: the path's groups) and required fields
@@ -226,8 +224,7 @@ _ROUTES: dict[tuple[str, str], tuple[Callable[..., Reply], tuple[str, ...]]] = {
     ("POST", "/v1/chat/completions"): (_chat_completions, ("model", "messages")),
     ("POST", "/v1/responses"): (_responses, ("model",)),
     ("POST", "/v1/embeddings"): (_embeddings, ("model", "input")),
-    ("GET", "/v1/models"): (_models, ()),
-    ("GET", "/v1/models/([^/]+)"): (_model, ()),
+    ("GET", "/v1/models(?:/([^/]+))?"): (_models, ()),
 }
 
 
