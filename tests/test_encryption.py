@@ -233,7 +233,7 @@ def test_rotating_the_secret_makes_every_old_entry_unreadable(
         for question, (old_key, entry) in zip(questions, old_entries.items(), strict=True):
             assert entry is not None
             with pytest.raises(IntegrityError):
-                decode_entry(entry, old_key, new.entry_aead)
+                decode_entry(entry, old_key, new._entry_aead)
             disk.set(new_ask.cache_key(question), entry, None)
             raw.set(new_ask.cache_key(question), entry)
         for question in questions:
