@@ -282,31 +282,47 @@ def call(
     site: CallSite,
     request: Mapping[str, Any],
     compute: Callable[[], _T],
-    keep: Callable[[Any], bool] | None,
+    *,
+    keep: Callable[[Any], bool] | None = None,
 ) -> _T:
-    """`CallSite.call`: a memory or lower-tier hit here, else the flow's miss."""
+    """The cached result for `request`, or `compute()`'s (stored), single-flight.
+
+    `keep(result)` False: the result reaches the caller (and any caller waiting for the
+    same call) but is not stored, e.g. a response that did not finish.
+
+    This is `CallSite.call` itself (bound in its class body: no extra frame on a provider's
+    hit), with `fast_key` inlined.
+    """
+    namespace = site.namespace
+    if current_options() is None and site.cache.enabled and namespace.loaded:
+        try:
+            body = fast_body(site.identity, site.version, request)
+        except Exception:  # the long way canonicalises it, or names what cannot be keyed
+            body = None
+        if body is not None:
+            seed, prefix = namespace.state
+            fingerprint = xxh3_128_intdigest(body, seed)
+            hot = site.hot
+            value = hot.memory_hit(fingerprint)
+            if value is not MISS:
+                return value  # type: ignore[no-any-return]
+            value = hot.lower_hit(fingerprint, namespace, prefix)
+            if value is not MISS:
+                return value  # type: ignore[no-any-return]
+            return site.sync_flow.miss(fingerprint, namespace, prefix, compute, None, keep)
     flow = site.sync_flow
-    keyed = fast_key(site, request)
-    if keyed is None:
-        return flow.run(lambda: flow.canonical(request), compute, keep)
-    fingerprint, prefix = keyed
-    hot = site.hot
-    value = hot.memory_hit(fingerprint)
-    if value is not MISS:
-        return value  # type: ignore[no-any-return]
-    value = hot.lower_hit(fingerprint, site.namespace, prefix)
-    if value is not MISS:
-        return value  # type: ignore[no-any-return]
-    return flow.miss(fingerprint, site.namespace, prefix, compute, None, keep)
+    return flow.run(lambda: flow.canonical(request), compute, keep)
 
 
 async def acall(
     site: CallSite,
     request: Mapping[str, Any],
     compute: Callable[[], Awaitable[_T]],
-    keep: Callable[[Any], bool] | None,
+    *,
+    keep: Callable[[Any], bool] | None = None,
 ) -> _T:
-    """`CallSite.acall`: a memory hit here, else the async flow."""
+    """`call` for coroutines: `compute()` is awaited. A memory hit is served here, the
+    rest by the async flow. This is `CallSite.acall` itself (bound in its class body)."""
     flow = site.async_flow
     keyed = fast_key(site, request)
     if keyed is None:

@@ -11,7 +11,7 @@ because of the cache: only the real call's own exceptions and the caller's own m
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _hot
@@ -115,25 +115,10 @@ class CallSite:
         """The signed key `request` has under the current options."""
         return self.sync_flow.key(request)
 
-    def call(
-        self, request: Mapping[str, Any], compute: Callable[[], _T], *, keep: Keep | None = None
-    ) -> _T:
-        """The cached result for `request`, or `compute()`'s (stored), single-flight.
-
-        `keep(result)` False: the result reaches the caller (and any caller waiting for the
-        same call) but is not stored, e.g. a response that did not finish.
-        """
-        return _hot.call(self, request, compute, keep)
-
-    async def acall(
-        self,
-        request: Mapping[str, Any],
-        compute: Callable[[], Awaitable[_T]],
-        *,
-        keep: Keep | None = None,
-    ) -> _T:
-        """`call` for coroutines: `compute()` is awaited."""
-        return await _hot.acall(self, request, compute, keep)
+    # The hit path of a provider's call: the functions in `_hot.py`, bound here as methods
+    # (``site.call(request, compute, keep=...)``) so that a hit costs no extra frame.
+    call = _hot.call
+    acall = _hot.acall
 
     def get(self, request: Mapping[str, Any]) -> Any:
         """The cached value for `request` (counted as a hit), or MISS."""
