@@ -92,3 +92,24 @@ async def test_the_async_client_is_an_async_context_manager(
         assert again.id == first.id
     assert raw.is_closed()
     assert server.requests == 1
+
+
+def test_wrapped_resources_delegate_what_they_do_not_cache(
+    client: Any, raw_client: OpenAI
+) -> None:
+    completions = client.chat.completions
+    assert completions.with_raw_response is not None  # the SDK's, reached through ours
+    assert client.chat.completions.messages is not None  # stored completions' messages
+    assert "create" in dir(completions) and "with_raw_response" in dir(completions)
+    assert repr(completions).startswith("<llmcache cached <openai.resources.chat.completions")
+    shallow = copy.copy(completions)  # built without __init__: no endless __getattr__
+    assert shallow.with_raw_response is not None
+
+
+def test_a_disabled_cache_sends_every_call(server: FakeOpenAIServer, tmp_path: Any) -> None:
+    with llmcache.Cache(workspace="off", tiers=["memory"], enabled=False) as off:
+        raw = OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+        wrapped = off.wrap(raw)
+        first, second = ask(wrapped), ask(wrapped)
+    assert first.id != second.id
+    assert server.requests == 2
