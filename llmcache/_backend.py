@@ -66,6 +66,11 @@ class Backend(abc.ABC):
     #: A display name without credentials, e.g. ``redis://127.0.0.1:6379/0``.
     name: str = "backend"
 
+    #: The longest one async operation of this backend may take, in seconds, when its own
+    #: timeouts bound it (e.g. connect + read timeout); the core then bounds each awaited
+    #: call by it instead of its default (1 s). None: the default.
+    async_deadline: float | None = None
+
     #: Wall-clock seconds (like `time.time`) for a backend that keeps time itself (the memory
     #: and disk tiers expire entries by it). `Cache(clock=...)` sets it on every tier, as
     #: `cachetools.TTLCache(timer=...)` does, so that tests can move time instead of waiting.

@@ -206,8 +206,9 @@ def _explain(arguments: Mapping[str, Any], where: str) -> KeyDerivationError:
             return KeyDerivationError(
                 f"cannot build a cache key for {where}: argument {name!r} "
                 f"(a {type(value).__qualname__}) has no canonical form ({error}). "
-                f"If it does not change the result, leave it out of the key with "
-                f"ignore=({name!r},); otherwise pass plain data (str, numbers, lists, dicts, "
+                f"If it does not change the result, leave it out of the key (on a cached "
+                f"function: ignore=({name!r},); in a provider adapter: leave it out of the "
+                f"request); otherwise pass plain data (str, numbers, lists, dicts, "
                 f"dataclasses, enums, pydantic models) or give its type a "
                 f"__llmcache_key__(self) method returning plain data."
             )

@@ -264,7 +264,7 @@ class GuardedTier:
         self.reads = Breaker(self.counters, failure_threshold, cooldown, max_cooldown, lock)
         self.writes = Breaker(self.counters, failure_threshold, cooldown, max_cooldown, lock)
         self.reads.sibling, self.writes.sibling = self.writes, self.reads
-        declared = getattr(backend, "async_deadline", None)
+        declared = backend.async_deadline
         self.async_timeout = (
             async_timeout
             if async_timeout is not None

@@ -94,10 +94,12 @@ def extension_state(cache: Cache, name: str, make: Callable[[], _T]) -> _T:
     cache itself or in a map keyed by cache; it lives and dies with the cache. `name` is
     the extension's own (its package name), so extensions never share state by accident.
     """
-    found = cache._extension_state.get(name)
+    state = cache._extension_state  # this module is the one way in to it
+    found = state.get(name)
     if found is None:
+        # Made outside the lock (`make` may be slow, or ask for other state); if two threads
+        # make it at once, the first one stored wins and both get that one.
+        made = make()
         with _STATE_LOCK:
-            found = cache._extension_state.get(name)
-            if found is None:
-                found = cache._extension_state[name] = make()
+            found = state.setdefault(name, made)
     return found  # type: ignore[no-any-return]

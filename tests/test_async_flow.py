@@ -266,3 +266,36 @@ def test_async_calls_through_a_failing_tier_fail_open() -> None:
     assert tier.counters.errors >= tier.failure_threshold
     assert tier.counters.skipped > 0  # once open, the tier is not called at all
     assert tier.reads.state == "open" and tier.writes.state == "open"
+
+
+def test_a_bypassed_claim_never_waits_for_the_leader() -> None:
+    cache = llmcache.Cache(workspace="w", tiers=["memory"], lock_wait=10)
+    site = cache.site("test.stream", returns=str)
+
+    async def scenario() -> Any:
+        _, release = await site.aclaim({"q": 1})  # leads, and never releases here
+        with llmcache.options(bypass=True):
+            value, own_release = await asyncio.wait_for(site.aclaim({"q": 1}), 1)
+        release()
+        own_release()  # a no-op
+        return value
+
+    assert asyncio.run(scenario()) is MISS
+    assert site.counters.bypassed == 0  # counted by the adapter's put, not by the claim
+
+
+def test_a_claim_waits_lock_wait_at_most_in_all() -> None:
+    cache = llmcache.Cache(workspace="w", tiers=["memory"], lock_wait=0.2)
+    site = cache.site("test.stream", returns=str)
+
+    async def scenario() -> tuple[Any, float]:
+        _, release = await site.aclaim({"q": 1})  # leads, and its stream never ends
+        started = asyncio.get_running_loop().time()
+        value, _ = await site.aclaim({"q": 1})
+        waited = asyncio.get_running_loop().time() - started
+        release()
+        return value, waited
+
+    value, waited = asyncio.run(scenario())
+    assert value is MISS  # unclaimed: it makes its own call
+    assert 0.15 <= waited < 0.2 + 1.0  # one lock_wait, with margin for a busy machine

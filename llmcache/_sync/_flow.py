@@ -348,15 +348,20 @@ class Flow:
     def claim(self, request: Mapping[str, Any]) -> tuple[Any, Callable[[], None]]:
         """(value, release) for a hit, or (MISS, release) to lead this request's call.
 
-        Waits (bounded by `lock_wait`) for an identical call of this process in flight, then
-        looks again; its leader's `release()` wakes the waiters once the result is stored
-        (or not). A caller whose own thread or task leads the identical call makes its own,
-        unclaimed: release is then a no-op.
+        Waits, `lock_wait` at most in all, for an identical call of this process in flight,
+        then looks again; its leader's `release()` wakes the waiters once the result is
+        stored (or not: then one of them leads). A bypassed call, and a caller whose own
+        thread or task leads the identical call, make their own call, unclaimed: release is
+        then a no-op.
         """
         site = self.site
+        opts = current_options()
+        if not site.cache.enabled or (opts is not None and opts.bypass):
+            return MISS, _nothing  # not counted here: the `put` that follows counts it
         loop = no_loop()
         flights = site.cache._flights
-        for _ in range(2):
+        deadline = time.monotonic() + site.cache.lock_wait
+        while True:
             value = self.get(request)
             if value is not MISS:
                 return value, _nothing
@@ -364,11 +369,11 @@ class Flow:
             flight, leading = flights.join(fingerprint, loop)
             if leading:
                 return MISS, functools.partial(flights.land, fingerprint, flight)
-            if not flight.joinable(loop):
+            left = deadline - time.monotonic()
+            if not flight.joinable(loop) or left <= 0:
+                # Our own thread leads it, or its stream outlived `lock_wait`: call unclaimed.
                 return MISS, _nothing
-            flight.landed(site.cache.lock_wait)
-        # The leader's stream outlived `lock_wait`: look once more, then call unclaimed.
-        return self.get(request), _nothing
+            flight.landed(left)
 
 
 def _nothing() -> None:
