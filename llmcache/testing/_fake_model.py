@@ -22,16 +22,79 @@ MAX_OUTPUT_TOKENS = 512  # per choice
 REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")  # prefixes: these report reasoning tokens
 REFUSAL_TRIGGER = "REFUSE"  # anywhere in the input, it makes the model refuse
 REFUSAL = "I'm sorry, but I can't help with that request."
-WORDS = ("the", "cache", "answer", "model", "quickly", "returns", "a", "stable", "result", "for",
-         "every", "request", "and", "saves", "time", "money", "tokens", "while", "keeping",
-         "tenants", "safe", "from", "each", "other", "because", "keys", "are", "hashed",
-         "carefully", "so", "repeated", "prompts", "never", "reach", "upstream", "again", "which",
-         "makes", "latency", "drop", "to", "almost", "nothing", "in", "practice", "with", "clear",
-         "metrics", "about", "hits", "misses", "costs", "simple", "data", "flows", "through",
-         "fast", "local", "storage", "layers", "under", "load", "today")  # fmt: skip
-_STRING_FORMATS = {"date-time": "2024-01-01T00:00:00Z", "date": "2024-01-01", "time": "00:00:00",
-                   "email": "user@example.com", "uri": "https://example.com",
-                   "uuid": "00000000-0000-4000-8000-000000000000"}  # fmt: skip
+WORDS = (
+    "the",
+    "cache",
+    "answer",
+    "model",
+    "quickly",
+    "returns",
+    "a",
+    "stable",
+    "result",
+    "for",
+    "every",
+    "request",
+    "and",
+    "saves",
+    "time",
+    "money",
+    "tokens",
+    "while",
+    "keeping",
+    "tenants",
+    "safe",
+    "from",
+    "each",
+    "other",
+    "because",
+    "keys",
+    "are",
+    "hashed",
+    "carefully",
+    "so",
+    "repeated",
+    "prompts",
+    "never",
+    "reach",
+    "upstream",
+    "again",
+    "which",
+    "makes",
+    "latency",
+    "drop",
+    "to",
+    "almost",
+    "nothing",
+    "in",
+    "practice",
+    "with",
+    "clear",
+    "metrics",
+    "about",
+    "hits",
+    "misses",
+    "costs",
+    "simple",
+    "data",
+    "flows",
+    "through",
+    "fast",
+    "local",
+    "storage",
+    "layers",
+    "under",
+    "load",
+    "today",
+)
+_STRING_FORMATS = {
+    "date-time": "2024-01-01T00:00:00Z",
+    "date": "2024-01-01",
+    "time": "00:00:00",
+    "email": "user@example.com",
+    "uri": "https://example.com",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+}
 _LABELS = frozenset({"role", "type", "id", "call_id", "tool_call_id", "status"})
 
 
@@ -202,8 +265,11 @@ def _pick_tool(tools: list[JSONDict], choice: Any, after_result: bool) -> Any:
 def plan_chat(body: JSONDict, index: int) -> Plan:
     """Choice ``index`` of a chat completion."""
     messages = body["messages"]
-    tools = [{"type": t.get("type", "function"), **(t.get("function") or {})}
-             for t in body.get("tools") or [] if isinstance(t, dict)]  # fmt: skip
+    tools = [
+        {"type": t.get("type", "function"), **(t.get("function") or {})}
+        for t in body.get("tools") or []
+        if isinstance(t, dict)
+    ]
     choice = body.get("tool_choice", "auto")
     choice = choice.get("function") if isinstance(choice, dict) else choice
     last = messages[-1] if messages and isinstance(messages[-1], dict) else {}

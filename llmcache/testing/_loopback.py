@@ -25,9 +25,13 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     request_queue_size = 256  # socketserver's default backlog of 5 drops bursts of clients
 
     def __init__(
-        self, handler_class: type[BaseHTTPRequestHandler], owner: Any, *, port: int = 0,
+        self,
+        handler_class: type[BaseHTTPRequestHandler],
+        owner: Any,
+        *,
+        port: int = 0,
         report_errors: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.owner, self._report_errors = owner, report_errors
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()

@@ -39,19 +39,39 @@ Event = tuple[str | None, BaseModel | str]  # one SSE event: its ``event:`` name
 Reply = BaseModel | JSONDict | Iterator[Event]  # a JSON body, or a stream of events
 
 EMBEDDING_DIMENSIONS = 8  # when the request does not pass ``dimensions``
-_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "o3-mini",
-           "text-embedding-3-small", "text-embedding-3-large")  # fmt: skip
-_ERROR_CODES = {401: "invalid_api_key", 403: "unsupported_country_region_territory",
-                404: "not_found", 408: "timeout", 409: "conflict",
-                429: "rate_limit_exceeded"}  # fmt: skip
+_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-mini",
+    "gpt-4.1",
+    "o3-mini",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+)
+_ERROR_CODES = {
+    401: "invalid_api_key",
+    403: "unsupported_country_region_territory",
+    404: "not_found",
+    408: "timeout",
+    409: "conflict",
+    429: "rate_limit_exceeded",
+}
 _RESPONSE_EVENTS: dict[str, type[BaseModel]] = {  # by their ``type``: the union has ~60 members
     get_args(cls.model_fields["type"].annotation)[0]: cls
     for cls in get_args(get_args(ResponseStreamEvent)[0])
 }
 # What a Response echoes of its request, with the defaults for what the request leaves out.
-_ECHOED: JSONDict = {"instructions": None, "max_output_tokens": None, "metadata": {},
-                     "parallel_tool_calls": True, "temperature": 1.0, "tools": [],
-                     "tool_choice": "auto", "top_p": 1.0, "truncation": "disabled"}  # fmt: skip
+_ECHOED: JSONDict = {
+    "instructions": None,
+    "max_output_tokens": None,
+    "metadata": {},
+    "parallel_tool_calls": True,
+    "temperature": 1.0,
+    "tools": [],
+    "tool_choice": "auto",
+    "top_p": 1.0,
+    "truncation": "disabled",
+}
 
 
 class HTTPError(Exception):
@@ -71,13 +91,22 @@ def _new_id(prefix: str) -> str:
 
 def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     plans = [fake.plan_chat(body, index) for index in range(body.get("n") or 1)]
-    head = {"id": _new_id("chatcmpl-"), "created": int(time.time()), "model": body["model"],
-            "service_tier": "default", "system_fingerprint": "fp_llmcache_fake"}  # fmt: skip
+    head = {
+        "id": _new_id("chatcmpl-"),
+        "created": int(time.time()),
+        "model": body["model"],
+        "service_tier": "default",
+        "system_fingerprint": "fp_llmcache_fake",
+    }
     prompt, completion = plans[0].prompt_tokens, sum(plan.completion_tokens for plan in plans)
     reasoning = {"reasoning_tokens": sum(plan.reasoning_tokens for plan in plans)}
-    usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-             "total_tokens": prompt + completion, "completion_tokens_details": reasoning,
-             "prompt_tokens_details": {"cached_tokens": 0}}  # fmt: skip
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "completion_tokens_details": reasoning,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
     def logprobs(plan: fake.Plan, start: int, pieces: list[str]) -> JSONDict | None:
         if not body.get("logprobs"):
@@ -91,11 +120,22 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
         choices = []
         for index, plan in enumerate(plans):
             calls = {"tool_calls": [plan.tool_call.chat()]} if plan.tool_call else {}
-            message = {"role": "assistant", "content": plan.content, "refusal": plan.refusal,
-                       "annotations": [], **calls}  # fmt: skip
+            message = {
+                "role": "assistant",
+                "content": plan.content,
+                "refusal": plan.refusal,
+                "annotations": [],
+                **calls,
+            }
             lp = logprobs(plan, 0, plan.pieces)
-            choices.append({"index": index, "message": message, "logprobs": lp,
-                            "finish_reason": plan.finish_reason})  # fmt: skip
+            choices.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "logprobs": lp,
+                    "finish_reason": plan.finish_reason,
+                }
+            )
         reply = {**head, "object": "chat.completion", "choices": choices, "usage": usage}
         return ChatCompletion.model_validate(reply)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -126,8 +166,9 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
             for position, (delta, lp) in enumerate(deltas(plan)):
                 server._sleep(1 if position else 0)
                 end = None if delta else plan.finish_reason
-                yield chunk([{"index": index, "delta": delta, "logprobs": lp,
-                              "finish_reason": end}])  # fmt: skip
+                yield chunk(
+                    [{"index": index, "delta": delta, "logprobs": lp, "finish_reason": end}]
+                )
         if include_usage:
             yield chunk([], usage=usage)
         yield None, "[DONE]"
@@ -138,29 +179,52 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
 def _responses(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     plan, created = fake.plan_response(body), int(time.time())
     call, item_id = plan.tool_call, _new_id("fc_" if plan.tool_call is not None else "msg_")
-    start = {**{key: body.get(key, default) for key, default in _ECHOED.items()},
-             "id": _new_id("resp_"), "object": "response", "created_at": created,
-             "model": body["model"], "status": "in_progress", "output": [], "error": None,
-             "text": {"format": (body.get("text") or {}).get("format") or {"type": "text"}},
-             "service_tier": "default", "incomplete_details": None}  # fmt: skip
+    start = {
+        **{key: body.get(key, default) for key, default in _ECHOED.items()},
+        "id": _new_id("resp_"),
+        "object": "response",
+        "created_at": created,
+        "model": body["model"],
+        "status": "in_progress",
+        "output": [],
+        "error": None,
+        "text": {"format": (body.get("text") or {}).get("format") or {"type": "text"}},
+        "service_tier": "default",
+        "incomplete_details": None,
+    }
     done: JSONDict
     if call is not None:
         kind, done, part = "function_call_arguments", {"arguments": call.arguments}, {}
-        item: JSONDict = {"type": "function_call", "id": item_id, "call_id": call.call_id,
-                          "name": call.name, "arguments": call.arguments}  # fmt: skip
+        item: JSONDict = {
+            "type": "function_call",
+            "id": item_id,
+            "call_id": call.call_id,
+            "name": call.name,
+            "arguments": call.arguments,
+        }
     else:
         kind = "output_text" if plan.refusal is None else "refusal"
         done = {"text": plan.content} if plan.refusal is None else {"refusal": plan.refusal}
         text_only: JSONDict = {"annotations": [], "logprobs": []} if plan.refusal is None else {}
         part = {"type": kind, **done, **text_only}
         item = {"type": "message", "id": item_id, "role": "assistant", "content": [part]}
-    usage = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens,
-             "total_tokens": plan.prompt_tokens + plan.completion_tokens,
-             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-             "output_tokens_details": {"reasoning_tokens": plan.reasoning_tokens}}  # fmt: skip
+    usage = {
+        "input_tokens": plan.prompt_tokens,
+        "output_tokens": plan.completion_tokens,
+        "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": plan.reasoning_tokens},
+    }
     done_item = {**item, "status": "completed"}
-    final = Response.model_validate({**start, "status": "completed", "completed_at": created,
-                                     "output": [done_item], "usage": usage})  # fmt: skip
+    final = Response.model_validate(
+        {
+            **start,
+            "status": "completed",
+            "completed_at": created,
+            "output": [done_item],
+            "usage": usage,
+        }
+    )
     if not body.get("stream"):
         server._sleep(plan.completion_tokens, first=True)
         return final
@@ -175,13 +239,17 @@ def _responses(server: FakeOpenAIServer, body: JSONDict) -> Reply:
         yield event("response.in_progress", response=Response.model_validate(start))
         server._sleep(plan.reasoning_tokens, first=True)
         empty: JSONDict = {"arguments": ""} if call is not None else {"content": []}
-        yield event("response.output_item.added", output_index=0,
-                    item={**item, **empty, "status": "in_progress"})  # fmt: skip
+        yield event(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, **empty, "status": "in_progress"},
+        )
         where: JSONDict = {"item_id": item_id, "output_index": 0}
         if call is None:  # a message: its one content part, empty, then filled by the deltas
             where["content_index"] = 0
-            yield event("response.content_part.added", part={**part, **dict.fromkeys(done, "")},
-                        **where)  # fmt: skip
+            yield event(
+                "response.content_part.added", part={**part, **dict.fromkeys(done, "")}, **where
+            )
         extra: JSONDict = {"logprobs": []} if kind == "output_text" else {}
         for piece in plan.pieces:
             server._sleep(1)
@@ -213,8 +281,10 @@ def _embeddings(server: FakeOpenAIServer, body: JSONDict) -> Reply:
 
 
 def _models(server: FakeOpenAIServer, body: JSONDict, model_id: str | None = None) -> Reply:
-    models = [Model(id=m, object="model", created=1_700_000_000, owned_by="llmcache")
-              for m in ([model_id] if model_id else _MODELS)]  # fmt: skip
+    models = [
+        Model(id=m, object="model", created=1_700_000_000, owned_by="llmcache")
+        for m in ([model_id] if model_id else _MODELS)
+    ]
     listed = [model.model_dump(exclude_unset=True) for model in models]
     return models[0] if model_id else {"object": "list", "data": listed}
 
