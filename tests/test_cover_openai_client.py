@@ -94,9 +94,7 @@ async def test_the_async_client_is_an_async_context_manager(
     assert server.requests == 1
 
 
-def test_wrapped_resources_delegate_what_they_do_not_cache(
-    client: Any, raw_client: OpenAI
-) -> None:
+def test_wrapped_resources_delegate_what_they_do_not_cache(client: Any, raw_client: OpenAI) -> None:
     completions = client.chat.completions
     assert completions.with_raw_response is not None  # the SDK's, reached through ours
     assert client.chat.completions.messages is not None  # stored completions' messages
