@@ -143,8 +143,12 @@ class Cache:
         self._entry_aead = self.keys.entry_aead
         persistent = [t for t in self.tiers if t.backend.persistent]
         self._persistent = persistent
-        # The most shared tier holds counters (ledger) and takes cross-process locks.
-        self._authority: GuardedTier | None = persistent[-1] if persistent else None
+        # The most shared tier holds counters (ledger) and takes cross-process locks: the last
+        # persistent one, else the last tier of all (a third-party tier that does not
+        # persist still keeps counts); with only the memory tier, the memory tier.
+        self._authority: GuardedTier | None = (
+            persistent[-1] if persistent else self.tiers[-1] if self.tiers else None
+        )
         lockers = [t for t in self.tiers if t.backend.supports_locks]
         self._lock_tier: GuardedTier | None = lockers[-1] if lockers else None
         self.ledger = Ledger(self.keys.scope, self.keys.ledger_key)
@@ -411,8 +415,7 @@ class Cache:
 
     # -- counters: generations and ledger --------------------------------------------------------
     def _write_counters(self, key: str, deltas: dict[str, float]) -> bool:
-        if self._authority is None:
-            assert self.memory is not None or not self.tiers
+        if self._authority is None:  # the memory tier alone (or no tier at all)
             if self.memory is not None:
                 self.memory.incr_counters(key, deltas)
             return True

@@ -198,12 +198,16 @@ def report(
 def writable_file(path: Path, option: str) -> Path:
     """`path` if a file can be written there; else a UsageError that says why (checked
     before any work, so a long report or demo does not fail at its very end)."""
-    if path.is_dir():
+    try:
+        is_folder, folder_exists = path.is_dir(), path.parent.is_dir()
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise UsageError(f"{option} {path}: {error.strerror or error}") from None
+    if is_folder:
         raise UsageError(
             f"{option} {path} is a folder: give a file name, e.g. {path / 'report.html'}"
         )
     folder = path.parent
-    if not folder.is_dir():
+    if not folder_exists:
         raise UsageError(f"{option} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise UsageError(f"{option} {path}: the folder {folder} is not writable")
@@ -363,6 +367,9 @@ def demo(
         raise UsageError(str(error)) from None
 
 
+_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+
+
 def main() -> None:
     """Entry point of the `llmcache` script: every failure is one line on stderr."""
     args = sys.argv[1:] or ["--help"]
@@ -372,7 +379,7 @@ def main() -> None:
         _exit_with(str(error), 2)
     except typer.Abort:  # a declined confirmation, or Ctrl-C at a prompt
         _exit_with("aborted", 1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # click's own handling may let it through
         _exit_with("interrupted", 130)
     except Exception as error:
         if _is_bad_command_line(error):
@@ -383,6 +390,8 @@ def main() -> None:
         if os.environ.get("LLMCACHE_DEBUG"):
             raise
         _exit_with(f"unexpected {_one_line(error)} (LLMCACHE_DEBUG=1 shows where)", 1)
+    if code == _INTERRUPTED:  # typer turns Ctrl-C into this exit code, silently
+        _exit_with("interrupted", _INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -254,6 +254,25 @@ def test_an_html_file_the_system_refuses_is_one_line(populated: Path, tmp_path: 
     assert failed.code == 2
 
 
+def test_an_html_name_too_long_for_the_file_system_is_one_line(
+    populated: Path, tmp_path: Path
+) -> None:
+    too_long = tmp_path / ("r" * 300 + ".html")
+    failed = llmcache_main("report", "-w", "cli", *disk(populated), "--html", str(too_long))
+    assert "File name too long" in failed.one_line_failure()
+    assert failed.code == 2  # a usage error, not an "unexpected" one
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli, "_open", interrupted)
+    failed = llmcache_main("stats", "-w", "cli")
+    assert failed.code == 130
+    assert failed.one_line_failure() == "error: interrupted"
+
+
 def test_a_report_of_an_empty_workspace_points_at_the_demo(tmp_path: Path) -> None:
     # What the demo leaves in the default cache folder; the report then names its command.
     demo_cache = llmcache.Cache(workspace="demo", tiers=[f"disk://{_demo.demo_folder()}"])

@@ -215,3 +215,58 @@ def test_extension_state_is_per_cache_per_name_and_dies_with_the_cache() -> None
 def test_register_provider_refuses_what_cannot_wrap() -> None:
     with pytest.raises(TypeError, match="can_wrap"):
         ext.register_provider(object())
+
+
+class _Shelf(ext.Backend):
+    """A third-party tier that does not persist (and is not the memory tier)."""
+
+    persistent = False
+    name = "shelf://"
+
+    def __init__(self) -> None:
+        self.items: dict[str, bytes] = {}
+        self.counters: dict[str, dict[str, float]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> _Shelf:
+        return cls()
+
+    def get(self, key: str) -> bytes | None:
+        return self.items.get(key)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.items[key] = value
+
+    def delete(self, key: str) -> None:
+        self.items.pop(key, None)
+
+    def delete_prefix(self, prefix: str) -> int:
+        gone = [k for k in self.items if k.startswith(prefix)]
+        for key in gone:
+            del self.items[key]
+        return len(gone)
+
+    def incr_counters(self, key: str, deltas: Any) -> None:
+        held = self.counters.setdefault(key, {})
+        for field, delta in deltas.items():
+            held[field] = held.get(field, 0) + delta
+
+    def read_counters(self, key: str) -> dict[str, float]:
+        return dict(self.counters.get(key, {}))
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_cache_on_a_non_persistent_third_party_tier_alone_keeps_its_ledger() -> None:
+    shelf = _Shelf()
+    cache = llmcache.Cache(workspace="shelf", tiers=[shelf])
+
+    @cache.cached
+    def ask(q: str) -> str:
+        return q.upper()
+
+    assert ask("a") == ask("a") == "A"
+    cache.close()  # flushes the ledger into the shelf (it used to fail an assertion)
+    assert shelf.counters  # the counts went to the only tier there is
+    assert cache.report().totals.hits == 1
