@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -98,6 +100,18 @@ def test_base_url_and_lifecycle() -> None:
         srv.stop()
     srv.stop()  # idempotent
     assert not srv.running
+
+
+def test_llmcache_testing_imports_without_the_anthropic_sdk() -> None:
+    """``FakeAnthropicServer`` is exported lazily: the OpenAI demo needs no ``anthropic``."""
+    code = "import sys, llmcache.testing; print('anthropic' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
+    import llmcache.testing
+
+    assert llmcache.testing.FakeAnthropicServer is FakeAnthropicServer
+    with pytest.raises(AttributeError):
+        _ = llmcache.testing.NoSuchServer
 
 
 # -- messages -------------------------------------------------------------------------
@@ -325,6 +339,26 @@ def test_cache_reads_the_longest_cached_prefix(client: Anthropic) -> None:
     total = client.messages.count_tokens(model=MODEL, messages=longer, system=system)
     read = extended.usage.cache_read_input_tokens
     assert 0 < extended.usage.input_tokens == total.input_tokens - written - (read or 0)
+
+
+def test_cache_hit_behind_a_moved_breakpoint(client: Anthropic) -> None:
+    """A conversation that moves its one breakpoint to the latest turn reads the prefix the
+    previous request wrote: the API looks back up to 20 blocks from a breakpoint."""
+    marker: Any = {"type": "ephemeral"}
+    question = {"type": "text", "text": LONG_SYSTEM}
+    first = _create(
+        client, messages=[{"role": "user", "content": [{**question, "cache_control": marker}]}]
+    )
+    follow_up = {"type": "text", "text": "And then? " * 30, "cache_control": marker}
+    conversation = [
+        {"role": "user", "content": [question]},
+        {"role": "assistant", "content": _text(first)},
+        {"role": "user", "content": [follow_up]},
+    ]
+    second = _create(client, messages=conversation)
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    written = second.usage.cache_creation_input_tokens
+    assert written is not None and written >= len(follow_up["text"]) // 4
 
 
 def test_automatic_caching_and_streamed_usage(client: Anthropic) -> None:

@@ -21,6 +21,7 @@ JSONDict = dict[str, Any]
 
 MIN_THINKING_BUDGET = 1024  # the API rejects a smaller ``thinking.budget_tokens``
 FRAMING_TOKENS = 4  # the turn markers around a prompt: never cached, so input_tokens > 0
+LOOKBACK_BLOCKS = 20  # how far before a breakpoint the API looks for a cached prefix
 PROMPT_CACHE_SIZE = 256  # prefixes a server remembers; the oldest are forgotten first
 _DELTAS = {  # a block's type -> its delta's type and the field the delta carries
     "thinking": ("thinking_delta", "thinking"),
@@ -74,16 +75,19 @@ def read_prompt(body: JSONDict) -> Prompt:
 
 
 def cache_usage(prompt: Prompt, model: str, cached: dict[int, None]) -> JSONDict:
-    """The input side of ``usage``, Anthropic's way: the longest prefix cached before and ending
-    at a breakpoint is read, the rest up to the last breakpoint written, and ``input_tokens``
-    is what follows (it excludes both). The breakpoints' prefixes are in ``cached`` after."""
+    """The input side of ``usage``, Anthropic's way: the longest prefix cached before that ends
+    at a breakpoint or up to ``LOOKBACK_BLOCKS`` blocks before one is read, the rest up to the
+    last breakpoint written, and ``input_tokens`` is what follows (it excludes both). The
+    prefixes that end at breakpoints are in ``cached`` after."""
     ends = list(itertools.accumulate(prompt.tokens))
-    keys = [(i, base.stable_hash(model, prompt.segments[: i + 1])) for i, _ in prompt.breakpoints]
-    read = max((ends[i] for i, key in keys if key in cached), default=0)
-    written = ends[keys[-1][0]] - read if keys else 0
-    for _, key in keys:
-        cached.pop(key, None)  # re-inserted last: the most recently used is kept longest
-        cached[key] = None
+    marks = [index for index, _ in prompt.breakpoints]
+    looked = {j for i in marks for j in range(max(0, i - LOOKBACK_BLOCKS), i + 1)}
+    key = {j: base.stable_hash(model, prompt.segments[: j + 1]) for j in looked}
+    read = max((ends[j] for j in looked if key[j] in cached), default=0)
+    written = ends[marks[-1]] - read if marks else 0
+    for i in marks:
+        cached.pop(key[i], None)  # re-inserted last: the most recently used is kept longest
+        cached[key[i]] = None
     while len(cached) > PROMPT_CACHE_SIZE:
         del cached[next(iter(cached))]
     one_hour = bool(prompt.breakpoints) and prompt.breakpoints[-1][1] == "1h"
