@@ -54,6 +54,12 @@ METRICS = (
     "saved_output_tokens",
     "unpriced_misses",
     "unpriced_hits",
+    # Parts of input_tokens read from / written to the provider's prompt cache. Added after
+    # the others: counters are stored by name, so days counted before read them as 0.
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "saved_cache_read_tokens",
+    "saved_cache_write_tokens",
 )
 (
     _CALLS,
@@ -69,6 +75,10 @@ METRICS = (
     _SAVED_OUT,
     _UNPRICED_MISSES,
     _UNPRICED_HITS,
+    _CACHE_READ,
+    _CACHE_WRITE,
+    _SAVED_CACHE_READ,
+    _SAVED_CACHE_WRITE,
 ) = range(len(METRICS))
 _NO_MODEL = "-"
 HIT_BATCH = 4096  # noted hits that make the hit path drain them itself
@@ -252,8 +262,12 @@ class Ledger:
                 bucket[_UNPRICED_HITS] += count
         else:
             bucket[_SAVED_USD] += cost * count
+        # A hit avoids the whole original call: its stored cost above (cache reads and writes
+        # priced as they were billed), and every token it used, cache parts included.
         bucket[_SAVED_IN] += meta.get("input_tokens", 0) * count
         bucket[_SAVED_OUT] += meta.get("output_tokens", 0) * count
+        bucket[_SAVED_CACHE_READ] += meta.get("cache_read_tokens", 0) * count
+        bucket[_SAVED_CACHE_WRITE] += meta.get("cache_write_tokens", 0) * count
 
     def miss(self, namespace: str, meta: Mapping[str, Any]) -> None:
         """Count a real call, what it cost and how long it took."""
@@ -273,6 +287,8 @@ class Ledger:
             bucket[_SPENT_USD] += cost
         bucket[_IN] += meta.get("input_tokens", 0)
         bucket[_OUT] += meta.get("output_tokens", 0)
+        bucket[_CACHE_READ] += meta.get("cache_read_tokens", 0)
+        bucket[_CACHE_WRITE] += meta.get("cache_write_tokens", 0)
 
     def take_pending(self) -> dict[tuple[int, str, str], list[float]]:
         self.drain_hits()

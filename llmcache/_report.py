@@ -51,6 +51,10 @@ _COUNTS = (
     "output_tokens",
     "saved_input_tokens",
     "saved_output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "saved_cache_read_tokens",
+    "saved_cache_write_tokens",
 )
 _AMOUNTS = ("spent_usd", "saved_usd", "spent_s", "saved_s")
 _NOTEBOOK_HINT = "install the notebook extra: pip install 'llmcache[notebook]'"
@@ -61,7 +65,10 @@ class ReportRow:
     """The counts of one group (e.g. one namespace and model) over the report's days.
 
     `spent_usd` and `saved_usd` sum the calls whose price is known; `unpriced_misses` and
-    `unpriced_hits` count the others, whose cost is unknown (not zero).
+    `unpriced_hits` count the others, whose cost is unknown (not zero). The token counts are
+    those of the real calls (misses) and those the hits avoided (``saved_*``); the
+    ``cache_*`` ones are the parts of the input tokens the provider read from or wrote to its
+    own prompt cache, which it bills at other prices (and which a hit avoids too).
     """
 
     group: dict[str, str]
@@ -79,6 +86,10 @@ class ReportRow:
     saved_output_tokens: int = 0
     unpriced_misses: int = 0
     unpriced_hits: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    saved_cache_read_tokens: int = 0
+    saved_cache_write_tokens: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -106,6 +117,12 @@ class ReportRow:
             saved_input_tokens=self.saved_input_tokens,
             saved_output_tokens=self.saved_output_tokens,
         )
+        data.update(
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            saved_cache_read_tokens=self.saved_cache_read_tokens,
+            saved_cache_write_tokens=self.saved_cache_write_tokens,
+        )
         return data
 
 
@@ -122,6 +139,9 @@ def _summed(group: dict[str, str], rows: Iterable[Mapping[str, Any]]) -> ReportR
 # -- formatting ------------------------------------------------------------------------------------
 # Short headers (numbers never wrap, so neither do their headers); the title says that money
 # is spent on misses and saved by hits.
+_TOKENS = "tokens saved in/out"
+_CACHE_TOKENS = "of which cache r/w"
+_UNPRICED = "unpriced"
 _HEADERS = (
     "calls",
     "hits",
@@ -129,14 +149,20 @@ _HEADERS = (
     "spent",
     "saved",
     "time saved",
-    "tokens saved in/out",
-    "unpriced",
+    _TOKENS,
+    _CACHE_TOKENS,  # shown only when some call used the provider's prompt cache
+    _UNPRICED,
 )
-# Left out on a narrow terminal, in this order (indexes in _HEADERS): the token counts, the
-# unpriced count when it is zero everywhere, the hit count (the rate stays), the time saved.
-_OPTIONAL = (6, 7, 1, 5)
+# Left out on a narrow terminal, in this order: the prompt-cache part of the tokens, the
+# token counts, the unpriced count when it is zero everywhere, the hit count (the rate
+# stays), the time saved.
+_OPTIONAL = (_CACHE_TOKENS, _TOKENS, _UNPRICED, "hits", "time saved")
 _UNPRICED_NOTE = "unknown / ≥: some calls used models without a known price (set_price)"
 _NO_USAGE_NOTE = "-: the calls reported no token usage (e.g. plain functions): nothing to price"
+_CACHE_NOTE = (
+    "cache r/w: input tokens the provider read from / wrote to its prompt cache, "
+    "priced at its cache rates"
+)
 
 
 def _has_usage(row: ReportRow) -> bool:
@@ -145,20 +171,31 @@ def _has_usage(row: ReportRow) -> bool:
     )
 
 
-def _cells(row: ReportRow) -> list[str]:
+def _used_prompt_cache(row: ReportRow) -> bool:
+    return bool(
+        row.cache_read_tokens
+        + row.cache_write_tokens
+        + row.saved_cache_read_tokens
+        + row.saved_cache_write_tokens
+    )
+
+
+def _cells(row: ReportRow) -> dict[str, str]:
+    """Every column's text for `row`, by header."""
     has_usage = _has_usage(row)
     unpriced = row.unpriced_misses + row.unpriced_hits
-    return [
-        f"{row.calls:,}",
-        f"{row.hits:,}",
-        f"{row.hit_rate:.1%}",
-        format_money(row.spent_usd, row.unpriced_misses, has_usage),
-        format_money(row.saved_usd, row.unpriced_hits, has_usage),
-        format_seconds(row.saved_s),
-        f"{row.saved_input_tokens:,} / {row.saved_output_tokens:,}",
+    return {
+        "calls": f"{row.calls:,}",
+        "hits": f"{row.hits:,}",
+        "hit rate": f"{row.hit_rate:.1%}",
+        "spent": format_money(row.spent_usd, row.unpriced_misses, has_usage),
+        "saved": format_money(row.saved_usd, row.unpriced_hits, has_usage),
+        "time saved": format_seconds(row.saved_s),
+        _TOKENS: f"{row.saved_input_tokens:,} / {row.saved_output_tokens:,}",
+        _CACHE_TOKENS: f"{row.saved_cache_read_tokens:,} / {row.saved_cache_write_tokens:,}",
         # Like the money cells: "-" where there was nothing to price, not "0 unpriced".
-        f"{unpriced:,}" if has_usage or unpriced else "-",
-    ]
+        _UNPRICED: f"{unpriced:,}" if has_usage or unpriced else "-",
+    }
 
 
 _STYLE = """
@@ -216,21 +253,38 @@ class Report:
     def grid(self) -> Grid:
         """The table: one row per group, then the total."""
         first_numeric = len(self.by)
-        body = [[row.group.get(name, "") for name in self.by] + _cells(row) for row in self.rows]
+        show_cache = _used_prompt_cache(self.totals)
+        headers = [name for name in _HEADERS if name != _CACHE_TOKENS or show_cache]
+        cells = [_cells(row) for row in self.rows]
+        body = [
+            [row.group.get(name, "") for name in self.by] + [texts[h] for h in headers]
+            for row, texts in zip(self.rows, cells, strict=True)
+        ]
         labels = ["total"] + [""] * (len(self.by) - 1) if self.by else []
+        totals = _cells(self.totals)
         notes = []
         unpriced = self.totals.unpriced_misses + self.totals.unpriced_hits
         if unpriced:
             notes.append(_UNPRICED_NOTE)
-        if any(not _has_usage(row) and "-" in _cells(row)[3:5] for row in self.rows):
+        if any(
+            not _has_usage(row) and "-" in (texts["spent"], texts["saved"])
+            for row, texts in zip(self.rows, cells, strict=True)
+        ):
             notes.append(_NO_USAGE_NOTE)
+        if show_cache:
+            notes.append(_CACHE_NOTE)
+        optional = [
+            first_numeric + headers.index(name)
+            for name in _OPTIONAL
+            if name in headers and (name != _UNPRICED or not unpriced)
+        ]
         return Grid(
             self.title(),
-            headers=[*self.by, *_HEADERS],
+            headers=[*self.by, *headers],
             rows=body,
-            numeric=frozenset(range(first_numeric, first_numeric + len(_HEADERS))),
-            optional=[first_numeric + i for i in _OPTIONAL if i != 7 or not unpriced],
-            total=labels + _cells(self.totals),
+            numeric=frozenset(range(first_numeric, first_numeric + len(headers))),
+            optional=optional,
+            total=labels + [totals[h] for h in headers],
             notes=notes,
         )
 

@@ -21,7 +21,7 @@ from ._info import relay, remember
 from ._record import Record
 from ._steps import MISS
 from ._sync._flow import Flow
-from ._usage import UsageHook
+from ._usage import Usage, UsageHook
 
 if TYPE_CHECKING:
     from ._cache import Cache
@@ -135,12 +135,23 @@ class CallSite:
         *,
         latency_s: float,
         meta: Mapping[str, Any] | None = None,
+        usage: Usage | None = None,
     ) -> Record | None:
         """Record a real call made by the adapter itself (e.g. a completed stream).
 
+        Args:
+            request: the request, as given to `call` or `claim`.
+            value: the result to store (and return on later hits).
+            latency_s: how long the real call took (what a hit saves in time).
+            usage: what the call used, when the adapter knows it (e.g. a stream's final
+                usage event): priced like a ``usage_of`` answer. Without it (and without
+                `meta`), the usage is read off `value` as for any miss.
+            meta: ledger fields given as they are (model, input_tokens, cost_usd, ...); they
+                win over `usage`'s, and are priced only by a ``cost_usd`` among them.
+
         `aput` takes the same arguments: the sync and the async door to one flow step.
         """
-        return self.sync_flow.put(request, value, latency_s, meta)
+        return self.sync_flow.put(request, value, latency_s, meta, usage)
 
     async def aput(
         self,
@@ -149,9 +160,10 @@ class CallSite:
         *,
         latency_s: float,
         meta: Mapping[str, Any] | None = None,
+        usage: Usage | None = None,
     ) -> Record | None:
         """`put` for coroutines (the same step of the flow as `put`, awaited)."""
-        return await self.async_flow.put(request, value, latency_s, meta)
+        return await self.async_flow.put(request, value, latency_s, meta, usage)
 
     def claim(self, request: Mapping[str, Any]) -> tuple[Any, Callable[[], None]]:
         """(hit, release) or (MISS, release): lead this request's call, or replay a hit.

@@ -15,7 +15,7 @@ from ._codec import Unstorable
 from ._info import remember
 from ._options import Options
 from ._record import NO_EXPIRY, NOT_SHARED, IntegrityError, Record, decode_entry, encode_entry
-from ._usage import usage_meta
+from ._usage import Usage, usage_fields, usage_meta
 
 if TYPE_CHECKING:
     from ._namespaces import Namespace
@@ -197,11 +197,26 @@ def just_finished(
 
 # -- a real call's result -----------------------------------------------------------------------
 def meta_of(
-    site: CallSite, value: Any, latency_s: float, given: Mapping[str, Any] | None
+    site: CallSite,
+    value: Any,
+    latency_s: float,
+    given: Mapping[str, Any] | None,
+    usage: Usage | None = None,
 ) -> dict[str, Any]:
-    """The ledger's metadata of a real call: its usage and cost, and how long it took."""
+    """The ledger's metadata of a real call: its usage and cost, and how long it took.
+
+    An adapter that records a call itself (`CallSite.put`) may state its `usage` (priced
+    like a `usage_of` answer) and/or `given` fields (which win); without either, the usage
+    is read off `value` (the site's ``usage=`` hook, else the provider adapters).
+    """
     try:
-        meta = dict(given) if given is not None else usage_meta(value, site.usage, site.provider)
+        if usage is not None:
+            meta = usage_fields(usage, site.provider)
+            meta.update(given or {})
+        elif given is not None:
+            meta = dict(given)
+        else:
+            meta = usage_meta(value, site.usage, site.provider)
     except Exception as error:  # a broken usage hook must not fail the call
         log.warning("llmcache: usage hook of %s failed: %r", site.identity, error)
         meta = {}

@@ -50,6 +50,7 @@ from .._steps import (
 if TYPE_CHECKING:
     from .._namespaces import Namespace
     from .._site import CallSite
+    from .._usage import Usage
 
 __all__ = ["AsyncFlow"]
 
@@ -150,13 +151,14 @@ class AsyncFlow:
         value: Any,
         latency_s: float,
         meta: Mapping[str, Any] | None,
+        usage: Usage | None = None,
     ) -> Record | None:
         """Record a real call the adapter made itself (e.g. a completed stream)."""
         site = self.site
         if bypassed(site, current_options()):
             return None
         namespace, fingerprint, prefix, opts = await self.prepare(self.canonical(request))
-        full_meta = meta_of(site, value, latency_s, meta)
+        full_meta = meta_of(site, value, latency_s, meta, usage)
         count_miss(site, namespace, full_meta)
         if opts is not None and opts.no_store:
             return None
