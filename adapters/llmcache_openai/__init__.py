@@ -26,7 +26,7 @@ from ._keys import EXCLUDED, INCLUDED
 from ._sites import sites_for
 from ._streaming import ChatStreamRecording, ResponseStreamRecording
 from ._sync_streams import CachedStream, ReplayStream
-from ._usage import usage_of
+from ._usage import provider_for_url, usage_of
 
 __all__ = [
     "EXCLUDED",
@@ -42,7 +42,7 @@ __all__ = [
     "ResponseStreamRecording",
 ]
 
-_WRAP_OPTIONS = ("namespace", "ttl", "version")
+_WRAP_OPTIONS = ("namespace", "ttl", "version", "provider")
 
 
 class OpenAIProvider:
@@ -67,6 +67,12 @@ class OpenAIProvider:
             namespace: namespace of the entries (default: the cache's).
             ttl: time to live of the entries in seconds.
             version: bump it to stop reusing entries made before.
+            provider: the price list of the calls (a genai-prices provider id, e.g.
+                "openai" for a gateway that forwards to OpenAI). Default: "azure" for Azure
+                clients, else the provider genai-prices knows by the client's base URL
+                (Groq, Together, ...); a URL it does not know (a local vLLM or Ollama
+                server) leaves the calls unpriced unless `llmcache.set_price` prices the
+                model.
         """
         from openai import AsyncAzureOpenAI, AsyncOpenAI, AzureOpenAI
 
@@ -78,7 +84,10 @@ class OpenAIProvider:
             )
         if isinstance(client, CachedClient):
             client = client.unwrapped
-        provider = "azure" if isinstance(client, AzureOpenAI | AsyncAzureOpenAI) else "openai"
+        provider = options.get("provider")
+        if provider is None:
+            is_azure = isinstance(client, AzureOpenAI | AsyncAzureOpenAI)
+            provider = "azure" if is_azure else provider_for_url(str(client.base_url))
         sites = sites_for(
             cache, options.get("namespace"), options.get("ttl"), options.get("version"), provider
         )
