@@ -262,7 +262,29 @@ def test_stream_helper(client: Anthropic) -> None:
         final = stream.get_final_message()
     whole = _create(client)
     assert text == _text(final) == _text(whole)
-    assert final.usage.output_tokens == whole.usage.output_tokens
+    assert final.usage == whole.usage
+
+
+def test_stream_helper_events_with_thinking(client: Anthropic) -> None:
+    request: Any = {"model": MODEL, "max_tokens": 2048, "messages": MESSAGES, "thinking": THINKING}
+    with client.messages.stream(**request) as stream:
+        kinds = [event.type for event in stream if event.type != "content_block_delta"]
+        final = stream.get_final_message()
+    assert [kind for i, kind in enumerate(kinds) if not i or kinds[i - 1] != kind] == [
+        "message_start",
+        "content_block_start",
+        "thinking",
+        "signature",
+        "content_block_stop",
+        "content_block_start",
+        "text",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    whole = _create(client, **request)
+    assert final.content[0] == whole.content[0]  # the thinking, signature included
+    assert _text(final) == _text(whole) and final.usage == whole.usage
 
 
 def test_raw_sse_lines_name_each_event(server: FakeAnthropicServer) -> None:
