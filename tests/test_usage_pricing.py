@@ -170,6 +170,31 @@ def test_embeddings_usage_has_input_only() -> None:
     assert usage == Usage(model="text-embedding-3-small", input_tokens=7)
 
 
+def test_results_without_a_known_usage_record_are_not_described() -> None:
+    assert openai_usage.usage_of({"model": GPT_4O}) is None
+    assert openai_usage.usage_of({"model": GPT_4O, "usage": {"tokens": 3}}) is None
+    assert openai_usage.usage_of(object()) is None
+
+
+def test_without_genai_prices_provider_list_a_url_is_its_host(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from genai_prices import data_snapshot
+
+    def broken() -> object:
+        raise RuntimeError("no price data")
+
+    monkeypatch.setattr(data_snapshot, "get_snapshot", broken)
+    openai_usage._matched_provider.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="llmcache"):
+            assert openai_usage.provider_for_url("https://api.groq.com/v1") == "api.groq.com"
+        assert "provider list is unavailable" in caplog.text
+        assert openai_usage.provider_for_url("https://api.openai.com/v1") == "openai"
+    finally:
+        openai_usage._matched_provider.cache_clear()
+
+
 def _fields(usage: Usage | None) -> dict[str, Any]:
     assert usage is not None
     return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}
@@ -423,6 +448,7 @@ def test_bad_counts_are_counted_as_zero_and_logged(
             cost_usd=-1.0,
         )
         Usage(model="m", input_tokens=-6)
+        assert Usage(cost_usd="a lot").cost_usd is None  # type: ignore[arg-type]
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (0, 0, 0)
     assert usage.reasoning_tokens == 0 and usage.cost_usd is None
     assert "input_tokens=-5" in caplog.text and "output_tokens=2.5" in caplog.text
