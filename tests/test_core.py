@@ -17,6 +17,7 @@ import llmcache
 from llmcache import Backend
 from llmcache._disk import DiskTier
 from llmcache._memory import MemoryTier
+from tests.clocks import FakeClock, wait_until
 from tests.conftest import SECRET
 
 
@@ -132,7 +133,9 @@ def test_disk_tier_survives_a_new_cache_and_promotes_to_memory(tmp_path: Path) -
 
 
 def test_ttl_expires_entries(tmp_path: Path) -> None:
-    cache = llmcache.Cache(workspace="w", tiers=["memory", f"disk://{tmp_path}/d"], ttl=0.3)
+    clock = FakeClock()
+    tiers = ["memory", f"disk://{tmp_path}/d"]
+    cache = llmcache.Cache(workspace="w", tiers=tiers, ttl=0.3, clock=clock)
     seen = Counter()
 
     @cache.cached
@@ -140,16 +143,20 @@ def test_ttl_expires_entries(tmp_path: Path) -> None:
         return str(seen(q))
 
     ask("q")
+    clock.advance(0.29)
     ask("q")
-    time.sleep(0.4)
+    assert seen.calls == ["q"]  # fresh until its TTL is over
+    clock.advance(0.02)
     ask("q")
-    assert seen.calls == ["q", "q"]
+    assert seen.calls == ["q", "q"]  # expired in memory and on disk alike
 
 
-def test_options_bypass_refresh_no_store_max_age_ttl(memory_cache: llmcache.Cache) -> None:
+def test_options_bypass_refresh_no_store_max_age_ttl() -> None:
+    clock = FakeClock()
+    cache = llmcache.Cache(workspace="test", tiers=["memory"], clock=clock)
     seen = Counter()
 
-    @memory_cache.cached
+    @cache.cached
     def ask(q: str) -> str:
         return f"{q}:{len(seen(q) and seen.calls)}"
 
@@ -163,12 +170,16 @@ def test_options_bypass_refresh_no_store_max_age_ttl(memory_cache: llmcache.Cach
     with llmcache.options(no_store=True):
         assert ask("other") == "other:4"
     assert ask("other") == "other:5"
-    time.sleep(0.05)
-    with llmcache.options(max_age=0.01):
-        assert ask("q") == "q:6"
+    clock.advance(0.05)
+    with llmcache.options(max_age=0.06):
+        assert ask("q") == "q:3"  # 0.05 s old: young enough
+    with llmcache.options(max_age=0.04):
+        assert ask("q") == "q:6"  # too old for this caller: called again
     with llmcache.options(ttl=0.05):
         assert ask("short") == "short:7"
-    time.sleep(0.1)
+    clock.advance(0.049)
+    assert ask("short") == "short:7"
+    clock.advance(0.002)
     assert ask("short") == "short:8"
     with llmcache.options(namespace="elsewhere"):
         assert ask("q") == "q:9"
@@ -297,12 +308,14 @@ def test_queued_writes_land_when_the_tier_recovers(tmp_path: Path) -> None:
     assert tier.queued_writes == 4
     assert all(disk.get(ask.cache_key(q)) is None for q in "abcd")
     disk.set = real_set  # type: ignore[method-assign]
-    deadline = time.time() + 10
-    i = 0
-    while tier.queued_writes and time.time() < deadline:
-        ask(f"later{i}")  # ordinary traffic: the breaker probes and, on success, replays
-        i += 1
-        time.sleep(0.05)
+    later = iter(range(10**6))
+
+    def replayed() -> bool:
+        ask(f"later{next(later)}")  # ordinary traffic: the breaker probes and, on success, replays
+        return not tier.queued_writes
+
+    # The breaker's cooldown runs on the monotonic clock, in real time: poll until it is over.
+    wait_until(replayed, timeout=10, what="the queue replayed", interval=0.05)
     assert all(disk.get(ask.cache_key(q)) is not None for q in "abcd")
 
 
@@ -391,16 +404,18 @@ def test_disable_sends_every_call_through(monkeypatch: pytest.MonkeyPatch) -> No
 def test_info_on_hits_and_misses(memory_cache: llmcache.Cache) -> None:
     @memory_cache.cached(namespace="n")
     def ask(q: str) -> list[str]:
-        time.sleep(0.01)
         return [q]
 
+    started = time.perf_counter()
     miss = ask("q")
+    miss_took = time.perf_counter() - started
     hit = ask("q")
     miss_info, hit_info = llmcache.info(miss), llmcache.info(hit)
     assert miss_info is not None and not miss_info.hit and miss_info.tier is None
     assert hit_info is not None and hit_info.hit and hit_info.tier == "memory"
     assert hit_info.key == miss_info.key == ask.cache_key("q")
-    assert hit_info.saved_time_s is not None and hit_info.saved_time_s >= 0.01
+    # What the hit saved is the real call's time: more than nothing, less than the whole miss.
+    assert hit_info.saved_time_s is not None and 0 < hit_info.saved_time_s < miss_took
     assert llmcache.info(["never cached"]) is None
     assert "hit" in hit_info._repr_html_()
 
@@ -546,7 +561,8 @@ def test_breaker_times_reads_and_recovers_its_fast_path(tmp_path: Path) -> None:
     assert tier.state == "open"
     assert tier.get("k") is None and tier.counters.skipped == 1  # open: not even tried
     disk.get = real_get  # type: ignore[method-assign]
-    time.sleep(0.06)
+    # The breaker's cooldown is real time (monotonic), not the cache's clock: wait it out.
+    wait_until(lambda: tier.state == "half-open", timeout=5, what="the cooldown over")
     assert tier.get("k") == b"v"  # the probe succeeds and closes the breaker
     assert tier.state == "closed" and tier.counters.errors == 2
     assert [tier.get("k") for _ in range(100)] == [b"v"] * 100  # the fast path is back
@@ -594,7 +610,8 @@ class TtlIgnoringBackend(Backend):
 def test_an_entry_past_its_ttl_is_a_miss_even_if_the_tier_still_has_it(memory: bool) -> None:
     backend = TtlIgnoringBackend()
     tiers: list[Any] = ["memory", backend] if memory else [backend]
-    cache = llmcache.Cache(workspace="w", secret=SECRET, tiers=tiers)
+    clock = FakeClock()
+    cache = llmcache.Cache(workspace="w", secret=SECRET, tiers=tiers, clock=clock)
     seen = Counter()
 
     @cache.cached(ttl=0.2)
@@ -603,7 +620,7 @@ def test_an_entry_past_its_ttl_is_a_miss_even_if_the_tier_still_has_it(memory: b
 
     assert ask("q") == "q" and ask("q") == "q"
     assert seen.calls == ["q"]
-    time.sleep(0.25)
+    clock.advance(0.25)
     assert backend.data  # the tier still holds the stale entry...
     assert ask("q") == "q"
     assert seen.calls == ["q", "q"]  # ...but the entry's own expiry made it a miss

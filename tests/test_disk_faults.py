@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import llmcache
 from llmcache._disk import DEFAULT_WRITE_TIMEOUT, DiskTier
+from tests.clocks import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -361,6 +362,8 @@ from llmcache._disk import DiskTier
 folder = sys.argv[1]
 tier = DiskTier(folder)
 stop = threading.Event()
+progress = threading.Condition()
+attempts = [0]  # writes and reads tried by the threads, failed or not
 
 
 def work(n):
@@ -372,13 +375,18 @@ def work(n):
             tier.get(f"llmc:{n}:{i}")
         except sqlite3.Error:
             pass  # a write racing the deletion fails: the core counts it; no crash, no hang
+        with progress:
+            attempts[0] += 1
+            progress.notify_all()
 
 
 threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
 for thread in threads:
     thread.start()
 for round in range(10):
-    time.sleep(0.03)
+    with progress:  # the threads are at work on the file (or its replacement) meanwhile
+        target = attempts[0] + 20
+        assert progress.wait_for(lambda: attempts[0] >= target, 60), "the threads hang"
     if round % 2:
         shutil.rmtree(folder, ignore_errors=True)
     else:
@@ -429,23 +437,36 @@ for round in range(rounds):
     for key in keys:
         tier.set(key, b"x" * 1000, None)
     stop = threading.Event()
+    progress = threading.Condition()
+    polls = [0] * 4  # polls each thread has finished
 
 
-    def poll():  # what the generation watcher, the lease renewer and late callers do
+    def poll(n):  # what the generation watcher, the lease renewer and late callers do
         while not stop.is_set():
             try:
                 tier.get_many(keys)
                 tier.get("llmc:1")
             except sqlite3.Error:
                 pass  # a statement cut short by close() may fail: it must not crash
+            with progress:
+                polls[n] += 1
+                progress.notify_all()
 
 
-    threads = [threading.Thread(target=poll) for _ in range(4)]
+    def polled_past(before):
+        # Until each thread has finished a poll after `before` (a count, or one each).
+        marks = before if isinstance(before, list) else [before] * len(polls)
+        with progress:
+            done = lambda: all(p > m for p, m in zip(polls, marks))
+            assert progress.wait_for(done, 60), "a polling thread hangs"
+
+
+    threads = [threading.Thread(target=poll, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(0.01)
+    polled_past(0)  # every thread is at work in the tier
     tier.close()  # Cache.close() while its background threads are inside the tier
-    time.sleep(0.01)
+    polled_past(polls.copy())  # and every one went on using it, closed
     stop.set()
     for thread in threads:
         thread.join()
@@ -516,10 +537,12 @@ def test_a_process_that_only_reads_notices_a_replaced_file_at_its_generation_pol
     # Its watcher's next polls (get_many) notice the deleted file, reopen (a new, empty
     # file) and re-publish the records the process holds. Before, the polls went on reading
     # the deleted file through the open connection: no file, and nobody was told.
-    deadline = time.monotonic() + 200 * poll + 10
-    while _meta_keys_in(disk.path) != records and time.monotonic() < deadline:
-        time.sleep(poll)
-    assert _meta_keys_in(disk.path) == records
+    wait_until(
+        lambda: _meta_keys_in(disk.path) == records,
+        200 * poll + 10,
+        "the generation records published again",
+        interval=poll,
+    )
     assert reader.stats().tiers[0].errors == 0, reader.health()
     reader.close()
 
@@ -560,11 +583,14 @@ def _unmount(mount_point: Path) -> None:
     """Unmount once the tier's last connections are closed: close() leaves a connection a
     running thread may be inside (a cache's watcher finishing its tick) to the garbage
     collector, for when that thread is done with it."""
-    for _ in range(50):
+
+    def unmounted() -> bool:
         gc.collect()
-        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
+        return subprocess.run(["umount", str(mount_point)], capture_output=True).returncode == 0
+
+    with contextlib.suppress(AssertionError):
+        wait_until(unmounted, 5, "unmounted", interval=0.1)
+        return
     subprocess.run(["umount", str(mount_point)], check=True)  # fails, and says why
 
 

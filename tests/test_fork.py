@@ -9,6 +9,7 @@ shared ledger (the child neither loses its own counts nor flushes the parent's a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 import llmcache
+from tests.clocks import wait_until
 from tests.servers.redis_server import RedisServer
 
 SECRET = "fork-test-secret-0123456789abcdef"
@@ -90,14 +92,15 @@ class Child:
             os.waitpid(self.pid, 0)
 
     def finish(self, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ended() -> bool:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 self.exit_code = os.waitstatus_to_exitcode(status)
-                return self.exit_code
-            time.sleep(0.01)
-        raise AssertionError(f"the child did not end within {timeout} s")
+            return bool(pid)
+
+        wait_until(ended, timeout, "the child ended", interval=0.01)
+        assert self.exit_code is not None
+        return self.exit_code
 
 
 def test_an_identical_call_in_the_child_does_not_wait_for_the_parents_flight() -> None:
@@ -150,14 +153,20 @@ def test_the_child_sees_an_invalidation_made_in_the_parent(server: RedisServer) 
         assert numbered("q") == first  # the parent's entry, from the copied memory tier
         send(state="ready")
         receive()  # the parent has invalidated
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        changed: list[tuple[float, str]] = []
+
+        def served_anew() -> bool:
             value = numbered("q")
             if value != first:
-                send(changed_at=time.time(), value=value)
-                return
-            time.sleep(0.005)
-        send(changed_at=None)
+                changed.append((time.time(), value))
+            return bool(changed)
+
+        with contextlib.suppress(AssertionError):  # not within 10 s: reported as None
+            wait_until(served_anew, 10)
+        if changed:
+            send(changed_at=changed[0][0], value=changed[0][1])
+        else:
+            send(changed_at=None)
 
     try:
         with Child(body) as child:
@@ -201,15 +210,32 @@ def test_parent_and_child_counts_add_up_exactly_in_the_shared_ledger(server: Red
             for number in range(calls, 2 * calls):
                 ask(number)
             send(state="done")
-            receive()  # stay alive until told: only the watcher may flush our counts
+            receive()  # only the watcher may flush our counts; then told to watch it tick
+            watcher = cache._watcher
+            assert watcher is not None
+            ticks, tick = threading.Semaphore(0), watcher._tick
+
+            def counted_tick(of: llmcache.Cache) -> None:
+                tick(of)
+                ticks.release()
+
+            watcher._tick = counted_tick  # type: ignore[method-assign]
+            assert ticks.acquire(timeout=20) and ticks.acquire(timeout=20)
+            send(state="ticked twice")
+            receive()  # stay alive until told
 
         with Child(body) as child:
             assert child.read(timeout=30) == {"state": "done"}
             # The child's watcher flushes its counts within a poll or two.
-            deadline = time.monotonic() + 4 * POLL + 5.0
-            while counted()[0] < 2 * calls and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(2 * POLL)  # and never flushes a second copy of the parent's counts
+            wait_until(
+                lambda: counted()[0] >= 2 * calls,
+                4 * POLL + 5.0,
+                "the child's counts flushed",
+                interval=0.05,
+            )
+            # And two more of its ticks (each one a flush) add no second copy of ours.
+            child.tell("tick")
+            assert child.read(timeout=30) == {"state": "ticked twice"}
             assert counted() == (2 * calls, 2 * calls)
             child.tell("exit")
             assert child.finish() == 0  # os._exit: no atexit flush in the child
@@ -275,9 +301,8 @@ def test_what_another_thread_held_at_the_fork_is_free_in_the_child(
 
     def body(send: Callable[..., None], receive: Callable[[], str]) -> None:
         send(value=ask("new in the child"))  # stores in memory, writes, maybe flushes
-        deadline = time.monotonic() + 10
-        while tier.queued_writes and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with contextlib.suppress(AssertionError):  # not within 10 s: the parent says so
+            wait_until(lambda: not tier.queued_writes, 10, interval=0.01)
         send(queued=tier.queued_writes)
 
     try:

@@ -8,7 +8,10 @@ import threading
 import tracemalloc
 from typing import Any
 
+import pytest
+
 import llmcache
+from tests.clocks import FakeClock
 
 
 def memory_cache(**options: Any) -> llmcache.Cache:
@@ -191,3 +194,22 @@ def test_hits_hand_out_the_caches_own_copy_of_a_str() -> None:
     assert hit == "yes" and hit is not first
     assert llmcache.info(hit).hit is True  # type: ignore[union-attr]
     assert llmcache.info("yes") is None
+
+
+def test_the_age_of_a_hit_is_told_by_the_clock_it_is_given() -> None:
+    clock = FakeClock()
+    cache = llmcache.Cache(workspace="age", tiers=["memory"], clock=clock)
+
+    @cache.cached
+    def ask(question: str) -> list[str]:
+        return [question]
+
+    ask("q")
+    clock.advance(42)
+    hit = ask("q")
+    described, last = llmcache.info(hit, clock=clock), llmcache.last_info(clock=clock)
+    assert described is not None and described.hit and last == described
+    assert described.age_s == pytest.approx(42, abs=1)
+    real = llmcache.info(hit)  # by default, the real time: the entry was made just now
+    assert real is not None and real.age_s is not None and abs(real.age_s) < 1
+    cache.close()

@@ -15,6 +15,8 @@ import pytest
 import redis
 
 import llmcache
+from llmcache._ledger import Ledger
+from tests.clocks import FakeClock
 from tests.servers.redis_server import RedisServer
 
 SECRET = "a-ledger-test-secret-of-enough-length"
@@ -273,3 +275,15 @@ def test_field_names_are_sealed_deterministically_per_secret() -> None:
     assert set(sealed(first)) <= set(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     )
+
+
+def test_counts_fall_in_the_day_of_the_ledgers_clock() -> None:
+    day = 20_000  # 2024-10-04, in days since 1970-01-01 (UTC)
+    clock = FakeClock(start=day * 86400 + 86399.5)  # half a second before midnight
+    ledger = Ledger("scope", b"k" * 32, clock)
+    ledger.miss(NAMESPACE, {"model": MODEL})
+    clock.advance(1)
+    ledger.noted_hits.append((NAMESPACE, b"{}"))  # a hit not summed yet: counted today
+    assert ledger.recorded_days(lambda key: None) == [day, day + 1]
+    ledger.miss(NAMESPACE, {"model": MODEL})
+    assert sorted({epoch_day for epoch_day, _, _ in ledger.take_pending()}) == [day, day + 1]

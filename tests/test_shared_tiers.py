@@ -43,9 +43,9 @@ calls = []
 locks = cache._lock_tier.backend
 take_lock = locks.try_lock
 
-def try_lock(key, ttl):  # a process that finds the lock taken says so, in a Redis set
+def try_lock(key, ttl):  # a process that finds a call's lock taken says so, in a Redis set
     token = take_lock(key, ttl)
-    if token is None and "waiting" in arg:
+    if token is None and key.startswith("llmc:") and "waiting" in arg:  # not llmc-meta:
         raw.sadd(arg["waiting"], os.getpid())
     return token
 
@@ -177,18 +177,20 @@ def test_four_processes_one_real_call(server: RedisServer, raw: redis.Redis) -> 
     workspace, counter, waiting = unique("flight"), unique("test:calls"), unique("test:waiting")
     # Generous timeouts: this is about single-flight, and a lock request that timed out on a
     # loaded CI machine would (rightly) make that process call the function itself.
-    url = server.url + "?timeout=1&connect_timeout=1"
+    url = server.url + "?timeout=5&connect_timeout=5"
     workers = [Worker(url, workspace, "slow", counter=counter, waiting=waiting) for _ in range(4)]
     for worker in workers:
         assert worker.read() == {"state": "ready"}
     for worker in workers:
         worker.go()
+
+    def three_wait_for_one() -> bool:
+        calls = int(raw.get(counter) or 0)
+        assert calls <= 1, f"{calls} processes made the call"
+        return calls == 1 and raw.scard(waiting) == 3
+
     # The real call lasts until the three other processes have found it under way.
-    wait_until(
-        lambda: raw.get(counter) == b"1" and raw.scard(waiting) == 3,
-        timeout=30,
-        what="one process calls while three wait for it",
-    )
+    wait_until(three_wait_for_one, 30, "one process calls while three wait for it")
     released_at = time.time()
     for worker in workers:
         worker.go()  # only the process making the call reads it
@@ -427,7 +429,10 @@ def test_redis_killed_under_load_then_restarted() -> None:
         ask(10_000)  # one more call: a due probe fails and reopens the breaker
         health = {t.name: t for t in cache.health().tiers}[tier.name]
         assert health.state == "open", health
-        assert health.last_error and "ConnectionError" in health.last_error
+        # Refused once it is dead; a server starved of CPU (a busy machine) may first time out.
+        assert health.last_error and any(
+            error in health.last_error for error in ("ConnectionError", "TimeoutError")
+        )
         assert not cache.health().ok
         assert tier.queued_writes > 0 and computed_while_down
 

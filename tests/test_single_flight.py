@@ -216,7 +216,8 @@ def test_async_path_never_blocks_the_event_loop(tmp_path: Path) -> None:
 
 
 # argv: disk folder, marker file, "hold" (the real call lasts until a line comes on stdin) or
-# "now". Its lock tier notes, in <marker>.waiting, a process that found the lock taken.
+# "now". Its lock tier notes, in <marker>.waiting, a process that found the call's lock taken
+# (not the lock under which a fresh workspace's first generation record is claimed).
 CHILD = textwrap.dedent(
     """
     import os, sys, llmcache
@@ -227,7 +228,7 @@ CHILD = textwrap.dedent(
 
     def try_lock(key, ttl):
         token = take_lock(key, ttl)
-        if token is None:
+        if token is None and key.startswith("llmc:"):  # a call's (not a generation's) lock
             with open(marker + ".waiting", "a") as f:
                 f.write(f"{os.getpid()}\\n")
         return token
@@ -429,9 +430,9 @@ LEASE_CHILD = textwrap.dedent(
     locks = cache._lock_tier.backend
     take_lock, said = locks.try_lock, []
 
-    def try_lock(key, ttl):  # a process that finds the lock taken says so, once
+    def try_lock(key, ttl):  # a process that finds a call's lock taken says so, once
         token = take_lock(key, ttl)
-        if token is None and not said:
+        if token is None and key.startswith("llmc:") and not said:
             said.append(True)
             print(json.dumps({"waiting": True}), flush=True)
         return token

@@ -17,6 +17,7 @@ import llmcache
 from llmcache import BackendError, ConfigError
 from llmcache._resilience import unreachable
 from tests.backend_contract import SECRET, BackendContract
+from tests.clocks import wait_until
 from tests.servers.redis_server import RedisServer
 from tests.servers.upstash_rest import UpstashRestServer
 
@@ -235,11 +236,10 @@ def test_failing_endpoint_fails_open_and_fast(rest: UpstashRestServer, mode: str
         assert health.queued_writes > 0  # results paid for while down, kept for later
 
         rest.mode = "ok"
-        time.sleep(cache.tiers[0].cooldown + 0.05)
+        # The breaker's cooldown is real time (monotonic): the probe is due when it is over.
+        wait_until(lambda: cache.tiers[0].state == "half-open", 5, "the cooldown over")
         assert ask("q5") == "Q5"  # a probe: the tier works again and the queue is replayed
-        deadline = time.monotonic() + 5
-        while cache.tiers[0].queued_writes and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: not cache.tiers[0].queued_writes, 5, "the queue replayed")
         assert cache.tiers[0].state == "closed" and cache.tiers[0].queued_writes == 0
         before = len(calls)
         assert ask("q0") == "Q0"  # written while the endpoint was failing

@@ -21,7 +21,9 @@ import redis
 from llmcache_redis import RedisBackend
 
 import llmcache
+from llmcache._disk import DiskTier
 from llmcache._resilience import DEFAULT_QUEUE_BYTES, GuardedTier
+from tests.clocks import FakeClock
 from tests.servers.redis_server import RedisServer, free_port
 
 SECRET = "write-health-secret-0123456789abcdef"
@@ -169,3 +171,27 @@ def test_the_queue_bound_is_configurable_and_shown_in_health(tmp_path: Path) -> 
         assert health.dropped_writes >= 30 - 10  # ~100 kB each: at most 10 fit in 1 MiB
     finally:
         cache.close()
+
+
+def test_a_queued_write_is_replayed_with_the_ttl_left_by_its_tiers_clock(tmp_path: Path) -> None:
+    """A write queued while the tier refused writes keeps, when replayed, only what is left
+    of its TTL by the tier's clock; one that expired in the queue is not written at all."""
+    clock = FakeClock()
+    disk = DiskTier(tmp_path / "d")
+    disk.clock = clock
+    tier = GuardedTier(disk)
+    for _ in range(tier.failure_threshold):
+        tier.writes.failed(llmcache.BackendError("refused"))
+    assert tier.set("llmc:queued:short", b"s", 2) is False  # the breaker is open: queued
+    assert tier.set("llmc:queued:long", b"l", 10) is False
+    assert tier.set("llmc:queued:forever", b"f", None) is False
+    clock.advance(4)
+    tier.writes.succeeded()  # the tier takes writes again
+    assert tier.flush() == 2 and tier.queued_writes == 0
+    assert disk.get("llmc:queued:short") is None  # expired while queued: never written
+    clock.advance(5.9)
+    assert disk.get("llmc:queued:long") == b"l"  # 6 s were left of its 10
+    clock.advance(0.2)
+    assert disk.get("llmc:queued:long") is None
+    assert disk.get("llmc:queued:forever") == b"f"
+    disk.close()
