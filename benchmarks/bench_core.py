@@ -101,7 +101,7 @@ def raw_disk_get(cache: llmcache.Cache, key: str, verify: bool) -> Any:
     tier adds on top. Without, it is what a cache storing values in the clear would pay:
     the same SELECT, then orjson.loads of a value's JSON of the same size.
     """
-    path = cache.tiers[0].backend.path  # type: ignore[attr-defined]
+    path = cache._tiers[0].backend.path  # type: ignore[attr-defined]
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     aead = cache._entry_aead

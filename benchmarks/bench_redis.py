@@ -93,12 +93,12 @@ def redis_hit(server: RedisServer, calls: int) -> tuple[list[list[float]], int]:
     entry = raw.get(key)
     assert entry is not None and ask("What does the fox do?") == ANSWER
     assert ANSWER["text"][:40].encode() not in entry  # stored encrypted: the hit decrypts
-    adapter = cache.tiers[0].backend
+    adapter = cache._tiers[0].backend
     samples = alternating_us(
         [lambda: raw.get(key), lambda: adapter.get(key), lambda: ask("What does the fox do?")],
         calls,
     )
-    assert cache.tiers[0].counters.errors == 0
+    assert cache._tiers[0].counters.errors == 0
     raw.close()
     cache.close()
     return samples, len(entry)
@@ -128,7 +128,7 @@ def upstash_hit(rest: UpstashRestServer, calls: int) -> tuple[list[float], list[
     raw_times, our_times = alternating_us(
         [lambda: raw.get(key), lambda: ask("What does the fox do?")], calls
     )
-    assert cache.tiers[0].counters.errors == 0
+    assert cache._tiers[0].counters.errors == 0
     raw.close()
     cache.close()
     return raw_times, our_times

@@ -138,22 +138,24 @@ class Cache:
             if lock_wait is None
             else _positive_seconds("lock_wait", lock_wait, zero_ok=True)
         )
-        self.tiers = [GuardedTier(b) for b in backends]
-        self.keys = KeySchedule(self._resolve_secret(secret, backends), workspace)
-        self._entry_aead = self.keys.entry_aead
-        persistent = [t for t in self.tiers if t.backend.persistent]
+        # The tiers below memory, each behind its breakers (`GuardedTier`), and the keys
+        # derived from the secret: runtime state, private (`backends` shows the tiers).
+        self._tiers = [GuardedTier(b) for b in backends]
+        self._keys = KeySchedule(self._resolve_secret(secret, backends), workspace)
+        self._entry_aead = self._keys.entry_aead
+        persistent = [t for t in self._tiers if t.backend.persistent]
         self._persistent = persistent
         # The most shared tier holds counters (ledger) and takes cross-process locks: the last
         # persistent one, else the last tier of all (a third-party tier that does not
         # persist still keeps counts); with only the memory tier, the memory tier.
         self._authority: GuardedTier | None = (
-            persistent[-1] if persistent else self.tiers[-1] if self.tiers else None
+            persistent[-1] if persistent else self._tiers[-1] if self._tiers else None
         )
-        lockers = [t for t in self.tiers if t.backend.supports_locks]
+        lockers = [t for t in self._tiers if t.backend.supports_locks]
         self._lock_tier: GuardedTier | None = lockers[-1] if lockers else None
-        self.ledger = Ledger(self.keys.scope, self.keys.ledger_key)
+        self.ledger = Ledger(self._keys.scope, self._keys.ledger_key)
         self._lock = threading.Lock()
-        self._namespaces = Namespaces(self.keys, persistent, namespace, self._start_watcher)
+        self._namespaces = Namespaces(self._keys, persistent, namespace, self._start_watcher)
         # The sites of this cache, held weakly: a site that is gone leaves its counts in
         # `_retired`, so `stats()` still adds them up.
         self._sites: weakref.WeakSet[CallSite] = weakref.WeakSet()
@@ -319,15 +321,15 @@ class Cache:
         Only this workspace's entry keys are accepted: the tiers may be shared with other
         workspaces and other data, and this must never delete any of it.
         """
-        if not isinstance(key, str) or not self.keys.is_entry_key(key):
+        if not isinstance(key, str) or not self._keys.is_entry_key(key):
             raise ConfigError(
                 f"delete() takes one of this cache's entry keys, as returned by "
-                f"fn.cache_key(...): '{self.keys.workspace_prefix()}<namespace>:<generation>:"
+                f"fn.cache_key(...): '{self._keys.workspace_prefix()}<namespace>:<generation>:"
                 f"<32 hex digits>'; {key!r} is not one, so nothing was deleted"
             )
         if self.memory is not None:
             self.memory.discard_where(key)
-        for tier in self.tiers:
+        for tier in self._tiers:
             tier.call("delete", key)
 
     def clear(self) -> int:
@@ -337,8 +339,8 @@ class Cache:
         if self.memory is not None:
             removed += self.memory.size()[0]
             self.memory.clear()
-        for tier in self.tiers:
-            count = tier.call("delete_prefix", self.keys.workspace_prefix())
+        for tier in self._tiers:
+            count = tier.call("delete_prefix", self._keys.workspace_prefix())
             removed += count if isinstance(count, int) else 0
         return removed
 
@@ -383,7 +385,7 @@ class Cache:
         if self._watcher is not None:
             self._watcher.stopped.set()
         self.flush()
-        for tier in self.tiers:
+        for tier in self._tiers:
             tier.call("close")
 
     def _after_fork_in_child(self) -> None:
@@ -392,13 +394,21 @@ class Cache:
         self._lock = threading.Lock()  # a thread that held it at the fork is not here
         if self.memory is not None:
             self.memory.after_fork_in_child()  # its lock too, and so the tiers' below
-        for tier in self.tiers:
+        for tier in self._tiers:
             tier.after_fork_in_child()
         # Threads do not survive fork: the next load starts a watcher of this process, which
         # polls generations (invalidations) and flushes this process's own ledger counts.
         self._watcher = None
         self._namespaces.after_fork_in_child()
         self.ledger.forget_after_fork()
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        """The tiers' backends, fastest first (the memory tier, when there is one, first)."""
+        return (
+            *([self.memory] if self.memory is not None else []),
+            *(t.backend for t in self._tiers),
+        )
 
     def __enter__(self) -> Cache:
         return self
@@ -407,7 +417,7 @@ class Cache:
         self.close()
 
     def __repr__(self) -> str:
-        names = (["memory"] if self.memory else []) + [t.name for t in self.tiers]
+        names = (["memory"] if self.memory else []) + [t.name for t in self._tiers]
         return f"<llmcache.Cache workspace={self.workspace!r} tiers={names}>"
 
     def _repr_html_(self) -> str:

@@ -100,7 +100,7 @@ def _open(
         settings["secret"] = secret
     cache = Cache(**settings)
     if check:
-        for tier in cache.tiers:
+        for tier in cache._tiers:
             try:
                 tier.backend.ping()
             except Exception as error:
@@ -155,7 +155,7 @@ def stats(
 
 
 def _tier_state(cache: Cache, name: str) -> str:
-    return next((t.state for t in cache.tiers if t.name == name), "?")
+    return next((t.state for t in cache._tiers if t.name == name), "?")
 
 
 def _num(value: int | None) -> str:
@@ -249,7 +249,7 @@ def invalidate(
 ) -> None:
     """Make every entry of a namespace unreachable (O(1); other processes follow within 1 s)."""
     with _open(workspace, tiers, secret, directory) as cache:
-        if not any(tier.backend.persistent for tier in cache.tiers):
+        if not any(tier.backend.persistent for tier in cache._tiers):
             _fail(
                 "no shared or persistent tier is configured, so no other process can see an "
                 "invalidation made here: pass --tiers (or set LLMCACHE_TIERS)"
@@ -281,7 +281,7 @@ def clear(
 ) -> None:
     """Delete this workspace's entries from every tier (never anything else's)."""
     with _open(workspace, tiers, secret, directory) as cache:
-        names = ", ".join(t.name for t in cache.tiers) or "memory"
+        names = ", ".join(t.name for t in cache._tiers) or "memory"
         if not yes:
             if not sys.stdin.isatty():
                 _fail("clear needs confirmation: run it in a terminal, or pass --yes")
@@ -315,7 +315,7 @@ def doctor(
     if cache.memory is not None:
         rows.append(["memory", "yes", "-", "closed", f"max {cache.memory.max_bytes:,} bytes"])
     unusable = []
-    for tier in cache.tiers:
+    for tier in cache._tiers:
         started = time.perf_counter()
         try:
             tier.backend.ping()

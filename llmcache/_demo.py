@@ -100,6 +100,7 @@ class DemoResult:
     hits_by_tier: dict[str, int] = field(default_factory=dict)
     from_earlier_runs: int = 0  # hits on entries stored before this run started
     saved_usd: float = 0.0
+    unpriced_hits: int = 0  # hits whose model has no known price: saved an unknown amount
     saved_s: float = 0.0
     wall_s: float = 0.0
     html: Path | None = None
@@ -196,7 +197,7 @@ def run_demo(
         secret=os.environ.get("LLMCACHE_SECRET") or None,
     )
     raw_client, mode, server = _client(console)
-    client = cache.wrap(raw_client)
+    client = cache.wrap(raw_client, provider="openai")  # the local server imitates OpenAI
     result = DemoResult(mode=mode, requests=requests)
     console.print(f"[bold]cache:[/] {cache!r} in {folder}", soft_wrap=True)
 
@@ -287,17 +288,24 @@ def _tally(result: DemoResult, response: Any, run_started: float) -> None:
         result.from_earlier_runs += 1
     tier = described.tier or "?"
     result.hits_by_tier[tier] = result.hits_by_tier.get(tier, 0) + 1
-    result.saved_usd += described.saved_cost_usd or 0.0
+    if described.saved_cost_usd is None:
+        result.unpriced_hits += 1  # never counted as $0 saved
+    else:
+        result.saved_usd += described.saved_cost_usd
     result.saved_s += described.saved_time_s or 0.0
 
 
 def _summarise(console: Console, cache: Cache, result: DemoResult) -> None:
     tiers = ", ".join(f"{n} from {t}" for t, n in sorted(result.hits_by_tier.items())) or "none"
     rate = result.hits / result.requests if result.requests else 0.0
+    unpriced = (
+        f" (+ {result.unpriced_hits} hits of unpriced models)" if result.unpriced_hits else ""
+    )
     console.print(
         f"\n[bold]this run:[/] {result.requests} requests in {result.wall_s:.1f} s: "
         f"{result.real_calls} real calls, {result.hits} served by the cache ({rate:.0%}; {tiers}); "
-        f"saved {format_usd(result.saved_usd)} and {format_seconds(result.saved_s)} of model time"
+        f"saved {format_usd(result.saved_usd)}{unpriced} and {format_seconds(result.saved_s)} of "
+        f"model time"
     )
     if result.from_earlier_runs:
         console.print(

@@ -12,7 +12,7 @@ hypothesis that the hot and the general path give the same value, key, counters,
 and `llmcache.info` for random calls, options and tier states.
 
 A `HotPath` reads its cache's parts through references taken once. They stay right because
-the cache never rebinds them: `Cache.tiers`, `Ledger.noted_hits` and `KeySchedule.signed_memo`
+the cache never rebinds them: `Cache._tiers`, `Ledger.noted_hits` and `KeySchedule.signed_memo`
 are changed in place only (`tests/test_hot_path.py` checks this across clear, invalidate
 and fork).
 """
@@ -74,11 +74,11 @@ class HotPath:
         cache = site.cache
         self._site = site
         self._memory = cache.memory
-        self._tiers = cache.tiers
+        self._tiers = cache._tiers
         self._ledger = cache.ledger
         self._noted = cache.ledger.noted_hits
-        self._signed_key = cache.keys.signed_key
-        self._signed_memo = cache.keys.signed_memo
+        self._signed_key = cache._keys.signed_key
+        self._signed_memo = cache._keys.signed_memo
         self._clock = cache.clock
         self._aead = cache._entry_aead
         self._decoders = site._decoders  # filled by `decoder_for`

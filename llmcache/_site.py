@@ -193,7 +193,7 @@ class CallSite:
     @property
     def stores_below_memory(self) -> bool:
         """Whether `put` writes to a tier below memory (disk, a server): blocking I/O."""
-        return bool(self.cache.tiers)
+        return bool(self.cache._tiers)
 
     def note_miss(self, result: Any) -> None:
         """Make `llmcache.info(result)` report a miss (e.g. a live stream, not yet stored)."""

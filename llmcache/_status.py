@@ -41,7 +41,7 @@ def stats_of(cache: Cache, counters: Sequence[SiteCounters]) -> CacheStats:
                 bytes=size,
             )
         )
-    for tier in cache.tiers:
+    for tier in cache._tiers:
         size_info = tier.call("size")
         entries_count, size_bytes = size_info if isinstance(size_info, tuple) else (None, None)
         c = tier.counters
@@ -94,7 +94,7 @@ def health_of(cache: Cache, pending_invalidations: int) -> Health:
             )
         )
     now = time.time()  # the breakers note errors by the wall clock, not the cache's
-    for tier in cache.tiers:
+    for tier in cache._tiers:
         reads, writes = tier.reads, tier.writes
         tiers.append(
             TierHealth(

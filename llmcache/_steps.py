@@ -289,7 +289,7 @@ def encode(
         meta,
         now,
         NO_EXPIRY if ttl is None else now + ttl,
-        site.cache.keys.signed_key(prefix, fingerprint),
+        site.cache._keys.signed_key(prefix, fingerprint),
         # A str that hits hand out is the cache's own copy, never the object the function
         # returned (maybe an interned literal that unrelated code holds too), so
         # `llmcache.info` can never take someone else's "yes" for this call's result.

@@ -199,7 +199,7 @@ def run(url: str, seconds: float, callers: int, threads: int, think: float = 0.5
 
     hits = [*recorder.latencies.get("memory", []), *recorder.latencies.get("redis", [])]
     redis_hits = list(recorder.latencies.get("redis", []))
-    tier = cache.tiers[0]
+    tier = cache._tiers[0]
     result = {
         "seconds": round(window[0], 2),
         "callers": callers,

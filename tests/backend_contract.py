@@ -181,7 +181,7 @@ class BackendContract:
         first["n"].append(3)  # mutating a hit must not change the next one
         assert ask("hello") == {"answer": "HELLO", "n": [1, 2]}
         assert calls == ["hello"]
-        assert cache.tiers[0].counters.hits == 2
+        assert cache._tiers[0].counters.hits == 2
         assert backend.get(ask.cache_key("hello")) is not None
 
     def test_cache_tampered_entry_is_a_counted_miss(self, backend: Backend) -> None:
@@ -207,4 +207,4 @@ class BackendContract:
         backend.set(key_b, stored, None)  # a valid entry moved to another key
         assert ask("b") == "answer b"
         assert calls == ["a", "b", "a", "a", "b"]
-        assert cache.tiers[0].counters.integrity_failures == 3
+        assert cache._tiers[0].counters.integrity_failures == 3

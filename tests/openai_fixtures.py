@@ -34,10 +34,10 @@ def raw_client(server: FakeOpenAIServer) -> Iterator[OpenAI]:
 
 @pytest.fixture
 def client(cache: llmcache.Cache, raw_client: OpenAI) -> Any:
-    return cache.wrap(raw_client)
+    return cache.wrap(raw_client, provider="openai")  # the fake server imitates OpenAI
 
 
 @pytest.fixture
 async def aclient(cache: llmcache.Cache, server: FakeOpenAIServer) -> AsyncIterator[Any]:
     async with AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0) as raw:
-        yield cache.wrap(raw)
+        yield cache.wrap(raw, provider="openai")

@@ -245,7 +245,7 @@ class _Broken(Backend):
 def test_async_calls_through_a_failing_tier_fail_open() -> None:
     broken = _Broken()
     cache = llmcache.Cache(workspace="w", secret=SECRET, tiers=["memory", broken])
-    tier = cache.tiers[0]
+    tier = cache._tiers[0]
     calls: list[int] = []
 
     @cache.cached

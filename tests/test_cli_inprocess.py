@@ -477,18 +477,6 @@ def test_a_bad_command_line_is_one_line(args: tuple[str, ...], message: str) -> 
     assert failed.code == 2
 
 
-def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(*args: object, **kwargs: object) -> Any:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(_cli, "_open", interrupted)
-    stopped = llmcache_main("stats")
-    # typer turns Ctrl-C into exit 130 itself (no message; main's own handler for it is
-    # never reached): no traceback, nothing half-printed.
-    assert stopped.code == 130
-    assert stopped.stdout == "" and "Traceback" not in stopped.stderr
-
-
 def test_an_unexpected_error_is_one_line_unless_debugging(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -719,3 +707,28 @@ def _forget_registered_backends() -> Iterator[None]:
 
 def register_dict_backend() -> None:
     llmcache.register_backend("dict", DictBackend)
+
+
+def test_the_demo_counts_hits_of_unpriced_models_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hit whose saving is unknown (no price for the model) is never added as $0."""
+    from llmcache._stats import CallInfo
+
+    def described(saved: float | None) -> CallInfo:
+        return CallInfo(
+            hit=True,
+            tier="memory",
+            key="k",
+            namespace="n",
+            age_s=0.0,
+            model="m",
+            cost_usd=saved,
+            saved_cost_usd=saved,
+            saved_time_s=1.0,
+        )
+
+    result = _demo.DemoResult(mode="local", requests=2)
+    for saved in (0.25, None):
+        monkeypatch.setattr(_demo, "info", lambda response, saved=saved: described(saved))
+        _demo._tally(result, object(), run_started=0.0)
+    assert result.saved_usd == 0.25
+    assert result.unpriced_hits == 1

@@ -60,7 +60,7 @@ def test_entries_spread_over_every_node_and_clear_reaches_all(cluster: RedisClus
         return n**3
 
     try:
-        assert isinstance(cache.tiers[0].backend, RedisClusterBackend)
+        assert isinstance(cache._tiers[0].backend, RedisClusterBackend)
         for n in range(60):
             assert square(n) == n * n
             assert cube(n) == n**3
@@ -69,7 +69,7 @@ def test_entries_spread_over_every_node_and_clear_reaches_all(cluster: RedisClus
         assert all(count >= 5 for count in counts), counts  # every node holds a share
         cache.memory.clear()  # type: ignore[union-attr]
         assert [square(n) for n in range(60)] == [n * n for n in range(60)]
-        assert cache.tiers[0].counters.hits == 60
+        assert cache._tiers[0].counters.hits == 60
         assert cache.clear() >= 60
         assert node_key_counts(cluster, "llmc:spread#*") == [0, 0, 0]
         assert sum(node_key_counts(cluster, "llmc:spread2#*")) == 60  # another workspace
@@ -129,9 +129,9 @@ def test_unreachable_cluster_does_not_break_the_cache() -> None:
 
     try:
         assert [double(n) for n in range(5)] == [0, 2, 4, 6, 8]
-        assert cache.tiers[0].counters.errors >= 1
+        assert cache._tiers[0].counters.errors >= 1
         with pytest.raises(BackendError):
-            cache.tiers[0].backend.get("k")
+            cache._tiers[0].backend.get("k")
     finally:
         cache.close()
 

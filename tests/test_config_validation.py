@@ -130,7 +130,7 @@ def test_redis_py_options_still_pass_through() -> None:
     cache = llmcache.Cache(
         secret=SECRET, tiers=["memory", "redis://127.0.0.1:1/0?client_name=x&timeout=0.05"]
     )
-    backend: Any = cache.tiers[0].backend
+    backend: Any = cache._tiers[0].backend
     assert backend.options.client_url.endswith("?client_name=x")
     cache.close()
 
@@ -146,7 +146,7 @@ def test_bare_memory_url_takes_options(bare: str) -> None:
 def test_bare_disk_url_takes_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMCACHE_DIR", str(tmp_path))
     cache = llmcache.Cache(secret=SECRET, tiers=["memory", "disk?max_bytes=3000000"])
-    backend: Any = cache.tiers[0].backend
+    backend: Any = cache._tiers[0].backend
     assert backend.max_bytes == 3_000_000
     cache.close()
 

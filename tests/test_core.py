@@ -250,11 +250,11 @@ def test_delete_by_key_and_clear_only_this_workspace(tmp_path: Path) -> None:
     ask("x"), ask("y")
     assert seen.calls == ["x", "y", "x", "x"]
     mine.clear()
-    disk = mine.tiers[0].backend
+    disk = mine._tiers[0].backend
     # Only theirs is left (generation records, `llmc-meta:` keys, are not entries).
     rows = disk._connection().execute("SELECT key FROM entries")  # type: ignore[attr-defined]
     entries = [key for (key,) in rows if key.startswith("llmc:")]
-    assert len(entries) == 1 and entries[0].startswith(theirs.keys.workspace_prefix())
+    assert len(entries) == 1 and entries[0].startswith(theirs._keys.workspace_prefix())
     ask("y"), their_ask("x")
     assert seen.calls == ["x", "y", "x", "x", "y"]
 
@@ -288,7 +288,7 @@ def test_a_failing_tier_never_fails_the_call() -> None:
     assert not health.ok and health.tiers[1].state in ("open", "half-open")
     assert "tier is down" in (health.tiers[1].last_error or "")
     assert broken.attempts <= 6  # the breaker stopped calling it
-    assert cache.tiers[0].queued_writes == 5  # paid results wait to be written back
+    assert cache._tiers[0].queued_writes == 5  # paid results wait to be written back
     assert "DEGRADED" in str(health)
 
 
@@ -304,7 +304,7 @@ def test_queued_writes_land_when_the_tier_recovers(tmp_path: Path) -> None:
 
     for q in "abcd":
         ask(q)
-    tier = cache.tiers[0]
+    tier = cache._tiers[0]
     assert tier.queued_writes == 4
     assert all(disk.get(ask.cache_key(q)) is None for q in "abcd")
     disk.set = real_set  # type: ignore[method-assign]
@@ -363,7 +363,7 @@ def test_embedded_default_generates_a_private_secret(tmp_path: Path) -> None:
     second = llmcache.Cache(tiers=["memory", f"disk://{directory}"])
     secret_file = directory / "secret"
     assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
-    assert first.keys.entry_key == second.keys.entry_key
+    assert first._keys.entry_key == second._keys.entry_key
 
 
 def test_default_cache_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -624,4 +624,4 @@ def test_an_entry_past_its_ttl_is_a_miss_even_if_the_tier_still_has_it(memory: b
     assert backend.data  # the tier still holds the stale entry...
     assert ask("q") == "q"
     assert seen.calls == ["q", "q"]  # ...but the entry's own expiry made it a miss
-    assert cache.tiers[0].counters.misses >= 1
+    assert cache._tiers[0].counters.misses >= 1

@@ -79,7 +79,7 @@ def test_the_default_cache_runs_from_memory_when_its_folder_is_a_file(
     with caplog.at_level(logging.WARNING, logger="llmcache"):
         cache = get_default_cache()
     try:
-        assert [tier.name for tier in cache.tiers] == []
+        assert [tier.name for tier in cache._tiers] == []
         assert cache.memory is not None
         assert "runs without its disk tier" in caplog.text
         calls: list[int] = []
@@ -105,7 +105,7 @@ def test_the_default_cache_drops_the_disk_when_its_secret_cannot_be_read(
     with caplog.at_level(logging.WARNING, logger="llmcache"):
         cache = get_default_cache()
     try:
-        assert cache.tiers == [] and cache.memory is not None
+        assert cache._tiers == [] and cache.memory is not None
         assert "cannot read or create the cache's secret file" in caplog.text
     finally:
         llmcache.set_default_cache(None)
@@ -121,7 +121,7 @@ def test_the_default_cache_keeps_a_secret_from_the_environment(
     monkeypatch.setenv("LLMCACHE_SECRET", "e" * 32)
     cache = get_default_cache()
     try:
-        assert [tier.name for tier in cache.tiers] == [f"disk://{folder}/cache.sqlite3"]
+        assert [tier.name for tier in cache._tiers] == [f"disk://{folder}/cache.sqlite3"]
     finally:
         llmcache.set_default_cache(None)
         cache.close()
@@ -142,7 +142,7 @@ def test_a_default_cache_with_no_tier_left_gets_memory(
     monkeypatch.setenv("LLMCACHE_TIERS", "disk")
     cache = get_default_cache()
     try:
-        assert cache.memory is not None and cache.tiers == []
+        assert cache.memory is not None and cache._tiers == []
     finally:
         llmcache.set_default_cache(None)
         cache.close()

@@ -184,5 +184,5 @@ def test_a_registered_backend_serves_its_scheme(monkeypatch: pytest.MonkeyPatch)
 
         assert ask("a") == ask("a") == "A"
         assert calls == ["a"]
-        assert [tier.name for tier in cache.tiers] == ["shelf://one"]
+        assert [tier.name for tier in cache._tiers] == ["shelf://one"]
     assert Shelf.shelves["shelf://one"]  # the entry went to the registered tier

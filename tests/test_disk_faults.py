@@ -52,7 +52,7 @@ import cached_module
 
 assert cached_module.ask("a") == "A" and cached_module.ask("a") == "A"
 assert cached_module.calls == ["a"], cached_module.calls
-print("tiers:", [tier.name for tier in llmcache.get_default_cache().tiers])
+print("tiers:", [tier.name for tier in llmcache.get_default_cache()._tiers])
 """
 
 
@@ -529,7 +529,7 @@ def test_a_process_that_only_reads_notices_a_replaced_file_at_its_generation_pol
     poll = 0.05
     reader = llmcache.Cache(workspace="w", tiers=[url], generation_poll=poll)
     reader.load(reader.namespace("research"))  # it finds them: it reads, and writes nothing
-    disk = reader.tiers[0].backend
+    disk = reader._tiers[0].backend
     assert isinstance(disk, DiskTier)
     records = _meta_keys_in(disk.path)
     assert len(records) == 2  # the workspace's generation and the namespace's

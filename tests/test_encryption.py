@@ -195,8 +195,8 @@ def test_tampered_entries_in_redis_are_counted_misses(
             raw.set(key, data)  # type: ignore[arg-type]
             assert ask(PROMPT) == ANSWER  # recomputed, never an exception, never the moved one
             assert calls.count(PROMPT) == 2 + number
-        assert cache.tiers[0].counters.integrity_failures == 3
-        assert cache.tiers[0].counters.errors == 0
+        assert cache._tiers[0].counters.integrity_failures == 3
+        assert cache._tiers[0].counters.errors == 0
     finally:
         cache.close()
 
@@ -229,7 +229,7 @@ def test_rotating_the_secret_makes_every_old_entry_unreadable(
         assert all(old_entries.values())
         # An attacker (or a stale deployment) copies each old entry to the key the new
         # secret reads, on both tiers: still never served, each one a counted miss.
-        disk: Any = new.tiers[0].backend
+        disk: Any = new._tiers[0].backend
         for question, (old_key, entry) in zip(questions, old_entries.items(), strict=True):
             assert entry is not None
             with pytest.raises(IntegrityError):
@@ -239,8 +239,8 @@ def test_rotating_the_secret_makes_every_old_entry_unreadable(
         for question in questions:
             assert new_ask(question) == f"new answer to {question}"
         assert new_calls == questions
-        assert sum(t.counters.integrity_failures for t in new.tiers) == 2 * len(questions)
-        assert sum(t.counters.hits for t in new.tiers) == 0
+        assert sum(t.counters.integrity_failures for t in new._tiers) == 2 * len(questions)
+        assert sum(t.counters.hits for t in new._tiers) == 0
         # The old cache still reads its own entries: rotation is per secret, not a wipe.
         assert all(old_ask(q) == f"OLD answer to {q}" for q in questions)
     finally:
@@ -280,8 +280,8 @@ def test_delete_refuses_every_key_but_this_workspaces_entries(
             own_key[:-1],
             own_key + "0",
             own_key.upper(),
-            mine.keys.workspace_prefix(),
-            mine.keys.workspace_prefix() + "*",
+            mine._keys.workspace_prefix(),
+            mine._keys.workspace_prefix() + "*",
             "*",
         ]
         assert {"important:user:1", asks[1].cache_key("q"), asks[2].cache_key("q")} <= set(foreign)
@@ -289,7 +289,7 @@ def test_delete_refuses_every_key_but_this_workspaces_entries(
         for key in foreign:
             with pytest.raises(llmcache.ConfigError, match=r"fn\.cache_key") as refused:
                 mine.delete(key)
-            assert mine.keys.workspace_prefix() in str(refused.value)
+            assert mine._keys.workspace_prefix() in str(refused.value)
         with pytest.raises(llmcache.ConfigError):
             mine.delete(None)  # type: ignore[arg-type]
         assert {k: raw.dump(k) for k in raw.scan_iter(count=1000)} == before  # nothing gone

@@ -257,7 +257,7 @@ def test_what_another_thread_held_at_the_fork_is_free_in_the_child(
         tiers=["memory", server.url],
         generation_poll=POLL,
     )
-    (tier,) = cache.tiers
+    (tier,) = cache._tiers
     assert cache.memory is not None
 
     @cache.cached(namespace="held")

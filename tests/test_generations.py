@@ -58,7 +58,7 @@ def ask(q):
     return site.call({"q": q}, lambda: f"{q}@{state['version']}")
 
 def integrity():
-    return sum(t.counters.integrity_failures for t in cache.tiers)
+    return sum(t.counters.integrity_failures for t in cache._tiers)
 
 for line in sys.stdin:
     command = json.loads(line)
@@ -150,13 +150,13 @@ class Model:
 
     @property
     def integrity_failures(self) -> int:
-        return sum(t.counters.integrity_failures for t in self.cache.tiers)
+        return sum(t.counters.integrity_failures for t in self.cache._tiers)
 
     def record_key(self, field: str) -> str:
-        return RecordFormat(self.cache.keys).key(field)
+        return RecordFormat(self.cache._keys).key(field)
 
     def old_key(self) -> str:  # where generations were kept before: one counter hash
-        return f"llmc-meta:{self.cache.keys.scope}:generations"
+        return f"llmc-meta:{self.cache._keys.scope}:generations"
 
 
 def unique(prefix: str) -> str:
@@ -260,7 +260,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 
 def _valid(model: Model, data: object, field: str) -> bool:
     try:
-        RecordFormat(model.cache.keys).open(field, data)
+        RecordFormat(model.cache._keys).open(field, data)
     except ValueError:
         return False
     return True
@@ -477,7 +477,7 @@ def test_an_open_disk_breaker_never_sends_a_process_back(tmp_path: Path) -> None
     model = Model(["memory", f"disk://{tmp_path}"], unique("breaker"))
     try:
         stale = invalidated(model)
-        disk = model.cache.tiers[0]
+        disk = model.cache._tiers[0]
         for _ in range(disk.failure_threshold):
             disk.reads.failed(OSError("simulated: disk unreadable"))
         assert disk.reads.state == "open"
@@ -520,7 +520,7 @@ def test_async_first_load_is_bounded_and_keeps_the_loop_running(
     provisionally after the load deadline; the event loop is never blocked meanwhile."""
     url = own_server.url + "?timeout=5&connect_timeout=5&async_timeout=5"
     model = Model(["memory", url], unique("async"))
-    model.cache.tiers[0].async_timeout = 5.0
+    model.cache._tiers[0].async_timeout = 5.0
     model.cache._namespaces._load_deadline = 0.5
     assert own_server.pid is not None
     os.kill(own_server.pid, 19)  # SIGSTOP
@@ -578,7 +578,7 @@ def test_redis_write_side_failing_still_invalidates_locally(own_server: RedisSer
         raw.config_set("maxmemory", 0)
         wait_for(lambda: model.cache.health().pending_invalidations == 0, seconds=30)
         data = raw.get(model.record_key("research"))
-        assert RecordFormat(model.cache.keys).open("research", data).label == result.generation
+        assert RecordFormat(model.cache._keys).open("research", data).label == result.generation
     finally:
         model.cache.close()
 
@@ -604,7 +604,7 @@ def test_pending_invalidations_in_lockstep_settle_above_both(own_server: RedisSe
         assert not any(m.published for m in made)
         own_server.start()
         for cache in caches:  # both tiers' breakers closed: the rounds reach Redis
-            wait_for(lambda c=cache: c.tiers[0].call("get", "probe") is None, seconds=30)
+            wait_for(lambda c=cache: c._tiers[0].call("get", "probe") is None, seconds=30)
         rounds = 0
         while any(book._pending for book in books):
             rounds += 1

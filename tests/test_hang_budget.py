@@ -69,7 +69,7 @@ def make_cache(server: RedisServer) -> llmcache.Cache:
 
 
 def redis_tier(cache: llmcache.Cache) -> GuardedTier:
-    (tier,) = cache.tiers
+    (tier,) = cache._tiers
     return tier
 
 

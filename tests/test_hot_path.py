@@ -198,7 +198,7 @@ def test_references_the_hot_path_holds_stay_the_caches_own(tmp_path: Path) -> No
     cache.clear()
     cache.flush()
     f(2)
-    assert hot._tiers is cache.tiers
+    assert hot._tiers is cache._tiers
     assert hot._noted is cache.ledger.noted_hits
-    assert hot._signed_memo is cache.keys.signed_memo
+    assert hot._signed_memo is cache._keys.signed_memo
     cache.close()

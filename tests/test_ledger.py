@@ -54,7 +54,7 @@ def raw_counters(cache: llmcache.Cache, store: str) -> dict[str, dict[str, str]]
             return {key: client.hgetall(key) for key in client.scan_iter("llmc-ledger:*")}
         finally:
             client.close()
-    path = cache.tiers[0].backend.path  # type: ignore[attr-defined]
+    path = cache._tiers[0].backend.path  # type: ignore[attr-defined]
     with sqlite3.connect(path) as connection:
         rows = connection.execute("SELECT key, field, value FROM counters").fetchall()
     found: dict[str, dict[str, str]] = {}
@@ -73,7 +73,7 @@ def corrupt(cache: llmcache.Cache, store: str, key: str, field: str, value: Any)
         finally:
             client.close()
         return
-    path = cache.tiers[0].backend.path  # type: ignore[attr-defined]
+    path = cache._tiers[0].backend.path  # type: ignore[attr-defined]
     with sqlite3.connect(path) as connection:
         connection.execute(
             "INSERT INTO counters (key, field, value) VALUES (?, ?, ?) "

@@ -375,7 +375,7 @@ def test_info_from_a_lower_tier(cache: llmcache.Cache, client: Any) -> None:
     assert cache.memory is not None
     cache.memory.clear()
     hit = _create(client)
-    assert llmcache.info(hit).tier == cache.tiers[0].name  # type: ignore[union-attr]
+    assert llmcache.info(hit).tier == cache._tiers[0].name  # type: ignore[union-attr]
 
 
 def test_unknown_model_cost_is_unknown_not_zero(client: Any) -> None:

@@ -249,7 +249,8 @@ def test_changing_the_messages_while_streaming_does_not_move_the_entry(
 def test_info_reports_streams_on_miss_and_hit() -> None:
     with FakeOpenAIServer() as server:
         cache = llmcache.Cache(workspace="streams", tiers=["memory"])
-        client = cache.wrap(openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0))
+        raw = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+        client = cache.wrap(raw, provider="openai")  # the fake server imitates OpenAI
         request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
         live = client.chat.completions.create(stream=True, **request)
         during = llmcache.info(live)

@@ -67,8 +67,8 @@ class TestRedisBase64Contract(BackendContract):
 def test_registered_for_its_schemes(server: RedisServer) -> None:
     cache = llmcache.Cache(workspace="reg", secret=SECRET, tiers=["memory", server.url])
     try:
-        assert isinstance(cache.tiers[0].backend, RedisBackend)
-        assert cache.tiers[0].name == f"redis://127.0.0.1:{server.port}/0"
+        assert isinstance(cache._tiers[0].backend, RedisBackend)
+        assert cache._tiers[0].name == f"redis://127.0.0.1:{server.port}/0"
     finally:
         cache.close()
 
@@ -409,8 +409,8 @@ def test_async_cache_hits_through_redis(server: RedisServer) -> None:
         second = asyncio.run(scenario())  # a new loop: a new asyncio client, same entries
         assert first == second == [f"q{i % 5}"[::-1] for i in range(50)]
         assert sorted(calls) == [f"q{i}" for i in range(5)]
-        assert cache.tiers[0].counters.hits >= 50
-        assert cache.tiers[0].counters.errors == 0
+        assert cache._tiers[0].counters.hits >= 50
+        assert cache._tiers[0].counters.errors == 0
     finally:
         cache.close()
 

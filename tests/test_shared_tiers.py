@@ -282,7 +282,7 @@ def test_workspaces_never_share_entries_and_keys_hold_no_prompt(
         raw.set(beta.cache_key(prompt), entry)
         assert beta(prompt) == {"length": len(prompt)}
         assert len(calls) == 3
-        assert caches[beta_name].tiers[0].counters.integrity_failures == 1
+        assert caches[beta_name]._tiers[0].counters.integrity_failures == 1
     finally:
         for cache in caches.values():
             cache.close()
@@ -314,7 +314,7 @@ def test_tampered_entries_are_counted_misses(server: RedisServer, raw: redis.Red
             raw.set(key_a, data)  # type: ignore[arg-type]
             assert ask("a") == ["a", "x" * 2000]
             assert calls.count("a") == 1 + number
-        tier = cache.tiers[0]
+        tier = cache._tiers[0]
         assert tier.counters.integrity_failures == len(damage)
         assert tier.counters.errors == 0 and tier.state == "closed"
         assert ask("a") == ["a", "x" * 2000] and calls.count("a") == 1 + len(damage)
@@ -344,7 +344,7 @@ def test_clear_deletes_only_this_workspaces_keys(server: RedisServer, raw: redis
         assert len(list(raw.scan_iter(match=f"llmc:{alpha_name}x#*"))) == 30
         assert raw.get("someone-elses:data") == b"keep"
         assert raw.get(f"llmc:{alpha_name}") == b"not under the workspace prefix"
-        assert beta_ask(3) == 4 and beta.tiers[0].counters.hits == 1
+        assert beta_ask(3) == 4 and beta._tiers[0].counters.hits == 1
     finally:
         alpha.close()
         beta.close()
@@ -360,7 +360,7 @@ def _commands_served(raw: redis.Redis) -> int:
 def test_redis_killed_under_load_then_restarted() -> None:
     server = RedisServer()
     cache = llmcache.Cache(workspace="outage", secret=SECRET, tiers=[server.url])
-    tier = cache.tiers[0]
+    tier = cache._tiers[0]
     down = threading.Event()
     computed_while_down: set[int] = set()
     lock = threading.Lock()

@@ -243,7 +243,7 @@ def test_an_async_method_binds_its_instance(
 
     assert asyncio.run(twice()) == ["bot: q", "bot: q"]
     assert bot.calls == ["q"]
-    assert bot.aanswer.cache_key("q").startswith(memory_cache.keys.workspace_prefix())
+    assert bot.aanswer.cache_key("q").startswith(memory_cache._keys.workspace_prefix())
     assert bot.aanswer.cache_info().memory_hits == 1
 
 

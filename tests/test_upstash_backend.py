@@ -83,7 +83,7 @@ def test_url_forms(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (tier.endpoint, tier._token) == ("https://env-db.upstash.io", "env-token")
     tier.close()
     cache = llmcache.Cache(workspace="envs", secret=SECRET, tiers=["upstash"])  # bare scheme
-    assert isinstance(cache.tiers[0].backend, UpstashBackend)
+    assert isinstance(cache._tiers[0].backend, UpstashBackend)
     cache.close()
 
 
@@ -167,7 +167,7 @@ def test_one_cache_entry_shared_by_redis_and_upstash_clients(
         assert ask_redis("b") == {"answer": "bb"}  # type: ignore[operator]
         assert ask_rest("b") == {"answer": "bb"}  # type: ignore[operator]
         assert calls == ["a", "b"]
-        assert over_rest.tiers[0].counters.hits == 1 and over_redis.tiers[0].counters.hits == 1
+        assert over_rest._tiers[0].counters.hits == 1 and over_redis._tiers[0].counters.hits == 1
     finally:
         over_rest.close()
         over_redis.close()
@@ -191,8 +191,8 @@ def test_binary_entry_from_a_redis_client_is_a_counted_miss_over_rest(
         assert binary_ask(1) == [1, 1]
         assert rest_ask(1) == [1, 1]
         assert calls == [1, 1]
-        assert rest_cache.tiers[0].counters.integrity_failures == 1
-        assert rest_cache.tiers[0].counters.errors == 0
+        assert rest_cache._tiers[0].counters.integrity_failures == 1
+        assert rest_cache._tiers[0].counters.errors == 0
     finally:
         binary_cache.close()
         rest_cache.close()
@@ -229,7 +229,7 @@ def test_failing_endpoint_fails_open_and_fast(rest: UpstashRestServer, mode: str
             durations.append(time.perf_counter() - started)
         assert max(durations) < 1.0, durations
         assert sum(durations[3:]) < 0.2, durations  # breaker open: no I/O (a hang is 0.25 s)
-        health = {t.name: t for t in cache.health().tiers}[cache.tiers[0].name]
+        health = {t.name: t for t in cache.health().tiers}[cache._tiers[0].name]
         # A timeout opens the breaker at once (one deadline paid); fast failures take three.
         assert health.state == "open" and health.errors >= (1 if mode == "hang" else 3)
         assert health.last_error and "BackendError" in health.last_error
@@ -237,10 +237,10 @@ def test_failing_endpoint_fails_open_and_fast(rest: UpstashRestServer, mode: str
 
         rest.mode = "ok"
         # The breaker's cooldown is real time (monotonic): the probe is due when it is over.
-        wait_until(lambda: cache.tiers[0].state == "half-open", 5, "the cooldown over")
+        wait_until(lambda: cache._tiers[0].state == "half-open", 5, "the cooldown over")
         assert ask("q5") == "Q5"  # a probe: the tier works again and the queue is replayed
-        wait_until(lambda: not cache.tiers[0].queued_writes, 5, "the queue replayed")
-        assert cache.tiers[0].state == "closed" and cache.tiers[0].queued_writes == 0
+        wait_until(lambda: not cache._tiers[0].queued_writes, 5, "the queue replayed")
+        assert cache._tiers[0].state == "closed" and cache._tiers[0].queued_writes == 0
         before = len(calls)
         assert ask("q0") == "Q0"  # written while the endpoint was failing
         assert len(calls) == before
@@ -265,7 +265,7 @@ def test_hanging_endpoint_async_fails_open_fast(rest: UpstashRestServer) -> None
 
     try:
         assert asyncio.run(scenario()) < 1.0
-        assert cache.tiers[0].counters.errors >= 1
+        assert cache._tiers[0].counters.errors >= 1
     finally:
         rest.mode = "ok"
         cache.close()

@@ -65,7 +65,7 @@ def test_a_redis_that_cannot_store_still_serves_its_hits(server: RedisServer) ->
         # Hits: still served from Redis, however many writes failed before them.
         assert [ask(n) for n in stored] == [f"answer {n}" for n in stored]
         assert len(real_calls) == 30, "hits were recomputed: the failed writes stopped reads"
-        health = {t.name: t for t in cache.health().tiers}[cache.tiers[0].name]
+        health = {t.name: t for t in cache.health().tiers}[cache._tiers[0].name]
         assert health.write_state == "open" and health.read_state == "closed"
         assert health.write_error is not None and "maxmemory" in health.write_error
         assert health.read_error is None
@@ -156,7 +156,7 @@ def test_the_queue_bound_is_configurable_and_shown_in_health(tmp_path: Path) -> 
     cache = llmcache.Cache(
         workspace="queue", secret=SECRET, tiers=["memory", f"redis://127.0.0.1:{port}/0"]
     )
-    tier = cache.tiers[0]
+    tier = cache._tiers[0]
     tier.max_queue_bytes = 1024 * 1024
 
     @cache.cached(namespace="n")

@@ -90,7 +90,7 @@ class AsyncFlow:
     async def key(self, request: Mapping[str, Any]) -> str:
         """The signed key `request` has under the current options."""
         _, fingerprint, prefix, _ = await self.prepare(self.canonical(request))
-        return self.site.cache.keys.signed_key(prefix, fingerprint)
+        return self.site.cache._keys.signed_key(prefix, fingerprint)
 
     # -- the whole call ---------------------------------------------------------------------
     async def run(
@@ -172,7 +172,7 @@ class AsyncFlow:
     # -- tiers ------------------------------------------------------------------------------
     async def lookup(self, fingerprint: int, prefix: str, opts: Options | None) -> Found | None:
         found = memory_lookup(self.site, fingerprint, opts)
-        if found is not None or not self.site.cache.tiers:
+        if found is not None or not self.site.cache._tiers:
             return found
         return await self.lower_lookup(fingerprint, prefix, opts)
 
@@ -181,8 +181,8 @@ class AsyncFlow:
     ) -> Found | None:
         """The first tier below memory that holds a good entry; it fills the tiers above."""
         site = self.site
-        signed_key = site.cache.keys.signed_key(prefix, fingerprint)
-        for index, tier in enumerate(site.cache.tiers):
+        signed_key = site.cache._keys.signed_key(prefix, fingerprint)
+        for index, tier in enumerate(site.cache._tiers):
             data = await tier.aget(signed_key)
             found = verify(site, tier, data, signed_key, opts, count)
             if found is not None and data is not None:
@@ -194,13 +194,13 @@ class AsyncFlow:
         """Copy an entry found in tier `index` into every faster tier (memory included)."""
         site = self.site
         write_memory(site, fingerprint, record)
-        for upper in site.cache.tiers[:index]:
+        for upper in site.cache._tiers[:index]:
             await upper.aset(record.signed_key, data, ttl_of(site, record))
 
     async def store_below(self, record: Record) -> None:
         """Write a new record to every tier below memory."""
         site = self.site
-        tiers = site.cache.tiers
+        tiers = site.cache._tiers
         if tiers:
             data = entry_bytes(site, record)
             for tier in tiers:
@@ -271,7 +271,7 @@ class AsyncFlow:
         lock_tier, lock_key, token = site.cache._lock_tier, "", None
         found: Found | None = None
         if lock_tier is not None and (opts is None or not opts.refresh):
-            lock_key = site.cache.keys.signed_key(prefix, fingerprint) + ":lock"
+            lock_key = site.cache._keys.signed_key(prefix, fingerprint) + ":lock"
             token = await lock_tier.acall("try_lock", lock_key, self.lease_seconds())
             if token is None:  # another process is making this call: wait for its entry
                 found, token = await self.wait_for_other_process(

@@ -93,7 +93,7 @@ class Flow:
     def key(self, request: Mapping[str, Any]) -> str:
         """The signed key `request` has under the current options."""
         _, fingerprint, prefix, _ = self.prepare(self.canonical(request))
-        return self.site.cache.keys.signed_key(prefix, fingerprint)
+        return self.site.cache._keys.signed_key(prefix, fingerprint)
 
     # -- the whole call ---------------------------------------------------------------------
     def run(
@@ -175,7 +175,7 @@ class Flow:
     # -- tiers ------------------------------------------------------------------------------
     def lookup(self, fingerprint: int, prefix: str, opts: Options | None) -> Found | None:
         found = memory_lookup(self.site, fingerprint, opts)
-        if found is not None or not self.site.cache.tiers:
+        if found is not None or not self.site.cache._tiers:
             return found
         return self.lower_lookup(fingerprint, prefix, opts)
 
@@ -184,8 +184,8 @@ class Flow:
     ) -> Found | None:
         """The first tier below memory that holds a good entry; it fills the tiers above."""
         site = self.site
-        signed_key = site.cache.keys.signed_key(prefix, fingerprint)
-        for index, tier in enumerate(site.cache.tiers):
+        signed_key = site.cache._keys.signed_key(prefix, fingerprint)
+        for index, tier in enumerate(site.cache._tiers):
             data = tier.get(signed_key)
             found = verify(site, tier, data, signed_key, opts, count)
             if found is not None and data is not None:
@@ -197,13 +197,13 @@ class Flow:
         """Copy an entry found in tier `index` into every faster tier (memory included)."""
         site = self.site
         write_memory(site, fingerprint, record)
-        for upper in site.cache.tiers[:index]:
+        for upper in site.cache._tiers[:index]:
             upper.set(record.signed_key, data, ttl_of(site, record))
 
     def store_below(self, record: Record) -> None:
         """Write a new record to every tier below memory."""
         site = self.site
-        tiers = site.cache.tiers
+        tiers = site.cache._tiers
         if tiers:
             data = entry_bytes(site, record)
             for tier in tiers:
@@ -274,7 +274,7 @@ class Flow:
         lock_tier, lock_key, token = site.cache._lock_tier, "", None
         found: Found | None = None
         if lock_tier is not None and (opts is None or not opts.refresh):
-            lock_key = site.cache.keys.signed_key(prefix, fingerprint) + ":lock"
+            lock_key = site.cache._keys.signed_key(prefix, fingerprint) + ":lock"
             token = lock_tier.call("try_lock", lock_key, self.lease_seconds())
             if token is None:  # another process is making this call: wait for its entry
                 found, token = self.wait_for_other_process(fingerprint, prefix, lock_key, opts)
