@@ -153,7 +153,7 @@ class Cache:
         )
         lockers = [t for t in self._tiers if t.backend.supports_locks]
         self._lock_tier: GuardedTier | None = lockers[-1] if lockers else None
-        self.ledger = Ledger(self._keys.scope, self._keys.ledger_key)
+        self.ledger = Ledger(self._keys.scope, self._keys.ledger_key, self.clock)
         self._lock = threading.Lock()
         self._namespaces = Namespaces(self._keys, persistent, namespace, self._start_watcher)
         # The sites of this cache, held weakly: a site that is gone leaves its counts in

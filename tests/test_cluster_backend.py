@@ -93,7 +93,12 @@ def test_get_many_across_slots_and_nodes(cluster: RedisCluster) -> None:
 
 
 def test_counters_locks_and_async_on_a_cluster(cluster: RedisCluster) -> None:
-    tier = RedisClusterBackend.from_url(cluster.url)
+    # What this checks is behaviour, not speed: deadlines far above the defaults (50 ms, and
+    # 250 ms for asyncio), so that a busy machine cannot turn a slow reply into a failure.
+    sep = "&" if "?" in cluster.url else "?"
+    tier = RedisClusterBackend.from_url(
+        f"{cluster.url}{sep}timeout=5&connect_timeout=5&async_timeout=5&async_connect_timeout=5"
+    )
 
     async def scenario(run: int) -> None:
         await asyncio.gather(*(tier.aset(f"llmc:async:{i}", b"v%d" % i, 30) for i in range(30)))
