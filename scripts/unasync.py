@@ -1,7 +1,8 @@
-"""Write sync code from its async source: the core's flow and the OpenAI adapter's endpoints.
+"""Write sync code from its async source: the core's flow and the provider adapters' endpoints.
 
-`llmcache/_async/*.py` → `llmcache/_sync/*.py`, and
-`adapters/llmcache_openai/_async.py` → `adapters/llmcache_openai/_sync.py`.
+`llmcache/_async/*.py` → `llmcache/_sync/*.py`, and for the OpenAI and Anthropic adapters
+`adapters/llmcache_<provider>/_async.py` → `_sync.py` (and `_async_streams.py` →
+`_sync_streams.py`).
 
     python scripts/unasync.py          # rewrite the sync files
     python scripts/unasync.py --check  # exit 1 if they are not what this script writes
@@ -31,6 +32,14 @@ PAIRS = [
     (
         ROOT / "adapters" / "llmcache_openai" / "_async_streams.py",
         ROOT / "adapters" / "llmcache_openai" / "_sync_streams.py",
+    ),
+    (
+        ROOT / "adapters" / "llmcache_anthropic" / "_async.py",
+        ROOT / "adapters" / "llmcache_anthropic" / "_sync.py",
+    ),
+    (
+        ROOT / "adapters" / "llmcache_anthropic" / "_async_streams.py",
+        ROOT / "adapters" / "llmcache_anthropic" / "_sync_streams.py",
     ),
 ]
 
@@ -63,6 +72,15 @@ RENAMES = {
     "AsyncChat": "Chat",
     "AsyncResponses": "Responses",
     "AsyncEmbeddings": "Embeddings",
+    # the Anthropic adapter's endpoints and streams (the SDK's own helper streams included)
+    "AsyncMessages": "Messages",
+    "AsyncBetaMessages": "BetaMessages",
+    "AsyncBeta": "Beta",
+    "AsyncStreamHelper": "StreamHelper",
+    "AsyncMessageStream": "MessageStream",
+    "BetaAsyncMessageStream": "BetaMessageStream",
+    "CachedAsyncMessageStream": "CachedMessageStream",
+    "CachedBetaAsyncMessageStream": "CachedBetaMessageStream",
 }
 SUBSTITUTIONS = [
     # A sync tier call is bounded by the backend itself: the deadline wrapper goes (ruff

@@ -1,0 +1,127 @@
+"""Reading Anthropic's usage fields (the only place that knows their names), and the price
+list a client's calls are priced from.
+
+A Messages API answer (``Message``, ``BetaMessage``, a recorded stream, or a plain dict of
+one, such as its ``model_dump()``) reports its prompt in three parts that do not overlap:
+``input_tokens`` (read at the plain input price), ``cache_creation_input_tokens`` (written
+to Anthropic's prompt cache, at a premium) and ``cache_read_input_tokens`` (read from it,
+at a discount). `llmcache.Usage` counts the way genai-prices does: the input total includes
+the cache reads and writes, which are parts of it. So, as genai-prices' own ``anthropic``
+usage extraction maps them:
+
+    input_tokens + cache_creation_input_tokens + cache_read_input_tokens -> input_tokens
+    cache_read_input_tokens                   -> cache_read_tokens
+    cache_creation_input_tokens               -> cache_write_tokens
+    output_tokens                             -> output_tokens (thinking included)
+    output_tokens_details.thinking_tokens     -> reasoning_tokens (a part of the output)
+
+Cache writes of the 1-hour TTL (``cache_creation.ephemeral_1h_input_tokens``) are priced as
+5-minute writes: `llmcache.Usage` has one write count (Anthropic bills 1-hour writes at 2x
+the input price, 5-minute ones at 1.25x).
+
+``messages.count_tokens`` is free: its answers are counted at $0 (`count_usage`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from llmcache.ext import Usage
+
+from ._streaming import StreamRecording
+
+__all__ = ["count_usage", "provider_for_url", "usage_of"]
+
+log = logging.getLogger("llmcache")
+
+ANTHROPIC_HOST = "api.anthropic.com"
+
+
+def _field(obj: Any, name: str) -> Any:
+    """`obj`'s `name` (a mapping's key or an object's attribute), None if absent."""
+    if obj is None:
+        return None
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _is_message(result: Any) -> bool:
+    """Whether `result` is a Messages API answer (or a recording of one), not another
+    provider's response that also has ``usage.input_tokens`` (OpenAI's Responses API)."""
+    if isinstance(result, StreamRecording):
+        return True
+    kind = _field(result, "type")
+    return bool(kind == "message" and _field(result, "role") == "assistant")
+
+
+def usage_of(result: Any) -> Usage | None:
+    """The `Usage` of an Anthropic message (or of a dict shaped like one), else None.
+
+    The provider is left unset: the site's (the client's price list, see `provider_for_url`)
+    applies. Odd counts (negative, not whole) are `Usage`'s to clean up, not an error here.
+    """
+    if not _is_message(result):
+        return None
+    usage = _field(result, "usage")
+    if usage is None:
+        return None
+    plain = _field(usage, "input_tokens") or 0
+    written = _field(usage, "cache_creation_input_tokens") or 0
+    read = _field(usage, "cache_read_input_tokens") or 0
+    details = _field(usage, "output_tokens_details")
+    model = _field(result, "model")
+    total = plain + written + read if _whole(plain, written, read) else plain
+    return Usage(
+        model=str(model) if model else None,
+        input_tokens=total,
+        output_tokens=_field(usage, "output_tokens"),
+        cache_read_tokens=read,
+        cache_write_tokens=written,
+        reasoning_tokens=_field(details, "thinking_tokens"),
+    )
+
+
+def _whole(*counts: Any) -> bool:
+    """Whether the counts can be added (a malformed one is left to `Usage` to count as 0)."""
+    return all(isinstance(count, int) and not isinstance(count, bool) for count in counts)
+
+
+def count_usage(result: Any) -> Usage:
+    """What a ``count_tokens`` call cost: nothing (Anthropic does not bill it)."""
+    return Usage(cost_usd=0.0)
+
+
+def provider_for_url(base_url: str) -> str:
+    """The price list of calls to `base_url`: a genai-prices provider id, else the host.
+
+    Anthropic's API is "anthropic" (decided without loading the price data). Another URL is
+    matched against genai-prices' provider URL patterns, as its ``calc_price(...,
+    provider_api_url=...)`` does. A host genai-prices does not know (a local server, a
+    private gateway) is returned as it is ("localhost:8080"): no price list has that id, so
+    its calls are unpriced, never priced at another provider's rates, unless
+    `llmcache.set_price` names the model or ``cache.wrap(client, provider=...)`` names the
+    price list.
+    """
+    parts = urlsplit(base_url)
+    if (parts.hostname or "") == ANTHROPIC_HOST:
+        return "anthropic"
+    return _matched_provider(base_url) or parts.netloc or base_url
+
+
+@functools.lru_cache(maxsize=256)
+def _matched_provider(base_url: str) -> str | None:
+    try:
+        from genai_prices import data_snapshot
+
+        providers = data_snapshot.get_snapshot().providers
+    except Exception as error:  # no usable price data: every call is unpriced, none fails
+        log.warning("llmcache: genai-prices' provider list is unavailable: %r", error)
+        return None
+    for provider in providers:
+        if provider.api_pattern and re.match(provider.api_pattern, base_url):
+            return str(provider.id)
+    return None
