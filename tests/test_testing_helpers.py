@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import llmcache
@@ -36,3 +39,24 @@ def test_assert_calls_fails_with_a_useful_message(memory_cache: llmcache.Cache) 
         assert_calls(memory_cache, real=0),
     ):
         ask("new")
+
+
+def test_llmcache_testing_imports_without_the_openai_sdk() -> None:
+    """The servers are exported lazily: ``count_calls`` needs neither SDK, and a server whose
+    SDK is missing fails when asked for, with an ImportError."""
+    code = """
+import sys
+sys.modules["openai"] = None  # as if not installed: importing it raises ImportError
+import llmcache.testing
+from llmcache.testing import count_calls
+try:
+    llmcache.testing.FakeOpenAIServer
+except ImportError as exc:
+    print(type(exc).__name__, count_calls.__name__)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "ModuleNotFoundError count_calls"
+    import llmcache.testing
+    from llmcache.testing._openai_server import FakeOpenAIServer
+
+    assert llmcache.testing.FakeOpenAIServer is FakeOpenAIServer

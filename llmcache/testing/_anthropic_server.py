@@ -9,28 +9,27 @@ server cannot read a 400, with Anthropic's error body and a ``request-id`` heade
 
 from __future__ import annotations
 
-import json
-import re
-import socket
-import threading
-import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
-from typing import Any, Self, get_args
+from collections.abc import Iterator
+from typing import Any, get_args
 
 from anthropic import types as api
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from llmcache.testing import _fake_claude as fake
-from llmcache.testing._loopback import LoopbackHTTPServer
+
+# What both fake API servers share (the same list stands in _openai_server.py).
+from llmcache.testing._loopback import (
+    APIError,
+    ErrorTexts,
+    Event,
+    JSONDict,
+    LoopbackAPIServer,
+    Reply,
+    Routes,
+    new_id,
+)
 
 __all__ = ["FakeAnthropicServer"]
-
-JSONDict = dict[str, Any]
-Event = tuple[str, BaseModel | JSONDict]  # one SSE event: its ``event:`` name and its data
-Reply = BaseModel | JSONDict | Iterator[Event]  # a JSON body, or a stream of events
 
 MODELS = ("claude-opus-4-5", "claude-sonnet-4-6", "claude-haiku-4-5")  # what /v1/models lists
 _ERROR_TYPES = {
@@ -50,13 +49,13 @@ _EVENTS: dict[str, type[BaseModel]] = {  # by their ``type``
 }
 
 
-class HTTPError(Exception):
+class HTTPError(APIError):
     """An endpoint's failure, answered with an Anthropic error body."""
 
     def __init__(self, status: int, message: str, error_type: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(status, message)
         fallback = "api_error" if status >= 500 else "invalid_request_error"
-        self.status, self.error_type = status, error_type or _ERROR_TYPES.get(status, fallback)
+        self.error_type = error_type or _ERROR_TYPES.get(status, fallback)
 
     def body(self, request_id: str) -> api.ErrorResponse:
         error = {"type": self.error_type, "message": str(self)}
@@ -65,8 +64,11 @@ class HTTPError(Exception):
         )
 
 
+_ID_DIGITS = 24  # Anthropic's ids are shorter than OpenAI's
+
+
 def _new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
+    return new_id(prefix, _ID_DIGITS)
 
 
 def _messages(server: FakeAnthropicServer, body: JSONDict) -> Reply:
@@ -146,103 +148,14 @@ def _models(server: FakeAnthropicServer, body: JSONDict, model_id: str | None = 
     return {"data": data, "has_more": False, "first_id": MODELS[0], "last_id": MODELS[-1]}
 
 
-# (method, path pattern) -> the endpoint (its arguments: the path's groups) and required fields
-_ROUTES: dict[tuple[str, str], tuple[Callable[..., Reply], tuple[str, ...]]] = {
+_ROUTES: Routes = {
     ("POST", "/v1/messages"): (_messages, ("model", "messages", "max_tokens")),
     ("POST", "/v1/messages/count_tokens"): (_count_tokens, ("model", "messages")),
     ("GET", "/v1/models(?:/([^/]+))?"): (_models, ()),
 }
 
 
-def _answer(server: FakeAnthropicServer, method: str, path: str, body: JSONDict) -> Reply:
-    """What the endpoint for ``method`` and ``path`` answers to ``body``."""
-    for (route_method, pattern), (endpoint, required) in _ROUTES.items():
-        match = re.fullmatch(pattern, path)
-        if match and route_method == method:
-            if missing := [key for key in required if not body.get(key)]:
-                raise HTTPError(400, f"{missing[0]}: Field required")
-            try:
-                return endpoint(server, body, *match.groups())
-            except ValidationError as exc:  # the request echoes what the SDK's types reject
-                where = exc.errors()[0]
-                raise HTTPError(400, f"{where['loc']}: {where['msg']}") from exc
-            except (LookupError, TypeError, ValueError) as exc:  # a field missing or malformed
-                raise HTTPError(400, f"{type(exc).__name__}: {exc}") from exc
-    raise HTTPError(404, f"Not found: {method} {path}")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: LoopbackHTTPServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:
-        owner: FakeAnthropicServer = self.server.owner
-        request_id = _new_id("req_")
-        try:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = raw.decode("utf-8", "replace")
-            path = self.path.split("?")[0].rstrip("/")
-            abort = owner._record(path, body, dict(self.headers.items()))
-            if body is not None and not isinstance(body, dict):
-                raise HTTPError(400, "There was an error parsing the body of your request.")
-            self._send(200, _answer(owner, self.command, path, body or {}), request_id, abort)
-        except HTTPError as exc:
-            self._send(exc.status, exc.body(request_id), request_id)
-        except OSError:  # the client went away
-            self.close_connection = True
-
-    do_POST = do_GET
-
-    def _send(
-        self,
-        status: int,
-        reply: Reply,
-        request_id: str,
-        abort: tuple[int, str | None] | None = None,
-    ) -> None:
-        """A JSON body or Server-Sent Events, in HTTP/1.1 chunks. ``abort`` (events, error):
-        after that many events, an ``error`` event of that type ends the stream, or without
-        one the connection is cut without the last chunk (the client sees an incomplete body)."""
-        streamed = isinstance(reply, Iterator)
-        self.send_response(status)
-        self.send_header("Content-Type", "text/event-stream" if streamed else "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("request-id", request_id)
-        if status >= 400:  # how long the SDK waits before a retry
-            self.send_header("retry-after-ms", "1")
-        self.end_headers()
-        events = reply if isinstance(reply, Iterator) else iter([("", reply)])
-        for sent, (name, data) in enumerate(events):
-            if streamed and abort is not None and sent == abort[0]:
-                if abort[1] is None:
-                    self.close_connection = True
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                failure = HTTPError(500, f"Simulated {abort[1]} mid-stream.", abort[1])
-                self._write("error", failure.body(request_id), streamed)
-                break
-            self._write(name, data, streamed)
-        self.wfile.write(b"0\r\n\r\n")
-
-    def _write(self, name: str, data: BaseModel | JSONDict, streamed: bool) -> None:
-        if isinstance(data, BaseModel):  # as the API sends it: the fields that were set
-            text = data.model_dump_json(exclude_unset=True, by_alias=True)
-        else:
-            text = json.dumps(data)
-        if streamed:
-            text = f"event: {name}\ndata: {text}\n\n"
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(text.encode()), text.encode()))
-        self.wfile.flush()
-
-
-class FakeAnthropicServer:
+class FakeAnthropicServer(LoopbackAPIServer):
     """An Anthropic-compatible HTTP server on ``127.0.0.1``, served from a daemon thread::
 
         with FakeAnthropicServer(latency_per_token=0.01) as server:
@@ -255,10 +168,25 @@ class FakeAnthropicServer:
     ``port=0`` binds a free port; with ``api_key`` set, a request that carries another key (as
     ``x-api-key`` or ``Authorization: Bearer``) gets a 401. ``requests`` and
     ``requests_by_path`` count every request received, the ones failed on purpose by
-    :meth:`fail_next` included. Prompt caching is simulated: a prefix ending at a
-    ``cache_control`` breakpoint is written the first time a server sees it and read after
-    (see :meth:`clear_prompt_cache`).
+    :meth:`fail_next` included (529 answers ``overloaded_error``). Prompt caching is
+    simulated: a prefix ending at a ``cache_control`` breakpoint is written the first time a
+    server sees it and read after (see :meth:`clear_prompt_cache`). ``base_url`` is
+    ``http://127.0.0.1:PORT``: Anthropic's paths (unlike OpenAI's) start with ``/v1``.
     """
+
+    _routes = _ROUTES
+    _error = HTTPError
+    # The wording of the errors the base answers itself: the same fields as
+    # FakeOpenAIServer's, in Anthropic's words (the one difference the two blocks hold).
+    _texts = ErrorTexts(
+        missing="{field}: Field required",
+        invalid="{loc}: {msg}",
+        malformed="{kind}: {exc}",
+        not_found="Not found: {method} {path}",
+        unparsable="There was an error parsing the body of your request.",
+    )
+    _request_id_header = "request-id"
+    _id_digits = _ID_DIGITS
 
     def __init__(
         self,
@@ -268,77 +196,14 @@ class FakeAnthropicServer:
         port: int = 0,
         api_key: str | None = None,
     ) -> None:
-        self.latency_per_token, self.base_latency = latency_per_token, base_latency
+        super().__init__(latency_per_token=latency_per_token, base_latency=base_latency, port=port)
         self.api_key = api_key
-        self.last_request_body: Any = None  # the parsed JSON body of the latest request
-        self.last_request_headers: dict[str, str] = {}  # its headers, names lower-cased
-        self._port, self._lock = port, threading.Lock()
-        self._httpd: LoopbackHTTPServer | None = None
-        self._by_path: Counter[str] = Counter()
-        self._failing = (0, 500)  # how many of the next requests fail, and with what status
-        self._abort: tuple[int, str | None] | None = None
         self._prompt_cache: dict[int, None] = {}  # the prefix keys seen, oldest first
-
-    def start(self) -> Self:
-        if self._httpd is None:  # clients hang up mid-stream on purpose: no tracebacks
-            self._httpd = LoopbackHTTPServer(_Handler, self, port=self._port, report_errors=False)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and cut every open connection."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._httpd is not None
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("FakeAnthropicServer is not running; call start() first")
-        return self._httpd.port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``: pass it as ``base_url`` to ``Anthropic(...)``, whose
-        paths (unlike OpenAI's) start with ``/v1``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def requests(self) -> int:
-        with self._lock:
-            return self._by_path.total()
-
-    @property
-    def requests_by_path(self) -> dict[str, int]:  # a snapshot
-        with self._lock:
-            return dict(self._by_path)
-
-    def reset_counts(self) -> None:
-        with self._lock:
-            self._by_path.clear()
 
     def clear_prompt_cache(self) -> None:
         """Forget every cached prefix: the next request with breakpoints writes them again."""
         with self._lock:
             self._prompt_cache.clear()
-
-    def fail_next(self, n: int = 1, status: int = 500) -> None:
-        """Answer the next ``n`` requests (any path) with HTTP ``status`` and an error body
-        (529: ``overloaded_error``). The SDK retries 408, 409, 429 and 5xx by default: its
-        retries use up failures too."""
-        if n < 0 or not 400 <= status <= 599:
-            raise ValueError("n must be >= 0 and status an HTTP error code")
-        with self._lock:
-            self._failing = (n, status)
 
     def abort_stream_after(self, n_events: int, *, error: str | None = None) -> None:
         """Make the next stream drop its connection after ``n_events`` SSE events (the
@@ -346,38 +211,20 @@ class FakeAnthropicServer:
         ``"overloaded_error"``), send an ``error`` event then, as the API does mid-stream."""
         if n_events < 0 or (error is not None and error not in _ERROR_TYPES.values()):
             raise ValueError(f"n_events must be >= 0 and error one of {_ERROR_TYPES.values()}")
-        with self._lock:
-            self._abort = (n_events, error)
-
-    def _sleep(self, tokens: int, *, first: bool = False) -> None:  # as if generating tokens
-        time.sleep(self.latency_per_token * tokens + (self.base_latency if first else 0))
+        failure = None if error is None else HTTPError(500, f"Simulated {error} mid-stream.", error)
+        self._cut_next_stream(n_events, failure)
 
     def _cache_usage(self, model: str, prompt: fake.Prompt) -> JSONDict:
         with self._lock:
             return fake.cache_usage(prompt, model, self._prompt_cache)
 
+    def _refusal(self) -> HTTPError | None:
+        """A 401 for a request that carries another key than ``api_key`` (when it is set)."""
+        if self.api_key is None or self.api_key in self._api_keys():
+            return None
+        return HTTPError(401, "invalid x-api-key")
+
     def _api_keys(self) -> tuple[str | None, str]:
         """The key a request carries: SDKs send ``x-api-key`` or a bearer token."""
         headers = self.last_request_headers
         return headers.get("x-api-key"), headers.get("authorization", "").removeprefix("Bearer ")
-
-    def _record(
-        self, path: str, body: Any, headers: dict[str, str]
-    ) -> tuple[int, str | None] | None:
-        """Count a request and fail it if :meth:`fail_next` (or the API key) says so; else, for
-        a stream, when to end it early (:meth:`abort_stream_after`), if at all."""
-        with self._lock:
-            self._by_path[path] += 1
-            self.last_request_body = body
-            self.last_request_headers = {k.lower(): v for k, v in headers.items()}
-            failures, status = self._failing
-            self._failing = (max(0, failures - 1), status)
-            denied = self.api_key is not None and self.api_key not in self._api_keys()
-            abort = None
-            if not (failures or denied) and isinstance(body, dict) and body.get("stream"):
-                abort, self._abort = self._abort, None
-        if failures:
-            raise HTTPError(status, f"Simulated failure (HTTP {status}).")
-        if denied:
-            raise HTTPError(401, "invalid x-api-key")
-        return abort

@@ -11,32 +11,33 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
-import re
-import socket
 import struct
-import threading
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
-from typing import Any, Self, get_args
+from collections.abc import Iterator
+from typing import Any, get_args
 
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from openai.types.shared import ErrorObject
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from llmcache.testing import _fake_model as fake
-from llmcache.testing._loopback import LoopbackHTTPServer
+
+# What both fake API servers share (the same list stands in _anthropic_server.py).
+from llmcache.testing._loopback import (
+    APIError,
+    APIHandler,
+    ErrorTexts,
+    Event,
+    JSONDict,
+    LoopbackAPIServer,
+    Reply,
+    Routes,
+    new_id,
+)
 
 __all__ = ["FakeOpenAIServer"]
-
-JSONDict = dict[str, Any]
-Event = tuple[str | None, BaseModel | str]  # one SSE event: its ``event:`` name and its data
-Reply = BaseModel | JSONDict | Iterator[Event]  # a JSON body, or a stream of events
 
 EMBEDDING_DIMENSIONS = 8  # when the request does not pass ``dimensions``
 _MODELS = (
@@ -74,25 +75,24 @@ _ECHOED: JSONDict = {
 }
 
 
-class HTTPError(Exception):
+class HTTPError(APIError):
     """An endpoint's failure, answered with an OpenAI-style error body."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, code = status, _ERROR_CODES.get(status)
+        super().__init__(status, message)
+        code = _ERROR_CODES.get(status)
         kind = "server_error" if status >= 500 else "invalid_request_error"
         kind = code if code and status in (408, 409, 429) else kind
         self.error = ErrorObject(message=message, type=kind, param=None, code=code)
 
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
+    def body(self, request_id: str) -> JSONDict:
+        return {"error": self.error.model_dump(exclude_unset=True)}
 
 
 def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     plans = [fake.plan_chat(body, index) for index in range(body.get("n") or 1)]
     head = {
-        "id": _new_id("chatcmpl-"),
+        "id": new_id("chatcmpl-"),
         "created": int(time.time()),
         "model": body["model"],
         "service_tier": "default",
@@ -178,10 +178,10 @@ def _chat_completions(server: FakeOpenAIServer, body: JSONDict) -> Reply:
 
 def _responses(server: FakeOpenAIServer, body: JSONDict) -> Reply:
     plan, created = fake.plan_response(body), int(time.time())
-    call, item_id = plan.tool_call, _new_id("fc_" if plan.tool_call is not None else "msg_")
+    call, item_id = plan.tool_call, new_id("fc_" if plan.tool_call is not None else "msg_")
     start = {
         **{key: body.get(key, default) for key, default in _ECHOED.items()},
-        "id": _new_id("resp_"),
+        "id": new_id("resp_"),
         "object": "response",
         "created_at": created,
         "model": body["model"],
@@ -289,8 +289,7 @@ def _models(server: FakeOpenAIServer, body: JSONDict, model_id: str | None = Non
     return models[0] if model_id else {"object": "list", "data": listed}
 
 
-# (method, path pattern) -> the endpoint (its arguments: the path's groups) and required fields
-_ROUTES: dict[tuple[str, str], tuple[Callable[..., Reply], tuple[str, ...]]] = {
+_ROUTES: Routes = {
     ("POST", "/v1/chat/completions"): (_chat_completions, ("model", "messages")),
     ("POST", "/v1/responses"): (_responses, ("model",)),
     ("POST", "/v1/embeddings"): (_embeddings, ("model", "input")),
@@ -298,79 +297,11 @@ _ROUTES: dict[tuple[str, str], tuple[Callable[..., Reply], tuple[str, ...]]] = {
 }
 
 
-def _answer(server: FakeOpenAIServer, method: str, path: str, body: JSONDict) -> Reply:
-    """What the endpoint for ``method`` and ``path`` answers to ``body``."""
-    for (route_method, pattern), (endpoint, required) in _ROUTES.items():
-        match = re.fullmatch(pattern, path)
-        if match and route_method == method:
-            if missing := [key for key in required if not body.get(key)]:
-                raise HTTPError(400, f"Missing required parameter: '{missing[0]}'.")
-            try:
-                return endpoint(server, body, *match.groups())
-            except ValidationError as exc:  # the request echoes what the SDK's types reject
-                where = exc.errors()[0]
-                raise HTTPError(400, f"Invalid request: {where['msg']} at {where['loc']}") from exc
-            except (LookupError, TypeError, ValueError) as exc:  # a field missing or malformed
-                raise HTTPError(400, f"Invalid request: {type(exc).__name__}: {exc}") from exc
-    raise HTTPError(404, f"Invalid URL ({method} {path})")
+class _Handler(APIHandler):
+    do_DELETE = APIHandler.do_GET  # answered, with a 404: no route takes it
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: LoopbackHTTPServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:
-        owner: FakeOpenAIServer = self.server.owner
-        try:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = raw.decode("utf-8", "replace")
-            path = self.path.split("?")[0].rstrip("/")
-            abort_after = owner._record(path, body, dict(self.headers.items()))
-            if body is not None and not isinstance(body, dict):
-                raise HTTPError(400, "We could not parse the JSON body of your request.")
-            self._send(200, _answer(owner, self.command, path, body or {}), abort_after)
-        except HTTPError as exc:
-            self._send(exc.status, {"error": exc.error.model_dump(exclude_unset=True)})
-        except OSError:  # the client went away
-            self.close_connection = True
-
-    do_POST = do_DELETE = do_GET
-
-    def _send(self, status: int, reply: Reply, abort_after: int | None = None) -> None:
-        """A JSON body or Server-Sent Events, in HTTP/1.1 chunks. After ``abort_after`` events
-        the connection is cut without the last chunk: the client sees an incomplete body."""
-        streamed = isinstance(reply, Iterator)
-        self.send_response(status)
-        self.send_header("Content-Type", "text/event-stream" if streamed else "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("x-request-id", _new_id("req_"))
-        if status >= 400:  # how long the SDK waits before a retry
-            self.send_header("retry-after-ms", "1")
-        self.end_headers()
-        events = reply if isinstance(reply, Iterator) else iter([(None, reply)])
-        for sent, (name, data) in enumerate(events):
-            if streamed and sent == abort_after:
-                self.close_connection = True
-                self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if isinstance(data, BaseModel):  # as the API sends it: the fields that were set
-                data = data.model_dump_json(exclude_unset=True, by_alias=True)
-            text = data if isinstance(data, str) else json.dumps(data)
-            if streamed:
-                text = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(text.encode()), text.encode()))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
-
-
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackAPIServer):
     """An OpenAI-compatible HTTP server on ``127.0.0.1``, served from a daemon thread::
 
         with FakeOpenAIServer(latency_per_token=0.01) as server:
@@ -381,97 +312,27 @@ class FakeOpenAIServer:
     ``latency_per_token`` is slept per output token (streams sleep between chunks, other
     answers the total up front), ``base_latency`` before any answer (the time to first token);
     ``port=0`` binds a free port. ``requests`` and ``requests_by_path`` count every request
-    received, the ones failed on purpose by :meth:`fail_next` included.
+    received, the ones failed on purpose by :meth:`fail_next` included. ``base_url`` is
+    ``http://127.0.0.1:PORT/v1``: OpenAI's paths do not start with ``/v1``.
     """
 
-    def __init__(
-        self, *, latency_per_token: float = 0.0, base_latency: float = 0.0, port: int = 0
-    ) -> None:
-        self.latency_per_token, self.base_latency = latency_per_token, base_latency
-        self.last_request_body: Any = None  # the parsed JSON body of the latest request
-        self.last_request_headers: dict[str, str] = {}  # its headers, names lower-cased
-        self._port, self._lock = port, threading.Lock()
-        self._httpd: LoopbackHTTPServer | None = None
-        self._by_path: Counter[str] = Counter()
-        self._failing = (0, 500)  # how many of the next requests fail, and with what status
-        self._abort_after: int | None = None
-
-    def start(self) -> Self:
-        if self._httpd is None:  # clients hang up mid-stream on purpose: no tracebacks
-            self._httpd = LoopbackHTTPServer(_Handler, self, port=self._port, report_errors=False)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and cut every open connection."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._httpd is not None
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("FakeOpenAIServer is not running; call start() first")
-        return self._httpd.port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``: pass it as ``base_url`` to ``OpenAI(...)``."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def requests(self) -> int:
-        with self._lock:
-            return self._by_path.total()
-
-    @property
-    def requests_by_path(self) -> dict[str, int]:  # a snapshot
-        with self._lock:
-            return dict(self._by_path)
-
-    def reset_counts(self) -> None:
-        with self._lock:
-            self._by_path.clear()
-
-    def fail_next(self, n: int = 1, status: int = 500) -> None:
-        """Answer the next ``n`` requests (any path) with HTTP ``status`` and an error body.
-        The SDK retries 408, 409, 429 and 5xx by default: its retries use up failures too."""
-        if n < 0 or not 400 <= status <= 599:
-            raise ValueError("n must be >= 0 and status an HTTP error code")
-        with self._lock:
-            self._failing = (n, status)
+    _routes = _ROUTES
+    _error = HTTPError
+    # The wording of the errors the base answers itself: the same fields as
+    # FakeAnthropicServer's, in OpenAI's words (the one difference the two blocks hold).
+    _texts = ErrorTexts(
+        missing="Missing required parameter: '{field}'.",
+        invalid="Invalid request: {msg} at {loc}",
+        malformed="Invalid request: {kind}: {exc}",
+        not_found="Invalid URL ({method} {path})",
+        unparsable="We could not parse the JSON body of your request.",
+    )
+    _request_id_header = "x-request-id"
+    _base_path = "/v1"
+    _handler = _Handler
 
     def abort_stream_after(self, n_chunks: int) -> None:
         """Make the next stream drop its connection after ``n_chunks`` events."""
         if n_chunks < 0:
             raise ValueError("n_chunks must be >= 0")
-        with self._lock:
-            self._abort_after = n_chunks
-
-    def _sleep(self, tokens: int, *, first: bool = False) -> None:  # as if generating tokens
-        time.sleep(self.latency_per_token * tokens + (self.base_latency if first else 0))
-
-    def _record(self, path: str, body: Any, headers: dict[str, str]) -> int | None:
-        """Count a request and fail it if :meth:`fail_next` says so; else, for a stream, the
-        number of events after which to cut it (:meth:`abort_stream_after`), if any."""
-        with self._lock:
-            self._by_path[path] += 1
-            self.last_request_body = body
-            self.last_request_headers = {k.lower(): v for k, v in headers.items()}
-            failures, status = self._failing
-            self._failing = (max(0, failures - 1), status)
-            abort = None
-            if not failures and isinstance(body, dict) and body.get("stream"):
-                abort, self._abort_after = self._abort_after, None
-        if failures:
-            raise HTTPError(status, f"Simulated failure (HTTP {status}).")
-        return abort
+        self._cut_next_stream(n_chunks)
