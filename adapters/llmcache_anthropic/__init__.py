@@ -17,19 +17,26 @@ Cached: ``messages.create`` (plain and ``stream=True``), the ``messages.stream(.
 calls that name server-side state (``container``, ``mcp_servers``, ...). Which parameters are
 keyed is decided in one place: `_keys`. Found by llmcache through the ``llmcache.providers``
 entry point ``anthropic``.
+
+llmcache loads every installed provider on the first miss that reports a usage, and asks each
+whether it can wrap a client: this module imports the ``anthropic`` SDK (a second's work)
+only when a client of it is wrapped, never for another provider's calls.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
 
-from ._async_streams import AsyncReplayStream, CachedAsyncStream
-from ._client import CachedAnthropic, CachedAsyncAnthropic, CachedClient
-from ._keys import EXCLUDED, INCLUDED, PASSED_THROUGH
-from ._sites import sites_for
-from ._streaming import BetaMessageStreamRecording, MessageStreamRecording
-from ._sync_streams import CachedStream, ReplayStream
 from ._usage import provider_for_url, usage_of
+
+if TYPE_CHECKING:
+    from ._async_streams import AsyncReplayStream, CachedAsyncStream
+    from ._client import CachedAnthropic, CachedAsyncAnthropic, CachedClient
+    from ._keys import EXCLUDED, INCLUDED, PASSED_THROUGH
+    from ._streaming import BetaMessageStreamRecording, MessageStreamRecording
+    from ._sync_streams import CachedStream, ReplayStream
 
 __all__ = [
     "EXCLUDED",
@@ -46,7 +53,29 @@ __all__ = [
     "ReplayStream",
 ]
 
+# The names above that need the SDK, and the module of each: imported when first asked for.
+_LAZY = {
+    "EXCLUDED": "_keys",
+    "INCLUDED": "_keys",
+    "PASSED_THROUGH": "_keys",
+    "AsyncReplayStream": "_async_streams",
+    "CachedAsyncStream": "_async_streams",
+    "CachedAnthropic": "_client",
+    "CachedAsyncAnthropic": "_client",
+    "CachedClient": "_client",
+    "BetaMessageStreamRecording": "_streaming",
+    "MessageStreamRecording": "_streaming",
+    "CachedStream": "_sync_streams",
+    "ReplayStream": "_sync_streams",
+}
 _WRAP_OPTIONS = ("namespace", "ttl", "version", "provider")
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 class AnthropicProvider:
@@ -57,9 +86,9 @@ class AnthropicProvider:
 
     @staticmethod
     def can_wrap(client: Any) -> bool:
-        from anthropic import Anthropic, AsyncAnthropic
-
-        return isinstance(client, Anthropic | AsyncAnthropic)
+        # An SDK that is not imported has no clients: no import just to ask.
+        sdk = sys.modules.get("anthropic")
+        return sdk is not None and isinstance(client, sdk.Anthropic | sdk.AsyncAnthropic)
 
     @staticmethod
     def wrap(cache: Any, client: Any, **options: Any) -> CachedClient:
@@ -78,6 +107,9 @@ class AnthropicProvider:
                 calls unpriced unless `llmcache.set_price` prices the model.
         """
         from anthropic import AsyncAnthropic
+
+        from ._client import CachedAnthropic, CachedAsyncAnthropic, CachedClient
+        from ._sites import sites_for
 
         unknown = set(options) - set(_WRAP_OPTIONS)
         if unknown:

@@ -21,7 +21,7 @@ from ._async_streams import (
     aopen_stream,
 )
 from ._common import ClientState, Delegate, Endpoints, bypassed
-from ._keys import request_of, uncacheable
+from ._keys import feature_headers, request_of, uncacheable
 from ._sites import Family, Sites
 
 __all__ = ["AsyncBeta", "AsyncBetaMessages", "AsyncMessages"]
@@ -61,7 +61,9 @@ class AsyncMessages(Endpoints):
             return self._inner.stream(**kwargs)
         request = request_of(kwargs, self._state.fields)
         upstream = {**kwargs, "stream": True}
-        return AsyncStreamHelper(lambda: self._open(request, upstream), self._helper_stream)
+        return AsyncStreamHelper(
+            lambda: self._open(request, upstream), self._helper_stream, feature_headers(request)
+        )
 
     async def _open(self, request: dict[str, Any], kwargs: dict[str, Any]) -> Any:
         site = self._family.stream

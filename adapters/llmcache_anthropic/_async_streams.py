@@ -18,7 +18,7 @@ from anthropic.lib.streaming import AsyncMessageStream, BetaAsyncMessageStream
 
 from llmcache.ext import MISS, CallSite
 
-from ._streaming import Recorder, StreamRecording, leading_recorder, replay_items
+from ._streaming import NoExchange, Recorder, StreamRecording, leading_recorder, replay_items
 
 __all__ = [
     "AsyncReplayStream",
@@ -156,28 +156,27 @@ class AsyncReplayStream(_AsyncClosing, Generic[_T]):
 
 class CachedAsyncMessageStream(AsyncMessageStream[Any]):
     """The SDK's `AsyncMessageStream` (what ``async with messages.stream(...)`` gives) over
-    a cached stream: text_stream, get_final_message(), ... as the SDK has them. A replay has
-    no HTTP response, so its request and workspace ids are None."""
+    a cached stream: text_stream, get_final_message(), ... as the SDK has them. On a replay
+    its ``response`` is a `NoExchange`: no request or workspace id."""
+
+    request_headers: dict[str, str] = {}  # noqa: RUF012  # set by the helper, never mutated
 
     @property
-    def request_id(self) -> str | None:
-        return None if self.response is None else super().request_id
-
-    @property
-    def workspace_id(self) -> str | None:
-        return None if self.response is None else super().workspace_id
+    def response(self) -> Any:
+        live = super().response
+        return live if live is not None else NoExchange(self.request_headers)
 
 
 class CachedBetaAsyncMessageStream(BetaAsyncMessageStream[Any]):
-    """`CachedAsyncMessageStream` for ``beta.messages.stream(...)``."""
+    """`CachedAsyncMessageStream` for ``beta.messages.stream(...)`` (whose accumulation reads
+    the request's ``anthropic-beta`` header off the response)."""
+
+    request_headers: dict[str, str] = {}  # noqa: RUF012  # set by the helper, never mutated
 
     @property
-    def request_id(self) -> str | None:
-        return None if self.response is None else super().request_id
-
-    @property
-    def workspace_id(self) -> str | None:
-        return None if self.response is None else super().workspace_id
+    def response(self) -> Any:
+        live = super().response
+        return live if live is not None else NoExchange(self.request_headers)
 
 
 class AsyncStreamHelper:
@@ -185,14 +184,21 @@ class AsyncStreamHelper:
     ``async with`` opens the stream (a replay, or a live one that is recorded) and gives the
     SDK's own message stream over it; leaving the block closes it."""
 
-    def __init__(self, open_raw: Callable[[], Awaitable[Any]], stream_type: type[Any]) -> None:
+    def __init__(
+        self,
+        open_raw: Callable[[], Awaitable[Any]],
+        stream_type: type[Any],
+        request_headers: dict[str, str],
+    ) -> None:
         self._open_raw = open_raw
         self._stream_type = stream_type
+        self._request_headers = request_headers
         self._stream: Any = None
 
     async def __aenter__(self) -> Any:
         raw = await self._open_raw()
         stream = self._stream_type(raw, output_format=NOT_GIVEN)
+        stream.request_headers = self._request_headers
         if isinstance(raw, CachedAsyncStream | AsyncReplayStream):
             raw.describe_too(stream)
         self._stream = stream

@@ -84,6 +84,7 @@ __all__ = [
     "INCLUDED",
     "PASSED_THROUGH",
     "client_fields",
+    "feature_headers",
     "request_of",
     "uncacheable",
 ]
@@ -143,73 +144,97 @@ BETA_HEADER = "anthropic-beta"
 VERSION_HEADER = "anthropic-version"
 _KEYED_HEADERS = (BETA_HEADER, VERSION_HEADER)
 
-# Arguments the SDK takes as any iterable: a one-shot iterator is read twice (by the key and
-# by the SDK), so it is made a list first.
-_ITERABLES = ("messages", "tools", "system", "stop_sequences", "betas")
 
 _ABSENT = (NotGiven, Omit)  # the SDK's "not given" markers: the same as leaving it out
 _ABSENT_TYPES = frozenset(_ABSENT)  # `type(v) in` a set: cheaper than isinstance per argument
 _NOT_COPIED = EXCLUDED | {"betas"}  # betas are keyed with the header, as one feature set
 _MARKER = "cache_control"
-_PLAIN = (list, tuple, str, dict)
-_KEPT = (*_PLAIN, Mapping)  # iterables that are not one-shot
-_SEQUENCES = frozenset({list, tuple})  # the block lists a marker is looked for in
+_KEPT = (list, tuple, str, Mapping)  # iterables that can be read twice
+_READ_TWICE = frozenset({list, tuple, str, dict, type(None)})  # the same, tested by type: fast
+# Arguments that need more than copying: rare, so one set test on the hit path skips them.
+_RARE = frozenset({"betas", "extra_headers", "stop_sequences"})
 
 
 def request_of(kwargs: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyed request: the call's output-affecting arguments plus the client's fields.
+    """The keyed request: the call's output-affecting arguments and the client's fields,
+    ``{"call": {...}, "client": fields}``.
 
     `fields` is `client_fields(client)`. A one-shot iterable argument (a generator of
     messages) is replaced in `kwargs` by a list, which both the key and the SDK then read.
+    Written for the hit path (on the development machine a whole memory hit costs about
+    10 µs, each microsecond of it counted): a call with nothing to leave out is keyed by
+    its own arguments, nothing copied.
     """
-    request = {
-        name: value
-        for name, value in kwargs.items()
-        if name not in _NOT_COPIED and type(value) not in _ABSENT_TYPES
-    }
-    messages = request.get("messages")
-    if type(messages) not in _SEQUENCES and messages is not None:
-        messages = _listed(kwargs, request, "messages")
-    if messages:
-        request["messages"] = _messages_key(messages)
-    for name in ("system", "tools"):
-        blocks = request.get(name)
-        if blocks is not None and type(blocks) is not str:
-            if type(blocks) not in _SEQUENCES:
-                blocks = _listed(kwargs, request, name)
-            request[name] = _blocks_key(blocks)
-    for name in ("stop_sequences", "betas"):
-        if name in kwargs and type(kwargs[name]) not in _PLAIN:
-            _listed(kwargs, request, name)
-    request.update(fields)
-    if "betas" in kwargs or kwargs.get("extra_headers"):
-        _key_headers(request, kwargs)
-    return request
+    if _NOT_COPIED.isdisjoint(kwargs) and _ABSENT_TYPES.isdisjoint(map(type, kwargs.values())):
+        args = kwargs
+    else:
+        args = {
+            name: value
+            for name, value in kwargs.items()
+            if name not in _NOT_COPIED and type(value) not in _ABSENT_TYPES
+        }
+    messages = args.get("messages")
+    if messages is not None:
+        if messages.__class__ not in _READ_TWICE:
+            messages = _listed(kwargs, args, "messages")
+        for message in messages:
+            content = message.get("content") if message.__class__ is dict else None
+            if content.__class__ is not str and _marked_message(message):
+                args = _replaced(args, kwargs, "messages", [_message_key(m) for m in messages])
+                break
+    system = args.get("system")
+    if system is not None and system.__class__ is not str:
+        args = _unmarked(args, kwargs, "system", system)
+    tools = args.get("tools")
+    if tools is not None:
+        args = _unmarked(args, kwargs, "tools", tools)
+    if _RARE.isdisjoint(kwargs):
+        return {"call": args, "client": fields}
+    _listed(kwargs, args, "stop_sequences")
+    _listed(kwargs, args, "betas")
+    return {"call": args, "client": _with_headers(fields, kwargs)}
 
 
-def _listed(kwargs: dict[str, Any], request: dict[str, Any], name: str) -> Any:
-    """`kwargs[name]` as a list if it was another iterable (a tuple or string is kept)."""
-    value = kwargs[name]
+def _unmarked(args: dict[str, Any], kwargs: dict[str, Any], name: str, blocks: Any) -> Any:
+    """`args` with the blocks (or tools) of `name` keyed without their markers."""
+    if blocks.__class__ not in _READ_TWICE:
+        blocks = _listed(kwargs, args, name)
+    unmarked = _blocks_key(blocks)
+    return args if unmarked is blocks else _replaced(args, kwargs, name, unmarked)
+
+
+def _replaced(args: dict[str, Any], kwargs: dict[str, Any], name: str, value: Any) -> Any:
+    """`args` with `name` set to `value`; a copy if `args` is the call's own `kwargs`."""
+    if args is kwargs:
+        args = dict(kwargs)
+    args[name] = value
+    return args
+
+
+def _listed(kwargs: dict[str, Any], args: dict[str, Any], name: str) -> Any:
+    """`kwargs[name]` as a list if it was another iterable (a tuple or string is kept); the
+    keyed `args` (a copy of some of `kwargs`, or `kwargs`) get the same list."""
+    value = kwargs.get(name)
+    if value.__class__ in _READ_TWICE:
+        return value
     if isinstance(value, Iterable) and not isinstance(value, _KEPT):
         value = kwargs[name] = list(value)
-        if name in request:
-            request[name] = value
+        if name in args:
+            args[name] = value
     return value
 
 
-def _messages_key(messages: Any) -> Any:
-    """The messages without cache_control markers; the very object when it has none (the
-    common case, and the hit path: nothing is copied)."""
-    for message in messages:
-        if isinstance(message, Mapping):
-            content: Any = message.get("content")
-            if type(content) in _SEQUENCES and _marked(content):
-                return [_message_key(m) for m in messages]
-    return messages
+def _content(message: Any) -> Any:
+    return message.get("content") if isinstance(message, Mapping) else None
+
+
+def _marked_message(message: Any) -> bool:
+    content = _content(message)
+    return isinstance(content, list | tuple) and _marked(content)
 
 
 def _message_key(message: Any) -> Any:
-    if not isinstance(message, Mapping) or type(message.get("content")) not in _SEQUENCES:
+    if not _marked_message(message):
         return message
     return {**message, "content": _blocks_key(message["content"])}
 
@@ -217,28 +242,31 @@ def _message_key(message: Any) -> Any:
 def _marked(blocks: Iterable[Any]) -> bool:
     """Whether a content block (or a block nested in one's ``content``) has a marker."""
     for block in blocks:
-        if isinstance(block, Mapping):
+        if block.__class__ is dict or isinstance(block, Mapping):
             if _MARKER in block:
                 return True
-            inner: Any = block.get("content")
-            if type(inner) in _SEQUENCES and _marked(inner):
+            inner = block.get("content")
+            if isinstance(inner, list | tuple) and _marked(inner):
                 return True
     return False
 
 
 def _blocks_key(blocks: Any) -> Any:
     """Content blocks (or tools) without their markers, nested ones included."""
-    if type(blocks) not in _SEQUENCES or not _marked(blocks):
+    if (blocks.__class__ is not list and not isinstance(blocks, list | tuple)) or not _marked(
+        blocks
+    ):
         return blocks
     return [_block_key(block) for block in blocks]
 
 
 def _block_key(block: Any) -> Any:
-    if not isinstance(block, Mapping):
+    if block.__class__ is not dict and not isinstance(block, Mapping):
         return block
-    kept = {name: value for name, value in block.items() if name != _MARKER}
+    kept = dict(block)
+    kept.pop(_MARKER, None)
     inner = kept.get("content")
-    if type(inner) in _SEQUENCES:
+    if isinstance(inner, list | tuple):
         kept["content"] = _blocks_key(inner)
     return kept
 
@@ -251,33 +279,46 @@ def _features(value: Any) -> list[str]:
     return sorted({name.strip() for name in names if name.strip()})
 
 
-def _key_headers(request: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
-    """Key the call's own feature headers over the client's defaults, as the SDK sends them:
-    ``betas`` become the ``anthropic-beta`` header, and a header in ``extra_headers`` wins
-    over both (an `Omit` there removes it)."""
-    headers = kwargs.get("extra_headers") or {}
+def _with_headers(fields: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The client's fields with the call's own feature headers over its defaults, as the SDK
+    sends them: ``betas`` become the ``anthropic-beta`` header, and a header in
+    ``extra_headers`` wins over both (an `Omit` there removes it)."""
+    headers = kwargs.get("extra_headers")
+    if not isinstance(headers, Mapping):
+        headers = {}
     given = {str(name).lower(): value for name, value in dict(headers).items()}
     betas = kwargs.get("betas")
     if BETA_HEADER not in given and betas is not None and type(betas) not in _ABSENT_TYPES:
         given[BETA_HEADER] = betas
+    merged = dict(fields)
     for name in _KEYED_HEADERS:
         if name not in given:
             continue
         value = given[name]
         keyed = _features(value) if name == BETA_HEADER else value
         if keyed and type(keyed) not in _ABSENT_TYPES:
-            request[name] = keyed
+            merged[name] = keyed
         else:
-            request.pop(name, None)
+            merged.pop(name, None)
+    return merged
+
+
+def feature_headers(request: Mapping[str, Any]) -> dict[str, str]:
+    """The ``anthropic-beta`` header a keyed request's call sends, if any (as the SDK
+    joins it)."""
+    features = request["client"].get(BETA_HEADER)
+    return {BETA_HEADER: ",".join(features)} if features else {}
 
 
 def uncacheable(kwargs: Mapping[str, Any]) -> bool:
     """True for calls whose result is not an answer that can be reused (see the docstring)."""
     if kwargs.get("max_tokens") == 0:
         return True
-    named = kwargs.keys() & PASSED_THROUGH
+    if PASSED_THROUGH.isdisjoint(kwargs):  # the hit path: one set test
+        return False
     return any(
-        kwargs[name] is not None and type(kwargs[name]) not in _ABSENT_TYPES for name in named
+        kwargs[name] is not None and type(kwargs[name]) not in _ABSENT_TYPES
+        for name in PASSED_THROUGH.intersection(kwargs)
     )
 
 

@@ -15,8 +15,9 @@ from anthropic.types.beta import BetaMessage, BetaMessageTokensCount
 
 from llmcache.ext import Cache, CallSite, extension_state
 
+from ._decoding import stored_as
 from ._streaming import BetaMessageStreamRecording, MessageStreamRecording, StreamRecording
-from ._usage import count_usage, usage_of
+from ._usage import count_usage, recording_usage
 
 __all__ = ["Family", "Sites", "sites_for"]
 
@@ -35,9 +36,10 @@ class Family:
         count: type,
     ) -> None:
         # Each site prices its misses with this adapter's usage reader (a hook, so no other
-        # provider's reader is asked about these results).
-        self.create: CallSite = site(f"{prefix}.create", message, usage_of)
-        self.stream: CallSite = site(f"{prefix}.create:stream", recording, usage_of)
+        # provider's reader is asked about these results). Messages are stored and decoded
+        # through `stored_as`: the SDK's type, validated with its unions tagged.
+        self.create: CallSite = site(f"{prefix}.create", stored_as(message), recording_usage)
+        self.stream: CallSite = site(f"{prefix}.create:stream", recording, recording_usage)
         self.count: CallSite = site(f"{prefix}.count_tokens", count, count_usage)
         self.recording = recording
 

@@ -42,6 +42,7 @@ from llmcache.ext import CallSite
 __all__ = [
     "BetaMessageStreamRecording",
     "MessageStreamRecording",
+    "NoExchange",
     "Recorder",
     "StreamRecording",
     "leading_recorder",
@@ -226,8 +227,6 @@ class Recorder:
 def _final_usage(start: Any, events: list[Any]) -> Any:
     """The message's usage at the end: ``message_start``'s, with what every
     ``message_delta`` reports laid over it (counts it does not send stay as they were)."""
-    if start is None:
-        return None
     fields = start.model_dump(exclude_unset=True)
     for event in events:
         if event.type == "message_delta" and event.usage is not None:
@@ -239,3 +238,23 @@ def _final_usage(start: Any, events: list[Any]) -> Any:
 def replay_items(recording: StreamRecording) -> list[Any]:
     """The events a hit replays."""
     return list(recording.events)
+
+
+class NoExchange:
+    """The ``response`` of the SDK's stream helper over a replay: no HTTP exchange happened.
+
+    It has no headers (so ``request_id`` and ``workspace_id`` are None) and, as its
+    ``request``, the feature headers the call would have sent (``anthropic-beta``), which
+    the beta helper reads while it accumulates the message.
+    """
+
+    status_code = None
+
+    def __init__(self, request_headers: dict[str, str]) -> None:
+        self.headers: dict[str, str] = {}
+        self.request = _Request(request_headers)
+
+
+class _Request:
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import ClientState, Delegate, Endpoints, bypassed
-from ._keys import request_of, uncacheable
+from ._keys import feature_headers, request_of, uncacheable
 from ._sites import Family, Sites
 from ._sync_streams import (
     CachedBetaMessageStream,
@@ -64,7 +64,9 @@ class Messages(Endpoints):
             return self._inner.stream(**kwargs)
         request = request_of(kwargs, self._state.fields)
         upstream = {**kwargs, "stream": True}
-        return StreamHelper(lambda: self._open(request, upstream), self._helper_stream)
+        return StreamHelper(
+            lambda: self._open(request, upstream), self._helper_stream, feature_headers(request)
+        )
 
     def _open(self, request: dict[str, Any], kwargs: dict[str, Any]) -> Any:
         site = self._family.stream

@@ -21,7 +21,7 @@ from anthropic.lib.streaming import BetaMessageStream, MessageStream
 
 from llmcache.ext import MISS, CallSite
 
-from ._streaming import Recorder, StreamRecording, leading_recorder, replay_items
+from ._streaming import NoExchange, Recorder, StreamRecording, leading_recorder, replay_items
 
 __all__ = [
     "CachedBetaMessageStream",
@@ -159,28 +159,27 @@ class ReplayStream(_Closing, Generic[_T]):
 
 class CachedMessageStream(MessageStream[Any]):
     """The SDK's `MessageStream` (what ``with messages.stream(...)`` gives) over
-    a cached stream: text_stream, get_final_message(), ... as the SDK has them. A replay has
-    no HTTP response, so its request and workspace ids are None."""
+    a cached stream: text_stream, get_final_message(), ... as the SDK has them. On a replay
+    its ``response`` is a `NoExchange`: no request or workspace id."""
+
+    request_headers: dict[str, str] = {}  # noqa: RUF012  # set by the helper, never mutated
 
     @property
-    def request_id(self) -> str | None:
-        return None if self.response is None else super().request_id
-
-    @property
-    def workspace_id(self) -> str | None:
-        return None if self.response is None else super().workspace_id
+    def response(self) -> Any:
+        live = super().response
+        return live if live is not None else NoExchange(self.request_headers)
 
 
 class CachedBetaMessageStream(BetaMessageStream[Any]):
-    """`CachedMessageStream` for ``beta.messages.stream(...)``."""
+    """`CachedMessageStream` for ``beta.messages.stream(...)`` (whose accumulation reads
+    the request's ``anthropic-beta`` header off the response)."""
+
+    request_headers: dict[str, str] = {}  # noqa: RUF012  # set by the helper, never mutated
 
     @property
-    def request_id(self) -> str | None:
-        return None if self.response is None else super().request_id
-
-    @property
-    def workspace_id(self) -> str | None:
-        return None if self.response is None else super().workspace_id
+    def response(self) -> Any:
+        live = super().response
+        return live if live is not None else NoExchange(self.request_headers)
 
 
 class StreamHelper:
@@ -188,14 +187,21 @@ class StreamHelper:
     ``with`` opens the stream (a replay, or a live one that is recorded) and gives the
     SDK's own message stream over it; leaving the block closes it."""
 
-    def __init__(self, open_raw: Callable[[], Any], stream_type: type[Any]) -> None:
+    def __init__(
+        self,
+        open_raw: Callable[[], Any],
+        stream_type: type[Any],
+        request_headers: dict[str, str],
+    ) -> None:
         self._open_raw = open_raw
         self._stream_type = stream_type
+        self._request_headers = request_headers
         self._stream: Any = None
 
     def __enter__(self) -> Any:
         raw = self._open_raw()
         stream = self._stream_type(raw, output_format=NOT_GIVEN)
+        stream.request_headers = self._request_headers
         if isinstance(raw, CachedStream | ReplayStream):
             raw.describe_too(stream)
         self._stream = stream

@@ -33,9 +33,7 @@ from urllib.parse import urlsplit
 
 from llmcache.ext import Usage
 
-from ._streaming import StreamRecording
-
-__all__ = ["count_usage", "provider_for_url", "usage_of"]
+__all__ = ["count_usage", "provider_for_url", "recording_usage", "usage_of"]
 
 log = logging.getLogger("llmcache")
 
@@ -49,23 +47,23 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
 
-def _is_message(result: Any) -> bool:
-    """Whether `result` is a Messages API answer (or a recording of one), not another
-    provider's response that also has ``usage.input_tokens`` (OpenAI's Responses API)."""
-    if isinstance(result, StreamRecording):
-        return True
-    kind = _field(result, "type")
-    return bool(kind == "message" and _field(result, "role") == "assistant")
-
-
 def usage_of(result: Any) -> Usage | None:
     """The `Usage` of an Anthropic message (or of a dict shaped like one), else None.
 
-    The provider is left unset: the site's (the client's price list, see `provider_for_url`)
-    applies. Odd counts (negative, not whole) are `Usage`'s to clean up, not an error here.
+    Only a Messages API answer (``type`` "message", ``role`` "assistant") is read, never
+    another provider's response that also has ``usage.input_tokens`` (OpenAI's Responses
+    API). The provider is left unset: the site's (the client's price list, see
+    `provider_for_url`) applies. Odd counts (negative, not whole) are `Usage`'s to clean up,
+    not an error here.
     """
-    if not _is_message(result):
+    if _field(result, "type") != "message" or _field(result, "role") != "assistant":
         return None
+    return recording_usage(result)
+
+
+def recording_usage(result: Any) -> Usage | None:
+    """The `Usage` of a message or a recorded stream (its model and final usage at the top:
+    see `_streaming`): what the adapter's own call sites price their misses with."""
     usage = _field(result, "usage")
     if usage is None:
         return None
