@@ -151,14 +151,14 @@ def breaker_open(calls: int) -> dict[str, list[list[float]]]:
 
     down_miss, down_hit = make(down)
     dead.kill()
-    while down.tiers[0].state == "closed":  # a few failed calls open the breaker
+    while down._tiers[0].state == "closed":  # a few failed calls open the breaker
         down_miss()
     memory_miss, memory_hit = make(memory_only)
     results = {
         "miss": alternating_us([memory_miss, down_miss], calls),
         "hit": alternating_us([memory_hit, down_hit], calls),
     }
-    assert down.tiers[0].state != "closed"
+    assert down._tiers[0].state != "closed"
     down.close()
     memory_only.close()
     dead.close()
