@@ -350,10 +350,21 @@ def demo(
         "llmcache-report.html"
     ),
     directory: Directory = None,
+    provider: Annotated[
+        str,
+        typer.Option(
+            help="Whose client the workload goes through: openai, anthropic (Claude models "
+            "through cache.wrap(Anthropic()); the real API when ANTHROPIC_API_KEY is set) "
+            "or both."
+        ),
+    ] = "openai",
 ) -> None:
-    """Run a realistic workload through a wrapped OpenAI client and report the savings."""
-    from ._demo import DemoFailed, run_demo
+    """Run a realistic workload through a wrapped OpenAI (or Anthropic) client and report the
+    savings."""
+    from ._demo import PROVIDERS, DemoFailed, run_demo
 
+    if provider not in PROVIDERS:
+        raise UsageError(f"--provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
     html = writable_file(html, "--html")
     try:
         run_demo(
@@ -362,6 +373,7 @@ def demo(
             html=html,
             directory=directory,
             console=console,
+            provider=provider,
         )
     except DemoFailed as error:
         raise UsageError(str(error)) from None

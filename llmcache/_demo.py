@@ -7,6 +7,14 @@ is set, otherwise against the local OpenAI-compatible server from `llmcache.test
 says which URL. The cache lives in a persistent folder (workspace "demo"), so a second run
 is served from disk and says so; the demo ends with the command that shows its report again.
 
+``provider="anthropic"`` (``llmcache demo --provider anthropic``) sends the same workload to
+Claude models through `cache.wrap(Anthropic())`: the API ANTHROPIC_BASE_URL names (the real
+Anthropic API by default) when ANTHROPIC_API_KEY is set, else the local Anthropic-compatible
+server. Its system prompt carries a ``cache_control`` marker, so Anthropic's own prompt
+cache is used and the report shows its cache reads and writes. ``provider="both"`` mixes the
+two in one run. Both write to the same workspace, so the report shows the models of every
+provider run so far side by side.
+
 A failing API (a bad key, an unreachable URL) stops the demo after its first request with one
 line that says what to check (`DemoFailed`), not a traceback per request.
 """
@@ -30,7 +38,15 @@ from ._disk import default_directory
 from ._info import info
 from ._render import format_seconds, format_usd
 
-__all__ = ["WORKLOAD", "DemoFailed", "DemoResult", "demo_folder", "report_command", "run_demo"]
+__all__ = [
+    "PROVIDERS",
+    "WORKLOAD",
+    "DemoFailed",
+    "DemoResult",
+    "demo_folder",
+    "report_command",
+    "run_demo",
+]
 
 WORKSPACE = "demo"
 
@@ -72,7 +88,14 @@ WORKLOAD: list[tuple[str, str, list[str]]] = [
     ),
 ]
 DEMO_PORT = 47821
+ANTHROPIC_DEMO_PORT = 47822  # another server, another base URL: its own entries
+# The Claude model each namespace of the workload asks (the OpenAI models' counterparts).
+CLAUDE_MODELS = {"support": "claude-haiku-4-5", "research": "claude-sonnet-4-6"}
+PROVIDERS = ("openai", "anthropic", "both")
 _SYSTEM = "You are a concise assistant. Answer in at most three sentences."
+
+# One request of the workload: (provider, namespace, model, prompt).
+Job = tuple[str, str, str, str]
 
 
 class DemoFailed(Exception):
@@ -96,6 +119,7 @@ class DemoResult:
 
     mode: str
     requests: int
+    provider: str = "openai"
     real_calls: int = 0
     hits_by_tier: dict[str, int] = field(default_factory=dict)
     from_earlier_runs: int = 0  # hits on entries stored before this run started
@@ -110,12 +134,21 @@ class DemoResult:
         return sum(self.hits_by_tier.values())
 
 
-def _draw(requests: int, seed: int) -> list[tuple[str, str, str]]:
+def _draw(requests: int, seed: int, providers: tuple[str, ...] = ("openai",)) -> list[Job]:
     """Requests with repeats: popular prompts come up far more often (a Zipf-like mix)."""
     rng = random.Random(seed)
-    pool = [(ns, model, prompt) for ns, model, prompts in WORKLOAD for prompt in prompts]
+    pool = [
+        (provider, ns, _model(provider, ns, model), prompt)
+        for provider in providers
+        for ns, model, prompts in WORKLOAD
+        for prompt in prompts
+    ]
     weights = [1.0 / (1 + (i % 12)) for i in range(len(pool))]
     return rng.choices(pool, weights=weights, k=requests)
+
+
+def _model(provider: str, namespace: str, openai_model: str) -> str:
+    return CLAUDE_MODELS[namespace] if provider == "anthropic" else openai_model
 
 
 def _client(console: Console) -> tuple[Any, str, Any]:
@@ -149,24 +182,133 @@ def _client(console: Console) -> tuple[Any, str, Any]:
 
 
 _OPENAI_URL = "https://api.openai.com/v1"
+_ANTHROPIC_URL = "https://api.anthropic.com"
 
 
-def _failure(error: Exception, mode: str) -> DemoFailed:
-    """One line for an API error: what happened, and what to check."""
+def _anthropic_client(console: Console) -> tuple[Any, str, Any]:
+    """A client of ANTHROPIC_BASE_URL (default: Anthropic's) when ANTHROPIC_API_KEY is set,
+    else one of the local Anthropic-compatible server. Says which URL it uses."""
+    from anthropic import Anthropic
+
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        client = Anthropic()
+        url = str(client.base_url).rstrip("/")
+        where = "the Anthropic API" if url == _ANTHROPIC_URL else "the Anthropic-compatible API"
+        console.print(f"[bold]mode:[/] {where} at {url} (ANTHROPIC_API_KEY is set)", soft_wrap=True)
+        return client, f"{where} at {url}", None
+    from .testing import FakeAnthropicServer
+
+    # On a port of its own, the same each run (the base URL is keyed), as the OpenAI one.
+    try:
+        server = FakeAnthropicServer(
+            latency_per_token=0.004, base_latency=0.15, port=ANTHROPIC_DEMO_PORT
+        ).start()
+    except OSError:
+        console.print(
+            f"[yellow]port {ANTHROPIC_DEMO_PORT} is busy: using another; a rerun will miss[/]"
+        )
+        server = FakeAnthropicServer(latency_per_token=0.004, base_latency=0.15).start()
+    console.print(
+        "[bold]mode:[/] local Anthropic-compatible server at "
+        f"{server.base_url} (set ANTHROPIC_API_KEY to use the real API)",
+        soft_wrap=True,
+    )
+    client = Anthropic(base_url=server.base_url, api_key="demo", max_retries=0)
+    return client, "local Anthropic server", server
+
+
+def _ask_openai(client: Any, model: str, prompt: str) -> Any:
+    return client.chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "system", "content": _SYSTEM},
+            {"role": "user", "content": prompt},
+        ],
+        max_tokens=48,
+        temperature=0,
+    )
+
+
+def _ask_claude(client: Any, model: str, prompt: str) -> Any:
+    # The system prompt is marked for Anthropic's prompt cache (the API caches prompts from
+    # 1,024 tokens on; the local server caches any): the marker is not part of llmcache's key.
+    system = [{"type": "text", "text": _SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    return client.messages.create(
+        model=model,
+        system=system,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=48,
+    )
+
+
+@dataclass
+class _Endpoint:
+    """One provider's side of a demo run: its wrapped client, what it says it is, its local
+    server (None for a real API) and how it asks a question."""
+
+    provider: str
+    client: Any
+    mode: str
+    server: Any
+    ask: Any
+
+
+def _endpoints(cache: Cache, console: Console, providers: tuple[str, ...]) -> list[_Endpoint]:
+    endpoints: list[_Endpoint] = []
+    try:
+        for provider in providers:
+            make, ask = (
+                (_client, _ask_openai) if provider == "openai" else (_anthropic_client, _ask_claude)
+            )
+            raw_client, mode, server = make(console)
+            # The local servers imitate these providers, and are priced as they are.
+            client = cache.wrap(raw_client, provider=provider)
+            endpoints.append(_Endpoint(provider, client, mode, server, ask))
+    except BaseException:
+        _stop(endpoints)
+        raise
+    return endpoints
+
+
+def _stop(endpoints: list[_Endpoint]) -> None:
+    for endpoint in endpoints:
+        if endpoint.server is not None:
+            endpoint.server.stop()
+
+
+def _api_errors(provider: str) -> Any:
+    """The SDK module whose APIError, APIConnectionError and APIStatusError `provider`'s
+    client raises."""
+    if provider == "anthropic":
+        import anthropic
+
+        return anthropic
     import openai
 
-    hint = "or unset OPENAI_API_KEY to run against the local server"
-    if isinstance(error, openai.APIConnectionError):  # includes timeouts
+    return openai
+
+
+def _failure(error: Exception, mode: str, provider: str = "openai") -> DemoFailed:
+    """One line for an API error: what happened, and what to check."""
+    sdk = _api_errors(provider)
+    variable = "ANTHROPIC" if provider == "anthropic" else "OPENAI"
+    hint = f"or unset {variable}_API_KEY to run against the local server"
+    if isinstance(error, sdk.APIConnectionError):  # includes timeouts
         cause = error.__cause__ or error
         return DemoFailed(
             f"cannot reach {mode}: {type(cause).__name__}: {_first_line(cause)}; "
-            f"check OPENAI_BASE_URL, {hint}"
+            f"check {variable}_BASE_URL, {hint}"
         )
-    if isinstance(error, openai.APIStatusError):
+    if isinstance(error, sdk.APIStatusError):
         body = error.body if isinstance(error.body, dict) else {}
-        code = body.get("code") or body.get("type") or ""
-        message = body.get("message") or _first_line(error)
-        check = "check OPENAI_API_KEY" if error.status_code in (401, 403) else "see the message"
+        # Anthropic nests its error: {"type": "error", "error": {"type": ..., "message": ...}}
+        nested = body.get("error")
+        details: dict[str, Any] = nested if isinstance(nested, dict) else body
+        code = details.get("code") or details.get("type") or ""
+        message = details.get("message") or _first_line(error)
+        check = (
+            f"check {variable}_API_KEY" if error.status_code in (401, 403) else "see the message"
+        )
         return DemoFailed(
             f"{mode} answered {error.status_code} {code}: {_first_line(message)}; {check}, {hint}"
         )
@@ -186,7 +328,12 @@ def run_demo(
     directory: Path | None = None,
     console: Console | None = None,
     seed: int = 7,
+    provider: str = "openai",
 ) -> DemoResult:
+    """Run the workload through `provider`'s client ("openai", "anthropic" or "both")."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+    providers = ("openai", "anthropic") if provider == "both" else (provider,)
     console = console or Console()
     folder = demo_folder(directory)
     # LLMCACHE_SECRET, when set, signs the demo's entries too: the printed report command,
@@ -196,25 +343,22 @@ def run_demo(
         tiers=["memory", f"disk://{folder}"],
         secret=os.environ.get("LLMCACHE_SECRET") or None,
     )
-    raw_client, mode, server = _client(console)
-    client = cache.wrap(raw_client, provider="openai")  # the local server imitates OpenAI
-    result = DemoResult(mode=mode, requests=requests)
+    endpoints = _endpoints(cache, console, providers)
+    by_provider = {endpoint.provider: endpoint for endpoint in endpoints}
+    mode = " and ".join(e.mode for e in endpoints)
+    result = DemoResult(mode=mode, requests=requests, provider=provider)
     console.print(f"[bold]cache:[/] {cache!r} in {folder}", soft_wrap=True)
 
-    def one(job: tuple[str, str, str]) -> Any:
-        namespace, model, prompt = job
+    def one(job: Job) -> Any:
+        provider, namespace, model, prompt = job
         import llmcache
 
-        with llmcache.options(namespace=namespace):
-            return client.chat.completions.create(
-                model=model,
-                messages=[
-                    {"role": "system", "content": _SYSTEM},
-                    {"role": "user", "content": prompt},
-                ],
-                max_tokens=48,
-                temperature=0,
-            )
+        endpoint = by_provider[provider]
+        try:
+            with llmcache.options(namespace=namespace):
+                return endpoint.ask(endpoint.client, model, prompt)
+        except _api_errors(provider).APIError as error:
+            raise _failure(error, endpoint.mode, provider) from error
 
     started, run_started = time.perf_counter(), time.time()
     try:
@@ -227,13 +371,13 @@ def run_demo(
             transient=False,
         ) as progress:
             task = progress.add_task("requests", total=requests)
-            _run(one, _draw(requests, seed), concurrency, mode, progress, task, result, run_started)
+            jobs = _draw(requests, seed, providers)
+            _run(one, jobs, concurrency, progress, task, result, run_started)
     except BaseException:
         cache.close()  # what was paid for stays stored and counted
         raise
     finally:
-        if server is not None:
-            server.stop()
+        _stop(endpoints)
     result.wall_s = time.perf_counter() - started
     _summarise(console, cache, result)
     report = cache.report(by=("namespace", "model"))
@@ -250,33 +394,28 @@ def run_demo(
 
 def _run(
     one: Any,
-    jobs: list[tuple[str, str, str]],
+    jobs: list[Job],
     concurrency: int,
-    mode: str,
     progress: Progress,
     task: Any,
     result: DemoResult,
     run_started: float,
 ) -> None:
     """The first request alone (a bad key or URL fails once, not once per request), then
-    the rest `concurrency` at a time; the first API error cancels what has not started."""
-    import openai
-
-    try:
-        for response in map(one, jobs[:1]):
-            _tally(result, response, run_started)
-            progress.advance(task)
-        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            futures = [pool.submit(one, job) for job in jobs[1:]]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    _tally(result, future.result(), run_started)
-                    progress.advance(task)
-            finally:
-                for future in futures:
-                    future.cancel()
-    except openai.APIError as error:
-        raise _failure(error, mode) from error
+    the rest `concurrency` at a time; the first API error (a `DemoFailed`, from `one`)
+    cancels what has not started."""
+    for response in map(one, jobs[:1]):
+        _tally(result, response, run_started)
+        progress.advance(task)
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        futures = [pool.submit(one, job) for job in jobs[1:]]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                _tally(result, future.result(), run_started)
+                progress.advance(task)
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def _tally(result: DemoResult, response: Any, run_started: float) -> None:
@@ -314,7 +453,10 @@ def _summarise(console: Console, cache: Cache, result: DemoResult) -> None:
             f"(then memory): this run made {result.real_calls} real calls."
         )
     else:
+        again = "llmcache demo" + (
+            "" if result.provider == "openai" else f" --provider {result.provider}"
+        )
         console.print(
-            "first run on this cache folder: run `llmcache demo` again and it is served "
+            f"first run on this cache folder: run `{again}` again and it is served "
             "from the persistent tier"
         )

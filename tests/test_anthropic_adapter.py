@@ -1050,3 +1050,175 @@ def test_an_unavailable_price_list_leaves_other_hosts_unpriced(
         assert provider_for_url("https://api.anthropic.com") == "anthropic"
     finally:
         _usage._matched_provider.cache_clear()
+
+
+# -- the demo: llmcache demo --provider anthropic --------------------------------------------------
+@pytest.fixture
+def demo_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No API settings of the machine's: the demo would call that API."""
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "LLMCACHE_DEBUG",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    return monkeypatch
+
+
+def _cli_demo(tmp_path: Path, *options: str, requests: int = 16) -> tuple[int, str, str]:
+    """`llmcache demo ...` run in this process as the script runs it: (exit code, out, err)."""
+    import contextlib
+    import io
+
+    from llmcache import _cli
+
+    args = ["demo", "--requests", str(requests), "--concurrency", "4", *options]
+    args += ["--dir", str(tmp_path / "demo"), "--html", str(tmp_path / "demo.html")]
+    out, err = io.StringIO(), io.StringIO()
+    saved = (_cli.console.file, _cli.errors.file)
+    _cli.console.file, _cli.errors.file = out, err
+    try:
+        with contextlib.suppress(SystemExit), pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sys, "argv", ["llmcache", *args])
+            code = 0
+            try:
+                _cli.main()
+            except SystemExit as exit:
+                code = int(exit.code or 0)
+                raise
+    finally:
+        _cli.console.file, _cli.errors.file = saved
+    return code, out.getvalue(), err.getvalue()
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_the_anthropic_demo_runs_twice_and_reruns_from_disk(demo_env: Any, tmp_path: Path) -> None:
+    from llmcache import _demo
+
+    if not _port_is_free(_demo.ANTHROPIC_DEMO_PORT):
+        pytest.skip(f"port {_demo.ANTHROPIC_DEMO_PORT} is taken by another program")
+    code, first, err = _cli_demo(tmp_path, "--provider", "anthropic")
+    assert code == 0, err
+    url = f"http://127.0.0.1:{_demo.ANTHROPIC_DEMO_PORT}"
+    assert f"local Anthropic-compatible server at {url}" in first
+    assert "run `llmcache demo --provider anthropic` again" in first
+    assert "claude-haiku-4-5" in first and "claude-sonnet-4-6" in first
+    assert "of which cache r/w" in first  # Anthropic's prompt cache, used and priced
+    code, second, err = _cli_demo(tmp_path, "--provider", "anthropic")
+    assert code == 0, err
+    assert "0 real calls" in second and "16 of 16 responses were stored by an earlier run" in second
+
+
+def test_the_demo_with_both_providers_reports_them_side_by_side(
+    demo_env: Any, tmp_path: Path
+) -> None:
+    from llmcache import _demo
+
+    if not (_port_is_free(_demo.DEMO_PORT) and _port_is_free(_demo.ANTHROPIC_DEMO_PORT)):
+        pytest.skip("a demo port is taken by another program")
+    code, shown, err = _cli_demo(tmp_path, "--provider", "both", requests=40)
+    assert code == 0, err
+    assert "local OpenAI-compatible server" in shown and "local Anthropic-compatible" in shown
+    for model in ("gpt-4o-mini", "gpt-4.1-mini", "claude-haiku-4-5", "claude-sonnet-4-6"):
+        assert model in shown
+    page = (tmp_path / "demo.html").read_text()
+    assert "claude-sonnet-4-6" in page and "gpt-4o-mini" in page
+
+
+def test_the_anthropic_demo_on_a_busy_port_uses_another(demo_env: Any, tmp_path: Path) -> None:
+    import socket
+
+    from llmcache import _demo
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            taken.bind(("127.0.0.1", _demo.ANTHROPIC_DEMO_PORT))
+            taken.listen()
+        except OSError:
+            pass  # another program listens there: busy all the same
+        code, shown, err = _cli_demo(tmp_path, "--provider", "anthropic", requests=4)
+    assert code == 0, err
+    assert f"port {_demo.ANTHROPIC_DEMO_PORT} is busy: using another" in shown
+
+
+def test_the_anthropic_demo_uses_the_api_the_environment_names(
+    demo_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with FakeAnthropicServer(api_key="sk-ant-test") as server:
+        demo_env.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        demo_env.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        code, shown, err = _cli_demo(tmp_path, "--provider", "anthropic", requests=6)
+        requests, url = server.requests, server.base_url
+    assert code == 0, err
+    assert f"the Anthropic-compatible API at {url} (ANTHROPIC_API_KEY is set)" in shown
+    assert 1 <= requests <= 6
+
+
+def test_the_anthropic_demo_with_a_rejected_key_stops_after_one_request(
+    demo_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with FakeAnthropicServer(api_key="sk-ant-right") as server:
+        demo_env.setenv("ANTHROPIC_API_KEY", "sk-ant-wrong")
+        demo_env.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        code, _, err = _cli_demo(tmp_path, "--provider", "anthropic")
+        requests = server.requests
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "answered 401 authentication_error: invalid x-api-key" in err
+    assert "check ANTHROPIC_API_KEY, or unset ANTHROPIC_API_KEY" in err
+    assert requests == 1
+
+
+def test_the_anthropic_demo_names_a_refusal_that_is_not_about_the_key(
+    demo_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with FakeAnthropicServer() as server:
+        server.fail_next(10_000, status=429)
+        demo_env.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        demo_env.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        code, _, err = _cli_demo(tmp_path, "--provider", "anthropic")
+    assert code == 2
+    assert "answered 429 rate_limit_error" in err and "see the message" in err
+
+
+def test_the_anthropic_demo_against_a_dead_url_is_one_line(
+    demo_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        demo_env.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        demo_env.setenv("ANTHROPIC_BASE_URL", url)
+        demo_env.setenv("ANTHROPIC_MAX_RETRIES", "0")
+        code, _, err = _cli_demo(tmp_path, "--provider", "anthropic")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"cannot reach the Anthropic-compatible API at {url}" in err
+    assert "check ANTHROPIC_BASE_URL" in err
+
+
+def test_the_demo_names_its_providers(demo_env: Any, tmp_path: Path) -> None:
+    from llmcache import _demo
+
+    code, _, err = _cli_demo(tmp_path, "--provider", "gemini")
+    assert code == 2 and "--provider must be one of openai, anthropic, both" in err
+    with pytest.raises(ValueError, match="provider must be one of"):
+        _demo.run_demo(provider="gemini", directory=tmp_path)
+    failed = _demo._failure(RuntimeError("odd"), "the API", "anthropic")
+    assert str(failed) == "the API failed: RuntimeError: odd"
