@@ -622,6 +622,9 @@ def test_beta_calls_naming_server_state_pass_through(
 
 def test_uncacheable_calls() -> None:
     assert uncacheable({"max_tokens": 0})  # a prompt-cache warm-up
+    assert request_of({"model": MODEL, "max_tokens": 0}, {}) is None
+    assert request_of({"model": MODEL, "max_tokens": 0, "metadata": {}}, {}) is None
+    assert request_of({"model": MODEL, "container": "c"}, {}) is None
     assert not uncacheable({"max_tokens": 1, "container": None, "thread": NOT_GIVEN})
     assert uncacheable({"output_format": dict})
     assert {"container", "mcp_servers", "thread", "diagnostics"} <= PASSED_THROUGH

@@ -7,7 +7,7 @@ checks the copy is current. Each method turns its keyword arguments into the key
 (see `_keys`) and lets the call site do the rest: lookup, single-flight, the real call on a
 miss, storing, the ledger. Streams go through `_streaming`: a hit is replayed, a miss is
 recorded as it is consumed. Calls that name server-side state pass straight through
-(`_keys.uncacheable`).
+(`request_of` is None for them: see `_keys.uncacheable`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ._async_streams import (
     aopen_stream,
 )
 from ._common import ClientState, Delegate, Endpoints, bypassed
-from ._keys import feature_headers, request_of, uncacheable
+from ._keys import feature_headers, request_of
 from ._sites import Family, Sites
 
 __all__ = ["AsyncBeta", "AsyncBetaMessages", "AsyncMessages"]
@@ -43,9 +43,9 @@ class AsyncMessages(Endpoints):
         return sites.messages
 
     async def create(self, **kwargs: Any) -> Any:
-        if uncacheable(kwargs):
-            return await self._inner.create(**kwargs)
         request = request_of(kwargs, self._state.fields)
+        if request is None:
+            return await self._inner.create(**kwargs)
         if kwargs.get("stream") is True:
             return await self._open(request, kwargs)
         # The SDK method is looked up only on a miss: a hit never needs it.
@@ -57,9 +57,9 @@ class AsyncMessages(Endpoints):
         It shares the entries of ``create(stream=True)`` (the same events); with an
         ``output_format`` type it passes straight through.
         """
-        if uncacheable(kwargs):
-            return self._inner.stream(**kwargs)
         request = request_of(kwargs, self._state.fields)
+        if request is None:
+            return self._inner.stream(**kwargs)
         upstream = {**kwargs, "stream": True}
         return AsyncStreamHelper(
             lambda: self._open(request, upstream), self._helper_stream, feature_headers(request)
@@ -74,12 +74,11 @@ class AsyncMessages(Endpoints):
         )
 
     async def count_tokens(self, **kwargs: Any) -> Any:
-        if uncacheable(kwargs):
+        request = request_of(kwargs, self._state.fields)
+        if request is None:
             return await self._inner.count_tokens(**kwargs)
         count = self._inner.count_tokens
-        return await self._family.count.acall(
-            request_of(kwargs, self._state.fields), lambda: count(**kwargs)
-        )
+        return await self._family.count.acall(request, lambda: count(**kwargs))
 
 
 class AsyncBetaMessages(AsyncMessages):

@@ -153,26 +153,34 @@ _KEPT = (list, tuple, str, Mapping)  # iterables that can be read twice
 _READ_TWICE = frozenset({list, tuple, str, dict, type(None)})  # the same, tested by type: fast
 # Arguments that need more than copying: rare, so one set test on the hit path skips them.
 _RARE = frozenset({"betas", "extra_headers", "stop_sequences"})
+# A call naming none of these is keyed on the fast path (nothing to leave out or look at).
+_ORDINARY = _NOT_COPIED | _RARE | PASSED_THROUGH
 
 
-def request_of(kwargs: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+def request_of(kwargs: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, Any] | None:
     """The keyed request: the call's output-affecting arguments and the client's fields,
-    ``{"call": {...}, "client": fields}``.
+    ``{"call": {...}, "client": fields}``; None for a call that is never cached (see
+    `uncacheable`).
 
     `fields` is `client_fields(client)`. A one-shot iterable argument (a generator of
     messages) is replaced in `kwargs` by a list, which both the key and the SDK then read.
     Written for the hit path (on the development machine a whole memory hit costs about
     10 µs, each microsecond of it counted): a call with nothing to leave out is keyed by
-    its own arguments, nothing copied.
+    its own arguments, nothing copied, after one set test and one scan of its values.
     """
-    if _NOT_COPIED.isdisjoint(kwargs) and _ABSENT_TYPES.isdisjoint(map(type, kwargs.values())):
-        args = kwargs
+    if _ORDINARY.isdisjoint(kwargs) and _ABSENT_TYPES.isdisjoint(map(type, kwargs.values())):
+        if kwargs.get("max_tokens") == 0:
+            return None
+        args, rare = kwargs, False
     else:
+        if uncacheable(kwargs):
+            return None
         args = {
             name: value
             for name, value in kwargs.items()
             if name not in _NOT_COPIED and type(value) not in _ABSENT_TYPES
         }
+        rare = not _RARE.isdisjoint(kwargs)
     messages = args.get("messages")
     if messages is not None:
         if messages.__class__ not in _READ_TWICE:
@@ -188,7 +196,7 @@ def request_of(kwargs: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, A
     tools = args.get("tools")
     if tools is not None:
         args = _unmarked(args, kwargs, "tools", tools)
-    if _RARE.isdisjoint(kwargs):
+    if not rare:
         return {"call": args, "client": fields}
     _listed(kwargs, args, "stop_sequences")
     _listed(kwargs, args, "betas")

@@ -10,7 +10,7 @@ checks the copy is current. Each method turns its keyword arguments into the key
 (see `_keys`) and lets the call site do the rest: lookup, single-flight, the real call on a
 miss, storing, the ledger. Streams go through `_streaming`: a hit is replayed, a miss is
 recorded as it is consumed. Calls that name server-side state pass straight through
-(`_keys.uncacheable`).
+(`request_of` is None for them: see `_keys.uncacheable`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import ClientState, Delegate, Endpoints, bypassed
-from ._keys import feature_headers, request_of, uncacheable
+from ._keys import feature_headers, request_of
 from ._sites import Family, Sites
 from ._sync_streams import (
     CachedBetaMessageStream,
@@ -46,9 +46,9 @@ class Messages(Endpoints):
         return sites.messages
 
     def create(self, **kwargs: Any) -> Any:
-        if uncacheable(kwargs):
-            return self._inner.create(**kwargs)
         request = request_of(kwargs, self._state.fields)
+        if request is None:
+            return self._inner.create(**kwargs)
         if kwargs.get("stream") is True:
             return self._open(request, kwargs)
         # The SDK method is looked up only on a miss: a hit never needs it.
@@ -60,9 +60,9 @@ class Messages(Endpoints):
         It shares the entries of ``create(stream=True)`` (the same events); with an
         ``output_format`` type it passes straight through.
         """
-        if uncacheable(kwargs):
-            return self._inner.stream(**kwargs)
         request = request_of(kwargs, self._state.fields)
+        if request is None:
+            return self._inner.stream(**kwargs)
         upstream = {**kwargs, "stream": True}
         return StreamHelper(
             lambda: self._open(request, upstream), self._helper_stream, feature_headers(request)
@@ -77,12 +77,11 @@ class Messages(Endpoints):
         )
 
     def count_tokens(self, **kwargs: Any) -> Any:
-        if uncacheable(kwargs):
+        request = request_of(kwargs, self._state.fields)
+        if request is None:
             return self._inner.count_tokens(**kwargs)
         count = self._inner.count_tokens
-        return self._family.count.call(
-            request_of(kwargs, self._state.fields), lambda: count(**kwargs)
-        )
+        return self._family.count.call(request, lambda: count(**kwargs))
 
 
 class BetaMessages(Messages):
