@@ -151,6 +151,7 @@ _NOT_COPIED = EXCLUDED | {"betas"}  # betas are keyed with the header, as one fe
 _MARKER = "cache_control"
 _KEPT = (list, tuple, str, Mapping)  # iterables that can be read twice
 _READ_TWICE = frozenset({list, tuple, str, dict, type(None)})  # the same, tested by type: fast
+_LISTS = frozenset({list, tuple})  # what a block list may be, tested by type
 # Arguments that need more than copying: rare, so one set test on the hit path skips them.
 _RARE = frozenset({"betas", "extra_headers", "stop_sequences"})
 # A call naming none of these is keyed on the fast path (nothing to leave out or look at).
@@ -238,7 +239,7 @@ def _content(message: Any) -> Any:
 
 def _marked_message(message: Any) -> bool:
     content = _content(message)
-    return isinstance(content, list | tuple) and _marked(content)
+    return content.__class__ in _LISTS and _marked(content)
 
 
 def _message_key(message: Any) -> Any:
@@ -254,16 +255,14 @@ def _marked(blocks: Iterable[Any]) -> bool:
             if _MARKER in block:
                 return True
             inner = block.get("content")
-            if isinstance(inner, list | tuple) and _marked(inner):
+            if inner.__class__ in _LISTS and _marked(inner):
                 return True
     return False
 
 
 def _blocks_key(blocks: Any) -> Any:
     """Content blocks (or tools) without their markers, nested ones included."""
-    if (blocks.__class__ is not list and not isinstance(blocks, list | tuple)) or not _marked(
-        blocks
-    ):
+    if blocks.__class__ not in _LISTS or not _marked(blocks):
         return blocks
     return [_block_key(block) for block in blocks]
 
@@ -274,7 +273,7 @@ def _block_key(block: Any) -> Any:
     kept = dict(block)
     kept.pop(_MARKER, None)
     inner = kept.get("content")
-    if isinstance(inner, list | tuple):
+    if inner.__class__ in _LISTS:
         kept["content"] = _blocks_key(inner)
     return kept
 
