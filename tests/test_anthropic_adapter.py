@@ -1073,29 +1073,27 @@ def demo_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def _cli_demo(tmp_path: Path, *options: str, requests: int = 16) -> tuple[int, str, str]:
-    """`llmcache demo ...` run in this process as the script runs it: (exit code, out, err)."""
-    import contextlib
-    import io
+    """`llmcache demo ...` through the script's `main()`, inside CliRunner's isolation (its
+    stdout and stderr, restored after): (exit code, out, err)."""
+    from typer.testing import CliRunner
 
     from llmcache import _cli
 
     args = ["demo", "--requests", str(requests), "--concurrency", "4", *options]
     args += ["--dir", str(tmp_path / "demo"), "--html", str(tmp_path / "demo.html")]
-    out, err = io.StringIO(), io.StringIO()
-    saved = (_cli.console.file, _cli.errors.file)
-    _cli.console.file, _cli.errors.file = out, err
-    try:
-        with contextlib.suppress(SystemExit), pytest.MonkeyPatch.context() as patch:
-            patch.setattr(sys, "argv", ["llmcache", *args])
-            code = 0
-            try:
-                _cli.main()
-            except SystemExit as exit:
-                code = int(exit.code or 0)
-                raise
-    finally:
-        _cli.console.file, _cli.errors.file = saved
-    return code, out.getvalue(), err.getvalue()
+    code: Any = 0
+    with CliRunner().isolation(env={"COLUMNS": "200"}) as (out, err, _):
+        argv, sys.argv = sys.argv, ["llmcache", *args]
+        try:
+            _cli.main()
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            sys.argv = argv
+            sys.stdout.flush()
+            sys.stderr.flush()
+        shown, failed = out.getvalue().decode(), err.getvalue().decode()
+    return (code if isinstance(code, int) else 1), shown, failed
 
 
 def _port_is_free(port: int) -> bool:
