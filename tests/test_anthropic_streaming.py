@@ -508,6 +508,22 @@ async def test_identical_concurrent_async_streams_make_one_call() -> None:
         cache.close()
 
 
+def test_a_dropped_stream_lets_waiters_go_at_once(client: Any) -> None:
+    stream = _stream(client)
+    next(iter(stream))
+    recorder = stream._recorder
+    assert recorder is not None and recorder.on_end is not None  # it leads its request
+    gc.disable()
+    try:
+        del stream
+        # llmcache.last_info() holds the last call's result until the next call; after that,
+        # no cycle keeps the stream: it goes now, not at the next collection.
+        client.messages.count_tokens(model=MODEL, messages=MESSAGES)
+        assert recorder.on_end is None
+    finally:
+        gc.enable()
+
+
 def test_an_abandoned_leader_lets_the_waiter_call_itself(
     client: Any, server: FakeAnthropicServer
 ) -> None:

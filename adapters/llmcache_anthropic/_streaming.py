@@ -29,6 +29,7 @@ import copy
 import logging
 import time
 import typing
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -147,7 +148,10 @@ class Recorder:
         self._parts: list[bytes] = []
         self._started = False
         self._stopped = False
-        self.faces: list[Any] = []  # the objects `llmcache.info` describes this call by
+        # The objects `llmcache.info` describes this call by, held weakly: a stream holds its
+        # recorder, and a dropped stream must go at once (its `__del__` lets waiters go), not
+        # when the garbage collector gets to a cycle.
+        self.faces: list[weakref.ref[Any]] = []
         self.on_end: Callable[[], None] | None = None  # lets waiting identical calls go
 
     def ended(self) -> None:
@@ -159,7 +163,7 @@ class Recorder:
     def announce(self, face: Any) -> None:
         """An object handed to the caller for this stream (the stream, or the SDK helper's
         stream around it): `llmcache.info` on it reports this call, a miss until stored."""
-        self.faces.append(face)
+        self.faces.append(weakref.ref(face))
         self._site.note_miss(face)
 
     def add(self, event: Any) -> None:
@@ -218,8 +222,10 @@ class Recorder:
     def _put(self, request: dict[str, Any], value: Any, latency: float) -> None:
         try:
             self._site.put(request, value, latency_s=latency)
-            for face in self.faces:
-                self._site.share_info(value, face)
+            for ref in self.faces:
+                face = ref()
+                if face is not None:
+                    self._site.share_info(value, face)
         except Exception as error:  # the caller already has its events: never fail it here
             log.warning("llmcache: storing a %s stream failed: %r", self._site.identity, error)
 
