@@ -19,6 +19,7 @@ def test_both_notebooks_are_committed() -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # never the real API in tests
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)  # nor the real Anthropic API
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(
         notebook,

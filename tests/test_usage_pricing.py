@@ -628,3 +628,14 @@ def test_any_reported_counts_make_a_consistent_usage(counts: dict[str, Any]) -> 
     assert usage.cache_read_tokens + usage.cache_write_tokens <= usage.input_tokens
     assert usage.reasoning_tokens <= usage.output_tokens
     assert all(type(getattr(usage, name)) is int for name in counts)
+
+
+def test_the_openai_adapter_leaves_anthropic_messages_alone() -> None:
+    """An Anthropic Message also has usage.input_tokens, but its cache counts are apart from
+    them: the OpenAI adapter must not read it (the Anthropic adapter does)."""
+    from llmcache_openai._usage import usage_of
+
+    anthropic_shaped = {"type": "message", "model": "claude", "usage": {"input_tokens": 5}}
+    assert usage_of(anthropic_shaped) is None
+    openai_shaped = {"model": "gpt-4o", "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+    assert usage_of(openai_shaped) is not None

@@ -53,6 +53,8 @@ def usage_of(result: Any) -> Usage | None:
     The provider is left unset: the site's (the client's price list, see `provider_for_url`)
     applies. Odd counts (negative, not whole) are `Usage`'s to clean up, not an error here.
     """
+    if _field(result, "type") == "message":  # an Anthropic Message: not ours to count
+        return None
     usage = _field(result, "usage")
     if usage is None:
         return None
