@@ -107,7 +107,7 @@ COST_REPORT = [
         "    print('using the local OpenAI-compatible server at', server.base_url)\n\n"
         "folder = tempfile.mkdtemp(prefix='llmcache-report-')\n"
         "cache = llmcache.Cache(workspace='notebook', tiers=['memory', f'disk://{folder}'])\n"
-        "client = cache.wrap(raw)",
+        "client = cache.wrap(raw, provider='openai')  # the local server imitates OpenAI",
     ),
     (
         "code",
@@ -136,6 +136,107 @@ COST_REPORT = [
 ]
 
 
+CLAUDE_AND_OPENAI = [
+    (
+        "md",
+        "# Claude and OpenAI in one savings report\n\nWrap an `Anthropic` and an `OpenAI` "
+        "client with one cache, send both the same questions with repeats, and read one "
+        "report: calls avoided, money and time saved, by model, whichever provider served "
+        "them. Without `ANTHROPIC_API_KEY` / `OPENAI_API_KEY` this runs against llmcache's "
+        "local Anthropic- and OpenAI-compatible servers, priced as the real models would be.",
+    ),
+    (
+        "code",
+        "import os\nimport random\nimport tempfile\n\n"
+        "from anthropic import Anthropic\nfrom openai import OpenAI\n\nimport llmcache\n"
+        "from llmcache.testing import FakeAnthropicServer, FakeOpenAIServer\n\n"
+        "%load_ext llmcache\n\n"
+        "if os.environ.get('ANTHROPIC_API_KEY'):\n"
+        "    claude_raw = Anthropic()\n    print('Claude: the real Anthropic API')\n"
+        "else:\n"
+        "    claude_server = FakeAnthropicServer(latency_per_token=0.002, base_latency=0.05)"
+        ".start()\n"
+        "    claude_raw = Anthropic(base_url=claude_server.base_url, api_key='local', "
+        "max_retries=0)\n"
+        "    print('Claude: the local Anthropic-compatible server at', claude_server.base_url)\n"
+        "if os.environ.get('OPENAI_API_KEY'):\n"
+        "    gpt_raw = OpenAI()\n    print('GPT: the real OpenAI API')\n"
+        "else:\n"
+        "    gpt_server = FakeOpenAIServer(latency_per_token=0.002, base_latency=0.05).start()\n"
+        "    gpt_raw = OpenAI(base_url=gpt_server.base_url, api_key='local', max_retries=0)\n"
+        "    print('GPT: the local OpenAI-compatible server at', gpt_server.base_url)\n\n"
+        "folder = tempfile.mkdtemp(prefix='llmcache-two-providers-')\n"
+        "cache = llmcache.Cache(workspace='notebook', tiers=['memory', f'disk://{folder}'])\n"
+        "# The local servers imitate each provider: price their calls as its models'.\n"
+        "claude = cache.wrap(claude_raw, provider='anthropic')\n"
+        "gpt = cache.wrap(gpt_raw, provider='openai')",
+    ),
+    (
+        "md",
+        "The same questions to both providers, with repeats. Claude's system prompt carries a "
+        "`cache_control` marker, so Anthropic's own prompt cache is used too (it bills cache "
+        "reads at a tenth of the input price and writes at a premium); llmcache keys the "
+        "request without the marker and prices each miss with its cache reads and writes.",
+    ),
+    (
+        "code",
+        "SYSTEM = 'You are a concise research assistant. Answer in two sentences.'\n"
+        "questions = [\n"
+        "    'Summarise retrieval-augmented generation in one sentence.',\n"
+        "    'What is speculative decoding?',\n"
+        "    'Explain KV-cache reuse briefly.',\n"
+        "    'Give one example of prompt injection.',\n"
+        "    'What should a model card contain?',\n"
+        "]\n\n\n"
+        "def ask(provider: str, model: str, question: str):\n"
+        "    if provider == 'anthropic':\n"
+        "        system = [{'type': 'text', 'text': SYSTEM, 'cache_control': {'type': "
+        "'ephemeral'}}]\n"
+        "        return claude.messages.create(\n"
+        "            model=model, max_tokens=40, system=system,\n"
+        "            messages=[{'role': 'user', 'content': question}],\n"
+        "        )\n"
+        "    return gpt.chat.completions.create(\n"
+        "        model=model, max_tokens=40,\n"
+        "        messages=[{'role': 'system', 'content': SYSTEM}, {'role': 'user', "
+        "'content': question}],\n"
+        "    )\n\n\n"
+        "rng = random.Random(5)\n"
+        "models = [('anthropic', 'claude-haiku-4-5'), ('anthropic', 'claude-sonnet-4-6'),\n"
+        "          ('openai', 'gpt-4o-mini'), ('openai', 'gpt-4.1-mini')]\n"
+        "for _ in range(80):\n"
+        "    provider, model = rng.choice(models)\n"
+        "    with llmcache.options(namespace='research'):\n"
+        "        response = ask(provider, model, rng.choice(questions))\n"
+        "llmcache.info(response)",
+    ),
+    (
+        "md",
+        "Streams are cached too: the SDK's `messages.stream(...)` helper records the live "
+        "stream and replays it, with the same events, on the next identical call.",
+    ),
+    (
+        "code",
+        "for attempt in ('live', 'replay'):\n"
+        "    with llmcache.options(namespace='research'), claude.messages.stream(\n"
+        "        model='claude-sonnet-4-6', max_tokens=60,\n"
+        "        messages=[{'role': 'user', 'content': questions[1]}],\n"
+        "    ) as stream:\n"
+        "        print(attempt, '->', stream.get_final_text())\n"
+        "llmcache.info(stream)",
+    ),
+    ("code", "report = cache.report(by=('namespace', 'model'))\nreport"),
+    (
+        "code",
+        "report.to_pandas()[\n"
+        "    ['model', 'calls', 'hits', 'spent_usd', 'saved_usd', 'saved_input_tokens',\n"
+        "     'saved_cache_read_tokens', 'saved_cache_write_tokens']\n"
+        "]",
+    ),
+    ("code", "figure = report.plot()  # cumulative money and time saved, both providers\nfigure"),
+]
+
+
 def _notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {
@@ -151,7 +252,12 @@ def _notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
 
 def main() -> None:
     ROOT.mkdir(exist_ok=True)
-    for name, cells in (("quickstart", QUICKSTART), ("cost_report", COST_REPORT)):
+    notebooks = (
+        ("quickstart", QUICKSTART),
+        ("cost_report", COST_REPORT),
+        ("claude_and_openai", CLAUDE_AND_OPENAI),
+    )
+    for name, cells in notebooks:
         notebook = _notebook(cells)
         NotebookClient(
             notebook,
