@@ -118,7 +118,7 @@ def main() -> int:
             (
                 "floor, last 4096 results kept alive",
                 lambda: measure(retained(floor)),
-                "as llmcache.info's map keeps them",
+                "as llmcache.info's queue may",
             ),
             (
                 "  part: keyed request dict (markers out)",

@@ -10,7 +10,7 @@ measured in several interleaved rounds and its best round is reported (noise onl
 time); compare within a run.
 
 Informational rows: the floor when the last 4096 results stay alive (as `llmcache.info`'s
-map keeps them: fresh objects then land in colder memory), and the parts of the hit path.
+queue may: fresh objects then land in colder memory), and the parts of the hit path.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main() -> int:
             (
                 "floor, last 4096 results kept alive",
                 lambda: measure(retained(floor)),
-                "as llmcache.info's map keeps them",
+                "as llmcache.info's queue may",
             ),
             (
                 "  part: keyed request dict",

@@ -38,11 +38,15 @@ import orjson
 from ._errors import KeyDerivationError
 
 __all__ = [
+    "FAST_OPTION",
     "SPEEDUPS",
     "Binder",
+    "TagNeeded",
+    "arguments_need_tags",
     "canonical_bytes",
     "canonical_value",
     "fast_body",
+    "fast_default",
     "needs_tags",
     "needs_tags_python",
 ]
@@ -159,10 +163,22 @@ _c_needs_tags = _load_speedups()
 SPEEDUPS = _c_needs_tags is not None  # whether the C scan is in use
 needs_tags: Callable[[Any], bool] = _c_needs_tags or needs_tags_python
 
+# `fast_body`'s parts, for the hot path to inline (`_hot.sync_wrapper`): the body is
+# `orjson.dumps((identity, version, arguments), option=FAST_OPTION, default=fast_default)`
+# unless `arguments_need_tags(arguments)`.
+TagNeeded = _TagNeeded
+FAST_OPTION = _SORTED
+fast_default = _default
+arguments_need_tags: Callable[[Mapping[str, Any]], bool]
+
 if _c_needs_tags is None:
     fast_body = _fast_body_python
+
+    def arguments_need_tags(arguments: Mapping[str, Any]) -> bool:
+        return _any_needs_tags(arguments.values())
+
 else:
-    _c_scan = _c_needs_tags
+    _c_scan = arguments_need_tags = _c_needs_tags
 
     def fast_body(identity: str, version: Any, arguments: Mapping[str, Any]) -> bytes:
         """The hit path's canonical bytes, `[identity, version, {arguments}]`.

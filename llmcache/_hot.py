@@ -23,18 +23,27 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 from xxhash import xxh3_128_intdigest
 
-from ._canonical import Binder, canonical_bytes, fast_body
+from ._canonical import (
+    FAST_OPTION,
+    Binder,
+    TagNeeded,
+    arguments_need_tags,
+    canonical_bytes,
+    fast_body,
+    fast_default,
+)
 from ._codec import Unstorable
 from ._info import (
-    INFO_CAPACITY,
-    INFO_MAX_BYTES,
     LAST,
-    SEEN,
     SHARED_TYPES,
-    forget_older_half,
-    held_bytes,
+    SMALL_HELD,
+    SMALL_WEAK,
+    remember_large,
+    remember_recent,
+    remember_unique,
     weak_reference,
 )
 from ._ledger import HIT_BATCH
@@ -60,10 +69,12 @@ class HotPath:
         "_clock",
         "_counters",
         "_decoders",
+        "_entries_get",
         "_ledger",
         "_memory",
         "_name",
         "_noted",
+        "_recent",
         "_signed_key",
         "_signed_memo",
         "_site",
@@ -73,7 +84,11 @@ class HotPath:
     def __init__(self, site: CallSite) -> None:
         cache = site.cache
         self._site = site
-        self._memory = cache.memory
+        memory = self._memory = cache.memory
+        # The memory tier's dicts, changed in place only (never rebound).
+        entries: dict[Any, Any] = memory._entries if memory is not None else {}
+        self._entries_get = entries.get
+        self._recent: dict[Any, None] = memory._recent if memory is not None else {}
         self._tiers = cache._tiers
         self._ledger = cache.ledger
         self._noted = cache.ledger.noted_hits
@@ -90,13 +105,18 @@ class HotPath:
 
         Equal to the flow's `memory_lookup` + `serve` for a call under no options.
         """
-        memory = self._memory
-        if memory is None:
-            return MISS
-        record = memory.lookup(fingerprint)
+        # `MemoryTier.lookup`, inlined: a dict get, the expiry check, the recency mark.
+        record = self._entries_get(fingerprint)  # an empty dict's when there is no memory tier
         if record is None:
+            if self._memory is not None:
+                self._counters.memory_misses += 1
+            return MISS
+        expires = record.expires
+        if expires != NO_EXPIRY and expires <= self._memory.clock():  # type: ignore[union-attr]
+            self._memory.discard(fingerprint)  # type: ignore[union-attr]
             self._counters.memory_misses += 1
             return MISS
+        self._recent[fingerprint] = None
         self._counters.memory_hits += 1
         name = self._name
         # `Ledger.hit` and `remember(...)`, inlined: this is every memory hit's path.
@@ -111,18 +131,23 @@ class HotPath:
             set_last_call((value, record, "memory", True, name))
             return value
         value = record.decoder(record.value_json)  # type: ignore[misc]
-        set_last_call((value, record, "memory", True, name))
+        described = (value, record, "memory", True, name)
+        set_last_call(described)
+        # `remember_unique`, inlined for the usual fresh objects; no value of SHARED_TYPES
+        # (never remembered by identity) is a dict, a list or takes a weak reference.
         kind = type(value)
-        if kind not in SHARED_TYPES:  # a fresh object: also remembered by identity
-            if kind.__weakrefoffset__:
-                weight = record.size
-                SEEN[id(value)] = (weak_reference(value), record, "memory", True, name, weight)
+        if kind is dict or kind is list:
+            if record.size <= SMALL_HELD:
+                remember_recent(described)
             else:
-                weight = record.size << 2
-                SEEN[id(value)] = (value, record, "memory", True, name, weight)
-            held_bytes[0] += weight
-            if held_bytes[0] > INFO_MAX_BYTES or len(SEEN) > INFO_CAPACITY:
-                forget_older_half()
+                remember_large(value, record, "memory", True, name)
+        elif kind.__weakrefoffset__:
+            if record.size <= SMALL_WEAK:
+                remember_recent((weak_reference(value), record, "memory", True, name))
+            else:
+                remember_large(value, record, "memory", True, name)
+        elif kind not in SHARED_TYPES:
+            remember_unique(value, record, "memory", True, name)
         return value
 
     def lower_hit(self, fingerprint: int, namespace: Namespace, prefix: str) -> Any:
@@ -169,15 +194,7 @@ class HotPath:
             set_last_call((value, record, tier.name, True, name))
             kind = type(value)
             if kind not in SHARED_TYPES:  # a fresh object: also remembered by identity
-                if kind.__weakrefoffset__:
-                    weight = record.size
-                    SEEN[id(value)] = (weak_reference(value), record, tier.name, True, name, weight)
-                else:
-                    weight = record.size << 2
-                    SEEN[id(value)] = (value, record, tier.name, True, name, weight)
-                held_bytes[0] += weight
-                if held_bytes[0] > INFO_MAX_BYTES or len(SEEN) > INFO_CAPACITY:
-                    forget_older_half()
+                remember_unique(value, record, tier.name, True, name)
             return value
         return MISS
 
@@ -199,6 +216,7 @@ def sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -
     version = site.version
     head = (site.identity, version)
     where = site.identity
+    need_tags, dumps, default = arguments_need_tags, orjson.dumps, fast_default
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return canonical_bytes(bind(args, kwargs), where, head)
@@ -206,8 +224,11 @@ def sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_options() is None and cache.enabled and namespace.loaded:
-            try:
-                body = fast_body(where, version, bind(args, kwargs))
+            try:  # `fast_body`, inlined
+                arguments = bind(args, kwargs)
+                if need_tags(arguments):
+                    raise TagNeeded
+                body = dumps((where, version, arguments), option=FAST_OPTION, default=default)
             except Exception:  # the slow path canonicalises it, or names the bad argument
                 return flow.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
             seed, prefix = namespace.state
@@ -238,6 +259,7 @@ def async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     version = site.version
     head = (site.identity, version)
     where = site.identity
+    need_tags, dumps, default = arguments_need_tags, orjson.dumps, fast_default
 
     def slow_body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return canonical_bytes(bind(args, kwargs), where, head)
@@ -245,8 +267,11 @@ def async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
     @functools.wraps(function)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_options() is None and cache.enabled and namespace.loaded:
-            try:
-                body = fast_body(where, version, bind(args, kwargs))
+            try:  # `fast_body`, inlined
+                arguments = bind(args, kwargs)
+                if need_tags(arguments):
+                    raise TagNeeded
+                body = dumps((where, version, arguments), option=FAST_OPTION, default=default)
             except Exception:
                 return await flow.run(
                     lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)
@@ -295,8 +320,12 @@ def call(
     """
     namespace = site.namespace
     if current_options() is None and site.cache.enabled and namespace.loaded:
-        try:
-            body = fast_body(site.identity, site.version, request)
+        try:  # `fast_body`, inlined
+            body: bytes | None = None
+            if not arguments_need_tags(request):
+                body = orjson.dumps(
+                    (site.identity, site.version, request), option=FAST_OPTION, default=fast_default
+                )
         except Exception:  # the long way canonicalises it, or names what cannot be keyed
             body = None
         if body is not None:

@@ -6,22 +6,35 @@ Two records, so that a result is never described by another call:
 * `LAST`, per thread and per asyncio task (a ContextVar): the last cached call made there,
   set by every cached call, including bypassed ones and those of a disabled cache.
   `last_info()` reads it, and `info(result)` uses it when `result is` that call's result.
-* `SEEN`, by identity: results that are a fresh object per call (dicts, lists, pydantic
-  models, streams). Immutable values (str, int, float, bool, None, bytes, tuples) are often
-  one shared object (`True`, an interned string, a small int) across unrelated calls, so
-  they are never remembered by identity: only `LAST` describes them.
+* `RECENT`, by identity: results that are a fresh object per call (dicts, lists, pydantic
+  models, streams), newest last. Immutable values (str, int, float, bool, None, bytes,
+  tuples) are often one shared object (`True`, an interned string, a small int) across
+  unrelated calls, so they are never remembered by identity: only `LAST` describes them.
 
-`SEEN` holds weak references where the result takes one (pydantic models); others are held,
-which also keeps their id from being reused while remembered. It is bounded by count and by
-the bytes it keeps alive (see `remember_unique`). Nothing is attached to the result itself,
-so a pydantic response keeps its exact schema. The `CallInfo` is built only when asked for
-(its pydantic model lives in `_stats`, imported then).
+`RECENT` is a deque bounded by count, so remembering a hit is one C-level append (a dict
+keyed by `id()` with a byte total cost a memory hit a quarter of its time). `info` reads it
+newest first, comparing by identity (`is`), so the newest call that returned an object is
+the one that describes it, and an id reused by another object never matches. Results that
+take a weak reference (pydantic models, streams) are held weakly; others are held, which
+keeps them alive while remembered, so what that holds is bounded in bytes:
+
+* a small result (its record's `size` at most `SMALL_HELD`, or `SMALL_WEAK` held weakly)
+  is appended as it is: at most `INFO_CAPACITY` of them, a fixed bound;
+* a larger one is also counted in `large_bytes`, and past `LARGE_BUDGET` the oldest
+  entries are dropped (`forget_oldest`), never newer ones, so no later call is undone.
+
+A call that returned an object without a record (bypassed, or a disabled cache) leaves a
+`Forgotten` mark: nothing older describes that object any more. Nothing is attached to the
+result itself, so a pydantic response keeps its exact schema. The `CallInfo` is built only
+when asked for (its pydantic model lives in `_stats`, imported then).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -33,34 +46,53 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INFO_CAPACITY",
-    "INFO_MAX_BYTES",
+    "LARGE_BUDGET",
     "LAST",
-    "SEEN",
+    "RECENT",
     "SHARED_TYPES",
-    "forget_older_half",
-    "held_bytes",
+    "SMALL_HELD",
+    "SMALL_WEAK",
     "info",
     "last_info",
     "relay",
     "remember",
+    "remember_large",
+    "remember_recent",
     "remember_unique",
     "weak_reference",
 ]
 
 INFO_CAPACITY = 4096  # results remembered by identity, at most
-INFO_MAX_BYTES = 32 * 1024 * 1024  # what those results and their records keep alive, at most
+# A held result keeps its decoded value alive (estimated at four times its record's size);
+# a weakly held one, only its record. Up to these sizes, INFO_CAPACITY of them keep at most
+# 16 MiB alive; larger ones are counted against LARGE_BUDGET, another 16 MiB.
+SMALL_HELD = 1024
+SMALL_WEAK = 4096
+LARGE_BUDGET = 16 * 1024 * 1024
 # Types whose values may be one object shared by unrelated calls: described only by `LAST`.
 SHARED_TYPES = frozenset({str, int, float, bool, type(None), bytes, tuple})
 
 # (result, record, tier, hit, namespace) of the last cached call in this context.
 Described = tuple[Any, Record | None, str | None, bool, str]
 LAST: ContextVar[Described | None] = ContextVar("llmcache_last_call", default=None)
-# id(result) → (result or a weak reference to it, record, tier, hit, namespace, bytes): the
-# bytes it keeps alive, estimated as its record's `size`, four times over when the result is
-# held strongly (a decoded value takes several times its JSON's bytes).
-SEEN: dict[int, tuple[Any, Record | None, str | None, bool, str, int]] = {}
-held_bytes = [0]  # the sum of SEEN's bytes column
+# (result, a weak reference to it, or a `Forgotten` mark; record, tier, hit, namespace),
+# newest last. Never rebound: the hot path holds its `append`.
+RECENT: deque[tuple[Any, Record | None, str | None, bool, str]] = deque(maxlen=INFO_CAPACITY)
+remember_recent = RECENT.append
+large_bytes = [0]  # what large entries appended since the last recount keep alive (errs high)
+_forgetting = threading.Lock()
 weak_reference = weakref.ref
+
+
+class Forgotten:
+    """The mark of a call that returned an object it kept no record of: stop looking."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, result: Any) -> None:
+        # Exact although ids are reused: an entry older than this mark with the same id was
+        # made while `result` was alive, so it is of `result` itself.
+        self.id = id(result)
 
 
 def remember(result: Any, record: Record | None, tier: str | None, hit: bool, ns: str) -> None:
@@ -75,55 +107,78 @@ def remember_unique(
 ) -> None:
     """Remember a result that is a fresh object per call, by identity (after `LAST.set`).
 
-    `CallSite.memory_hit` and `CallSite.lower_hit` inline these lines.
+    `HotPath.memory_hit` inlines these lines.
     """
-    kind = type(result)
-    if kind.__weakrefoffset__:
-        weight = 0 if record is None else record.size
-        SEEN[id(result)] = (weak_reference(result), record, tier, hit, ns, weight)
-    elif record is not None:
-        weight = record.size << 2
-        SEEN[id(result)] = (result, record, tier, hit, ns, weight)
-    else:  # no measure of what holding it would cost: `LAST` alone describes it
-        SEEN.pop(id(result), None)  # and no older call may
-        return
-    held_bytes[0] += weight
-    if held_bytes[0] > INFO_MAX_BYTES or len(SEEN) > INFO_CAPACITY:
-        forget_older_half()
+    if record is None:  # no measure of what holding it would cost: `LAST` alone describes it
+        remember_recent((Forgotten(result), None, tier, hit, ns))  # and no older call may
+    elif type(result).__weakrefoffset__:
+        if record.size <= SMALL_WEAK:
+            remember_recent((weak_reference(result), record, tier, hit, ns))
+        else:
+            remember_large(result, record, tier, hit, ns)
+    elif record.size <= SMALL_HELD:
+        remember_recent((result, record, tier, hit, ns))
+    else:
+        remember_large(result, record, tier, hit, ns)
 
 
-def forget_older_half() -> None:
-    """Drop the oldest entries until half the count and half the bytes are free (amortised).
+def remember_large(result: Any, record: Record, tier: str | None, hit: bool, ns: str) -> None:
+    """Remember a result whose record is over the small sizes, within `LARGE_BUDGET`."""
+    if type(result).__weakrefoffset__:
+        remember_recent((weak_reference(result), record, tier, hit, ns))
+    else:
+        remember_recent((result, record, tier, hit, ns))
+    large_bytes[0] += _weight(result, record)
+    if large_bytes[0] > LARGE_BUDGET:
+        forget_oldest()
 
-    The byte sum is added to without a lock, and an id remembered again is added twice, so
-    it errs high: it is recounted here, over what is kept.
+
+def _weight(held: Any, record: Record | None) -> int:
+    """The bytes an entry keeps alive if it is a large one, else 0."""
+    if record is None:
+        return 0
+    if type(held) is weakref.ref:  # what takes a weak reference is always held by one
+        return record.size if record.size > SMALL_WEAK else 0
+    return record.size << 2 if record.size > SMALL_HELD else 0
+
+
+def forget_oldest() -> None:
+    """Drop the oldest entries until large ones keep at most half of `LARGE_BUDGET` alive.
+
+    Only the oldest are dropped (`popleft`, as the deque's bound does), so an append made
+    meanwhile by another thread is never lost. The total is recounted over what is kept:
+    entries pushed out by the bound were never subtracted.
     """
-    for stale in list(SEEN)[: max(0, len(SEEN) - INFO_CAPACITY // 2)]:
-        SEEN.pop(stale, None)
-    total = sum([entry[5] for entry in list(SEEN.values())])
-    if total > INFO_MAX_BYTES // 2:  # large results: fewer of them
-        for stale in list(SEEN):
-            dropped = SEEN.pop(stale, None)
-            if dropped is not None:
-                total -= dropped[5]
-                if total <= INFO_MAX_BYTES // 2:
-                    break
-    held_bytes[0] = total
+    with _forgetting:
+        total = sum([_weight(entry[0], entry[1]) for entry in RECENT.copy()])
+        while total > LARGE_BUDGET // 2 and RECENT:
+            try:
+                oldest = RECENT.popleft()
+            except IndexError:  # emptied by another thread meanwhile
+                break
+            total -= _weight(oldest[0], oldest[1])
+        large_bytes[0] = total
 
 
 def _describing(result: Any) -> Described | None:
     """What is known of the last call that returned this very object, if anything.
 
-    A fresh object's entry in `SEEN` is its latest description from any context (a stream
-    is described anew when it completes, in the context that stores it); `LAST` is this
-    context's last call, the only description of a value that may be shared.
+    A fresh object's newest entry in `RECENT` is its latest description from any context (a
+    stream is described anew when it completes, in the context that stores it); `LAST` is
+    this context's last call, the only description of a value that may be shared.
     """
     if type(result) not in SHARED_TYPES:
-        seen = SEEN.get(id(result))
-        if seen is not None:
-            held = seen[0]
-            if (held() if isinstance(held, weakref.ref) else held) is result:
-                return seen[:5]  # type: ignore[return-value]
+        wanted = id(result)
+        for entry in reversed(RECENT.copy()):  # a copy: other threads append meanwhile
+            held = entry[0]
+            if held is result:
+                return (result, *entry[1:])  # type: ignore[return-value]
+            kind = type(held)
+            if kind is weakref.ref:
+                if held() is result:
+                    return (result, *entry[1:])  # type: ignore[return-value]
+            elif kind is Forgotten and held.id == wanted:
+                break  # its last call kept no record: only `LAST` may describe it
     last = LAST.get()
     if last is not None and last[0] is result:
         return last

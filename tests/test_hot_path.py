@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import llmcache
+from tests.clocks import FakeClock
 
 SECRET = "s" * 32
 TTL = 10.0
@@ -201,4 +202,33 @@ def test_references_the_hot_path_holds_stay_the_caches_own(tmp_path: Path) -> No
     assert hot._tiers is cache._tiers
     assert hot._noted is cache.ledger.noted_hits
     assert hot._signed_memo is cache._keys.signed_memo
+    cache.close()
+
+
+def test_the_memory_tiers_dicts_the_hot_path_reads_stay_the_tiers_own() -> None:
+    """`memory_hit` reads the memory tier's entries and recency marks directly: evictions,
+    expiry, `clear` and `invalidate` must change those dicts in place, never rebind them."""
+    clock = FakeClock()
+    cache = llmcache.Cache(
+        workspace="refs", tiers=["memory://?max_bytes=64KiB"], ttl=60, clock=clock
+    )
+
+    @cache.cached
+    def f(x: int) -> list[int]:
+        return [x]
+
+    hot = f.cache_site.hot  # type: ignore[attr-defined]
+    memory = cache.memory
+    assert memory is not None
+    for x in range(400):  # far over 64 KiB: evictions
+        f(x)
+        f(x)
+    clock.advance(61)  # every entry expired: dropped when looked up
+    assert f(399) == [399] and f.cache_info().misses == 401
+    cache.invalidate()
+    cache.clear()
+    assert hot._entries_get.__self__ is memory._entries
+    assert hot._recent is memory._recent
+    f(7)
+    assert f(7) == [7] and llmcache.info(f(7)).tier == "memory"  # type: ignore[union-attr]
     cache.close()

@@ -213,3 +213,72 @@ def test_the_age_of_a_hit_is_told_by_the_clock_it_is_given() -> None:
     real = llmcache.info(hit)  # by default, the real time: the entry was made just now
     assert real is not None and real.age_s is not None and abs(real.age_s) < 1
     cache.close()
+
+
+def test_the_newest_call_that_returned_an_object_describes_it() -> None:
+    """Two cached functions return one module-level object: `info` describes the latest."""
+    cache = memory_cache()
+
+    @cache.cached
+    def first(question: str) -> dict[str, str]:
+        return CONSTANT
+
+    @cache.cached(namespace="second")
+    def second(question: str) -> dict[str, str]:
+        return CONSTANT
+
+    first("q")
+    first_key = llmcache.info(CONSTANT).key  # type: ignore[union-attr]
+    second("q")
+    described = llmcache.info(CONSTANT)
+    assert described is not None and described.key == second.cache_key("q") != first_key
+    assert described.namespace == "second"
+
+
+def test_a_result_is_described_while_thousands_of_later_results_push_others_out() -> None:
+    """Results are remembered in a bounded queue, newest kept: the oldest fall out first,
+    and one that has fallen out is not described at all (never by another call)."""
+    cache = memory_cache()
+
+    @cache.cached
+    def ask(n: int) -> list[int]:
+        return [n]
+
+    oldest = ask(0)
+    kept = [ask(n) for n in range(1, 5000)]
+    assert llmcache.info(oldest) is None  # pushed out by 4,096 newer results
+    for n, result in enumerate(kept[-100:], start=4900):
+        described = llmcache.info(result)
+        assert described is not None and described.key == ask.cache_key(n)
+
+
+def test_remembering_from_many_threads_while_large_results_are_forgotten() -> None:
+    """Threads serve small and large hits at once (large ones make the queue drop its
+    oldest entries): nothing raises, and each thread's latest result is its own call's."""
+    cache = memory_cache()
+
+    @cache.cached
+    def ask(n: int) -> dict[str, str]:
+        return {"n": str(n), "text": "x" * (64 * 1024 if n % 7 == 0 else 10)}
+
+    for n in range(70):
+        ask(n)  # stored: the threads below only hit
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for step in range(2000):
+                n = (offset + step) % 70
+                result = ask(n)
+                described = llmcache.info(result)
+                assert described is not None and described.hit
+                assert described.key == ask.cache_key(n) and result["n"] == str(n)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
