@@ -31,6 +31,7 @@ when asked for (its pydantic model lives in `_stats`, imported then).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -158,6 +159,16 @@ def forget_oldest() -> None:
                 break
             total -= _weight(oldest[0], oldest[1])
         large_bytes[0] = total
+
+
+def _new_lock_in_child() -> None:
+    """A forked child gets a fresh `_forgetting`: a thread of the parent may have held it."""
+    global _forgetting
+    _forgetting = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _describing(result: Any) -> Described | None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import threading
+import time
 import tracemalloc
 from typing import Any
 
@@ -282,3 +285,29 @@ def test_remembering_from_many_threads_while_large_results_are_forgotten() -> No
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_child_forked_while_another_thread_forgets_can_still_forget() -> None:
+    """The lock that orders forgetting is new in a forked child (the thread that held it in
+    the parent does not exist there)."""
+    from llmcache import _info
+
+    with _info._forgetting:  # as if another thread were forgetting at the moment of fork
+        pid = os.fork()
+        if pid == 0:  # the child: must not wait forever for the parent's lock
+            try:
+                _info.forget_oldest()
+            finally:
+                os._exit(0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the parent's lock")
+    assert os.waitstatus_to_exitcode(status) == 0
