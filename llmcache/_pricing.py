@@ -35,19 +35,25 @@ class Price:
     output_per_mtok: float
     cache_read_per_mtok: float | None = None
     cache_write_per_mtok: float | None = None
+    cache_write_1h_per_mtok: float | None = None
 
     def cost(self, usage: Usage) -> float:
-        """USD cost of `usage`; an unset cache price bills those tokens at the input price."""
+        """USD cost of `usage`. An unset cache price bills those tokens at the input price;
+        an unset 1-hour write price bills 1-hour writes as other writes."""
         read_rate = self.input_per_mtok
         if self.cache_read_per_mtok is not None:
             read_rate = self.cache_read_per_mtok
         write_rate = self.input_per_mtok
         if self.cache_write_per_mtok is not None:
             write_rate = self.cache_write_per_mtok
+        write_1h_rate = write_rate
+        if self.cache_write_1h_per_mtok is not None:
+            write_1h_rate = self.cache_write_1h_per_mtok
         return (
             usage.uncached_input_tokens * self.input_per_mtok
             + usage.cache_read_tokens * read_rate
-            + usage.cache_write_tokens * write_rate
+            + (usage.cache_write_tokens - usage.cache_write_1h_tokens) * write_rate
+            + usage.cache_write_1h_tokens * write_1h_rate
             + usage.output_tokens * self.output_per_mtok
         ) / 1_000_000
 
@@ -72,6 +78,7 @@ def set_price(
     output_per_mtok: float,
     cache_read_per_mtok: float | None = None,
     cache_write_per_mtok: float | None = None,
+    cache_write_1h_per_mtok: float | None = None,
 ) -> None:
     """Add or override the price of `model` (USD per million tokens) for this process.
 
@@ -89,6 +96,9 @@ def set_price(
         cache_write_per_mtok: price of an input token written to the provider's prompt
             cache. Unset (None): billed at `input_per_mtok`, with no premium assumed (right
             for OpenAI-style caching, which charges none; Anthropic charges one).
+        cache_write_1h_per_mtok: price of an input token written to the prompt cache for one
+            hour (Anthropic's ``"ttl": "1h"``, billed above the 5-minute write). Unset
+            (None): billed as other cache writes.
 
     Raises:
         ConfigError: a price that is not a finite number >= 0.
@@ -98,9 +108,16 @@ def set_price(
         ("output_per_mtok", output_per_mtok),
         ("cache_read_per_mtok", cache_read_per_mtok),
         ("cache_write_per_mtok", cache_write_per_mtok),
+        ("cache_write_1h_per_mtok", cache_write_1h_per_mtok),
     ):
         _rate(name, value)
-    price = Price(input_per_mtok, output_per_mtok, cache_read_per_mtok, cache_write_per_mtok)
+    price = Price(
+        input_per_mtok,
+        output_per_mtok,
+        cache_read_per_mtok,
+        cache_write_per_mtok,
+        cache_write_1h_per_mtok,
+    )
     with _LOCK:
         _OVERRIDES[model] = price
 
@@ -112,6 +129,7 @@ def _genai_price(
     input_tokens: int,
     cache_read_tokens: int,
     cache_write_tokens: int,
+    cache_write_1h_tokens: int,
     output_tokens: int,
     reasoning_tokens: int,
 ) -> float | None:
@@ -127,6 +145,8 @@ def _genai_price(
         input_tokens=input_tokens,
         cache_read_tokens=cache_read_tokens,
         cache_write_tokens=cache_write_tokens,
+        # A part of cache_write_tokens, at the list's 1-hour write price where it has one.
+        cache_write_1h_tokens=cache_write_1h_tokens,
         output_tokens=output_tokens,
         # A part of output_tokens, priced apart only where a price list says so.
         output_reasoning_tokens=reasoning_tokens,
@@ -169,6 +189,7 @@ def call_cost(usage: Usage) -> float | None:
         usage.input_tokens,
         usage.cache_read_tokens,
         usage.cache_write_tokens,
+        usage.cache_write_1h_tokens,
         usage.output_tokens,
         usage.reasoning_tokens,
     )

@@ -34,6 +34,7 @@ _COUNTS = (
     "output_tokens",
     "cache_read_tokens",
     "cache_write_tokens",
+    "cache_write_1h_tokens",
     "reasoning_tokens",
 )
 # Fields of a provider's usage already warned about, so a broken adapter logs once per field
@@ -88,10 +89,11 @@ def _name(value: Any) -> str | None:
 class Usage:
     """What one real call used, as its provider reported it, in genai-prices' convention.
 
-    The counts are partitions: ``cache_read_tokens + cache_write_tokens <= input_tokens``
-    and ``reasoning_tokens <= output_tokens``. Counts that are negative or not whole numbers
-    are counted as 0 (logged once per field), and parts larger than their total are cut to
-    it, so that a provider's odd report can never fail the call being cached.
+    The counts are partitions: ``cache_read_tokens + cache_write_tokens <= input_tokens``,
+    ``cache_write_1h_tokens <= cache_write_tokens`` and ``reasoning_tokens <=
+    output_tokens``. Counts that are negative or not whole numbers are counted as 0 (logged
+    once per field), and parts larger than their total are cut to it, so that a provider's
+    odd report can never fail the call being cached.
 
     Args:
         model: the model that answered (prices are looked up by it).
@@ -107,6 +109,9 @@ class Usage:
             (billed at a discount by OpenAI and Anthropic).
         cache_write_tokens: the part of `input_tokens` written to the provider's prompt cache
             (billed at a premium by Anthropic, at the input price by OpenAI).
+        cache_write_1h_tokens: the part of `cache_write_tokens` written to be kept for one
+            hour (Anthropic's ``"ttl": "1h"``, billed at a higher premium than the default
+            5-minute writes).
         reasoning_tokens: the part of `output_tokens` spent reasoning, where the provider
             says.
         cost_usd: the call's cost when the provider states it; it wins over the price list.
@@ -118,6 +123,7 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float | None = None
 
@@ -129,6 +135,9 @@ class Usage:
         counts["cache_read_tokens"] = min(counts["cache_read_tokens"], total_in)
         counts["cache_write_tokens"] = min(
             counts["cache_write_tokens"], total_in - counts["cache_read_tokens"]
+        )
+        counts["cache_write_1h_tokens"] = min(
+            counts["cache_write_1h_tokens"], counts["cache_write_tokens"]
         )
         counts["reasoning_tokens"] = min(counts["reasoning_tokens"], counts["output_tokens"])
         for field, value in counts.items():
@@ -214,7 +223,7 @@ def usage_fields(usage: Usage, provider: str | None = None) -> dict[str, Any]:
     if usage.input_tokens or usage.output_tokens:
         meta["input_tokens"] = usage.input_tokens
         meta["output_tokens"] = usage.output_tokens
-        for part in ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+        for part in _COUNTS[2:]:  # the parts: cache reads and writes, reasoning
             if getattr(usage, part):
                 meta[part] = getattr(usage, part)
     cost = usage.cost_usd
@@ -232,7 +241,8 @@ def usage_meta(
 
     `hook` is the cached function's ``usage=``: it returns a `Usage`, a mapping with any of
     model, provider, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-    reasoning_tokens and cost_usd, or None. Without a hook, the provider adapters are asked.
+    cache_write_1h_tokens, reasoning_tokens and cost_usd, or None. Without a hook, the
+    provider adapters are asked.
     """
     described = hook(result) if hook is not None else _from_providers(result)
     if not described:

@@ -778,13 +778,21 @@ def test_errors_reach_the_caller_and_are_not_stored(
 
 # -- usage, cost and llmcache.info -----------------------------------------------------------------
 # Claude Sonnet 4.6's published prices, USD per million tokens.
-SONNET = {"input": 3.00, "output": 15.00, "cache_write": 3.75, "cache_read": 0.30}
+SONNET = {
+    "input": 3.00,
+    "output": 15.00,
+    "cache_write": 3.75,  # kept 5 minutes (the default)
+    "cache_write_1h": 6.00,  # kept one hour ("ttl": "1h")
+    "cache_read": 0.30,
+}
 
 
 def _by_hand(usage: Any) -> float:
+    one_hour = usage.cache_creation.ephemeral_1h_input_tokens if usage.cache_creation else 0
     return (
         usage.input_tokens * SONNET["input"]
-        + usage.cache_creation_input_tokens * SONNET["cache_write"]
+        + (usage.cache_creation_input_tokens - one_hour) * SONNET["cache_write"]
+        + one_hour * SONNET["cache_write_1h"]
         + usage.cache_read_input_tokens * SONNET["cache_read"]
         + usage.output_tokens * SONNET["output"]
     ) / 1_000_000
@@ -820,6 +828,33 @@ def test_a_miss_with_cache_reads_and_writes_is_priced_as_published(
     assert totals.saved_usd == pytest.approx(cost, rel=1e-9)
 
 
+def test_one_hour_cache_writes_are_priced_at_their_own_rate(
+    cache: llmcache.Cache, client: Any, server: FakeAnthropicServer
+) -> None:
+    """Anthropic bills a write kept one hour at 2x the input price, a 5-minute one at 1.25x."""
+    one_hour = {"type": "ephemeral", "ttl": "1h"}
+    system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": one_hour}]
+
+    def turn(question: str) -> Any:
+        content = [_marked_text(question + " " + "Please explain in detail. " * 30)]
+        return _create(client, system=system, messages=[{"role": "user", "content": content}])
+
+    first = turn("What is a cache?")  # the system prompt written for one hour, its question 5m
+    usage = first.usage
+    written_1h = usage.cache_creation.ephemeral_1h_input_tokens
+    assert 0 < written_1h < usage.cache_creation_input_tokens
+    cost = _by_hand(usage)
+    priced_as_5m = (
+        usage.input_tokens * SONNET["input"]
+        + usage.cache_creation_input_tokens * SONNET["cache_write"]
+        + usage.output_tokens * SONNET["output"]
+    ) / 1_000_000
+    assert cost > priced_as_5m
+    assert _info(first).cost_usd == pytest.approx(cost, rel=1e-9)
+    assert _info(turn("What is a cache?")).saved_cost_usd == pytest.approx(cost, rel=1e-9)
+    assert server.requests == 1
+
+
 def test_usage_is_read_as_genai_prices_reads_it() -> None:
     body = {
         "id": "msg_1",
@@ -831,6 +866,10 @@ def test_usage_is_read_as_genai_prices_reads_it() -> None:
         "usage": {
             "input_tokens": 100,
             "cache_creation_input_tokens": 2_000,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": 500,
+                "ephemeral_1h_input_tokens": 1_500,
+            },
             "cache_read_input_tokens": 6_000,
             "output_tokens": 50,
             "output_tokens_details": {"thinking_tokens": 20},
@@ -842,6 +881,7 @@ def test_usage_is_read_as_genai_prices_reads_it() -> None:
     assert ours.input_tokens == theirs.input_tokens == 8_100
     assert ours.cache_read_tokens == theirs.cache_read_tokens == 6_000
     assert ours.cache_write_tokens == theirs.cache_write_tokens == 2_000
+    assert ours.cache_write_1h_tokens == theirs.cache_write_1h_tokens == 1_500
     assert ours.output_tokens == theirs.output_tokens == 50
     assert ours.reasoning_tokens == 20 and ours.model == MODEL and ours.provider is None
 

@@ -358,6 +358,10 @@ def test_cache_reads_the_longest_cached_prefix(client: Anthropic) -> None:
     assert extended.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
     written = extended.usage.cache_creation_input_tokens
     assert written is not None and written >= len(turn["text"]) // 4
+    # Written after the one-hour prefix was read, up to a 5-minute breakpoint: 5 minutes.
+    split = extended.usage.cache_creation
+    assert split is not None and split.ephemeral_5m_input_tokens == written
+    assert split.ephemeral_1h_input_tokens == 0
     total = client.messages.count_tokens(model=MODEL, messages=longer, system=system)
     read = extended.usage.cache_read_input_tokens
     assert 0 < extended.usage.input_tokens == total.input_tokens - written - (read or 0)

@@ -32,6 +32,7 @@ from llmcache import ConfigError, Usage, _pricing
 from llmcache._ledger import METRICS, epoch_day_of
 from llmcache._pricing import call_cost
 from llmcache._render import render_text
+from llmcache._usage import usage_fields
 from llmcache.testing import FakeOpenAIServer
 
 MTOK = 1_000_000
@@ -116,6 +117,53 @@ def test_anthropic_cache_reads_and_writes_are_priced_at_their_own_rates() -> Non
     assert call_cost(SONNET_USAGE) == pytest.approx(SONNET_COST, rel=1e-12)
     uncached = Usage(model=SONNET, provider="anthropic", input_tokens=13_000, output_tokens=500)
     assert call_cost(uncached) == pytest.approx(SONNET_ALL_UNCACHED, rel=1e-12)
+
+
+def test_one_hour_cache_writes_are_priced_at_the_one_hour_rate() -> None:
+    """Of 2,000 written tokens, 1,500 are kept one hour: $6/MTok for Sonnet 4.5, not $3.75."""
+    usage = Usage(**{**_fields(SONNET_USAGE), "cache_write_1h_tokens": 1_500})
+    by_hand = (
+        1_000 * 3.00 / MTOK  # uncached input
+        + 500 * 3.75 / MTOK  # the 5-minute writes
+        + 1_500 * 6.00 / MTOK  # the 1-hour writes
+        + 10_000 * 0.30 / MTOK  # cache reads
+        + 500 * 15.00 / MTOK  # output
+    )  # = $0.024375
+    assert by_hand == pytest.approx(0.024375)
+    assert call_cost(usage) == pytest.approx(by_hand, rel=1e-12)
+    assert usage_fields(usage)["cache_write_1h_tokens"] == 1_500
+
+
+def test_the_one_hour_part_of_the_writes_is_cut_to_them() -> None:
+    usage = Usage(input_tokens=100, cache_write_tokens=40, cache_write_1h_tokens=90)
+    assert usage.cache_write_1h_tokens == 40
+    assert Usage(input_tokens=100, cache_write_1h_tokens=5).cache_write_1h_tokens == 0
+    mapped = Usage.from_mapping(
+        {"input_tokens": 9, "cache_write_tokens": 4, "cache_write_1h_tokens": "3"}
+    )
+    assert mapped.cache_write_1h_tokens == 3
+
+
+def test_set_price_prices_one_hour_writes_as_writes_unless_told() -> None:
+    usage = Usage(
+        model="house-model", input_tokens=1_000, cache_write_tokens=600, cache_write_1h_tokens=200
+    )
+    llmcache.set_price(
+        "house-model", input_per_mtok=1.0, output_per_mtok=2.0, cache_write_per_mtok=1.5
+    )
+    assert call_cost(usage) == pytest.approx((400 * 1.0 + 600 * 1.5) / MTOK)
+    llmcache.set_price(
+        "house-model",
+        input_per_mtok=1.0,
+        output_per_mtok=2.0,
+        cache_write_per_mtok=1.5,
+        cache_write_1h_per_mtok=4.0,
+    )
+    assert call_cost(usage) == pytest.approx((400 * 1.0 + 400 * 1.5 + 200 * 4.0) / MTOK)
+    with pytest.raises(llmcache.ConfigError, match="cache_write_1h_per_mtok"):
+        llmcache.set_price(
+            "house-model", input_per_mtok=1, output_per_mtok=1, cache_write_1h_per_mtok=-1
+        )
 
 
 def test_openai_chat_usage_is_mapped_one_to_one_and_priced() -> None:

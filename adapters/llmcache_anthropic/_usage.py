@@ -12,12 +12,13 @@ usage extraction maps them:
     input_tokens + cache_creation_input_tokens + cache_read_input_tokens -> input_tokens
     cache_read_input_tokens                   -> cache_read_tokens
     cache_creation_input_tokens               -> cache_write_tokens
+    cache_creation.ephemeral_1h_input_tokens  -> cache_write_1h_tokens (a part of the writes)
     output_tokens                             -> output_tokens (thinking included)
     output_tokens_details.thinking_tokens     -> reasoning_tokens (a part of the output)
 
-Cache writes of the 1-hour TTL (``cache_creation.ephemeral_1h_input_tokens``) are priced as
-5-minute writes: `llmcache.Usage` has one write count (Anthropic bills 1-hour writes at 2x
-the input price, 5-minute ones at 1.25x).
+Anthropic bills a write kept for one hour (``"ttl": "1h"``) at 2x the input price and the
+default 5-minute write at 1.25x; genai-prices has both prices, so the 1-hour part is priced
+at its own.
 
 ``messages.count_tokens`` is free: its answers are counted at $0 (`count_usage`).
 """
@@ -69,6 +70,7 @@ def recording_usage(result: Any) -> Usage | None:
         return None
     plain = _field(usage, "input_tokens") or 0
     written = _field(usage, "cache_creation_input_tokens") or 0
+    written_1h = _field(_field(usage, "cache_creation"), "ephemeral_1h_input_tokens")
     read = _field(usage, "cache_read_input_tokens") or 0
     details = _field(usage, "output_tokens_details")
     model = _field(result, "model")
@@ -79,6 +81,7 @@ def recording_usage(result: Any) -> Usage | None:
         output_tokens=_field(usage, "output_tokens"),
         cache_read_tokens=read,
         cache_write_tokens=written,
+        cache_write_1h_tokens=written_1h,
         reasoning_tokens=_field(details, "thinking_tokens"),
     )
 

@@ -90,14 +90,22 @@ def cache_usage(prompt: Prompt, model: str, cached: dict[int, None]) -> JSONDict
         cached[key[i]] = None
     while len(cached) > PROMPT_CACHE_SIZE:
         del cached[next(iter(cached))]
-    one_hour = bool(prompt.breakpoints) and prompt.breakpoints[-1][1] == "1h"
+    # What is written is split by the breakpoint that ends each stretch: the stretch up to a
+    # "1h" breakpoint is kept one hour, the one up to a "5m" breakpoint five minutes.
+    by_ttl = {"5m": 0, "1h": 0}
+    start = read
+    for index, ttl in prompt.breakpoints:
+        end = ends[index]
+        if end > start:
+            by_ttl["1h" if ttl == "1h" else "5m"] += end - start
+            start = end
     return {
         "input_tokens": prompt.total - read - written,
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": read,
         "cache_creation": {
-            "ephemeral_5m_input_tokens": 0 if one_hour else written,
-            "ephemeral_1h_input_tokens": written if one_hour else 0,
+            "ephemeral_5m_input_tokens": by_ttl["5m"],
+            "ephemeral_1h_input_tokens": by_ttl["1h"],
         },
     }
 
