@@ -11,8 +11,11 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_both_notebooks_are_committed() -> None:
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "cost_report.ipynb"}
+def test_the_notebooks_the_readme_names_are_committed() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    named = {p.name for p in NOTEBOOKS if f"notebooks/{p.name}" in readme}
+    assert named >= {"quickstart.ipynb", "cost_report.ipynb", "claude_and_openai.ipynb"}
+    assert named == {p.name for p in NOTEBOOKS}  # and every committed one is named there
 
 
 @pytest.mark.timeout(300)
