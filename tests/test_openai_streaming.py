@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import openai
@@ -318,3 +319,21 @@ def test_an_aborted_leader_lets_the_waiter_call_itself() -> None:
         first.close()  # closed early: nothing stored, and nobody is left waiting
         second = client.chat.completions.create(stream=True, **request)
         assert list(second) and server.requests == 2
+
+
+def test_a_dropped_stream_lets_waiters_go_at_once(client: Any) -> None:
+    """The recorder holds the stream weakly: dropping an unfinished stream frees it at once
+    (its `__del__` lets identical waiting calls go), not at the next garbage collection."""
+    stream = _stream(client)
+    next(stream)
+    recorder = stream._recorder
+    assert recorder is not None and recorder.on_end is not None  # it leads its request
+    gc.disable()
+    try:
+        del stream
+        # llmcache.last_info() holds the last call's result until the next call; after that,
+        # no cycle keeps the stream: it goes now.
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert recorder.on_end is None
+    finally:
+        gc.enable()

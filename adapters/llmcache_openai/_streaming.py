@@ -23,6 +23,7 @@ import copy
 import logging
 import time
 import typing
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -147,7 +148,10 @@ class Recorder:
         self._choices: set[int] = set()
         self._finished: set[int] = set()
         self._terminal = False
-        self.stream: Any = None
+        # The stream handed to the caller, held weakly: the stream holds its recorder, and a
+        # dropped stream must go at once (its `__del__` lets waiters go), not when the
+        # garbage collector gets to a stream-recorder cycle.
+        self.stream: weakref.ref[Any] | None = None
         self.on_end: Callable[[], None] | None = None  # lets waiting identical calls go
 
     def ended(self) -> None:
@@ -158,7 +162,7 @@ class Recorder:
 
     def announce(self, stream: Any) -> None:
         """The live stream handed to the caller: `llmcache.info` on it reports this call."""
-        self.stream = stream
+        self.stream = weakref.ref(stream)
         self._site.note_miss(stream)
 
     def add(self, item: Any) -> bool:
@@ -233,8 +237,9 @@ class Recorder:
     def _put(self, request: dict[str, Any], value: Any, latency: float) -> None:
         try:
             self._site.put(request, value, latency_s=latency)
-            if self.stream is not None:
-                self._site.share_info(value, self.stream)
+            stream = self.stream() if self.stream is not None else None
+            if stream is not None:
+                self._site.share_info(value, stream)
         except Exception as error:  # the caller already has its chunks: never fail it here
             log.warning("llmcache: storing a %s stream failed: %r", self._site.identity, error)
 
