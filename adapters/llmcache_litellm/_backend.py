@@ -1,0 +1,237 @@
+"""LiteLLM's cache backend (`litellm.caching.base_cache.BaseCache`) on an llmcache `Cache`.
+
+How LiteLLM 1.110 uses a backend (``litellm/caching/caching.py``, ``caching_handler.py``):
+
+* ``litellm.Cache`` derives the key itself (``get_cache_key``: the model and every OpenAI
+  parameter of the call, hashed with SHA-256, prefixed with ``"<namespace>:"`` when a
+  namespace is given to ``Cache(namespace=...)`` or per call with ``cache={"namespace": ...}``)
+  and hands the backend only that key and a value.
+* A value is ``{"timestamp": <time.time()>, "response": ...}``: for a completion the
+  response is the ``ModelResponse`` as JSON text; for one input of an async embedding call it
+  is a ``CachedEmbedding`` dict (``async_set_cache_pipeline``, one entry per input).
+* ``completion`` calls ``get_cache`` on the caller's thread, then the provider, then
+  ``set_cache``; ``acompletion`` the ``async_`` pair (the write runs in a task of its own).
+  ``cache={"no-cache": True}`` skips the read, ``{"no-store": True}`` the write, and
+  ``{"ttl": n}`` arrives as ``set_cache(..., ttl=n)``. ``{"s-maxage": n}`` is applied by
+  LiteLLM itself, from the value's ``timestamp``.
+
+Each key becomes the request ``{"key": <LiteLLM's key>}`` of an llmcache call site, so the
+entry is signed and encrypted per workspace, stored in every tier, and counted. A LiteLLM
+namespace becomes the llmcache namespace of the entry (``cache.invalidate(namespace=...)``
+and the report's rows), and a ttl a site of its own (a site stores with one ttl). A
+completion's response is stored as JSON data (the parsed ``ModelResponse``, never a pickle)
+and handed back as a dict, which ``litellm.Cache.get_cache_logic`` takes as it is.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from litellm.caching.base_cache import BaseCache
+
+from llmcache.ext import MISS, Cache, CallSite, ConfigError, Usage, extension_state
+
+from ._usage import usage_of
+
+__all__ = ["LLMCacheBackend"]
+
+IDENTITY = "litellm.cache"
+# LiteLLM's key: SHA-256 hex, after "<namespace>:" when it has one.
+_NAMESPACED = re.compile(r"^(?P<namespace>.+):[0-9a-f]{64}$")
+# LiteLLM's provider names that genai-prices calls by another id.
+_PRICE_LISTS = {
+    "gemini": "google",
+    "vertex_ai": "google",
+    "vertex_ai_beta": "google",
+    "bedrock": "aws",
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+    "xai": "x-ai",
+    "azure_ai": "azure",
+    "text-completion-openai": "openai",
+}
+# How many misses we remember the start of (for the time a later hit saves); a miss whose
+# write never comes (an error, a no-store call) is forgotten when the map is full.
+_MAX_STARTS = 4096
+
+
+def _provider_of(kwargs: Mapping[str, Any]) -> str | None:
+    """The genai-prices id of the provider LiteLLM routed the call to, or None."""
+    provider = kwargs.get("custom_llm_provider")
+    model = kwargs.get("model")
+    if not isinstance(provider, str) and isinstance(model, str):
+        try:
+            import litellm
+
+            provider = litellm.get_llm_provider(model=model)[1]
+        except Exception:  # an unknown provider: the call is counted unpriced
+            return None
+    if not isinstance(provider, str):
+        return None
+    return _PRICE_LISTS.get(provider, provider)
+
+
+def _stored_form(value: Any) -> Any:
+    """The value as JSON data: a completion's response text parsed (smaller, and no parse
+    on a hit); anything else as LiteLLM gave it (the site stores JSON data or nothing)."""
+    if isinstance(value, Mapping):
+        response = value.get("response")
+        if isinstance(response, str | bytes):
+            try:
+                return {**value, "response": orjson.loads(response)}
+            except orjson.JSONDecodeError:
+                return dict(value)  # not JSON text: stored as the text it is
+        return dict(value)
+    return value
+
+
+class LLMCacheBackend(BaseCache):
+    """A LiteLLM cache backend that stores in an llmcache `Cache`.
+
+    Made by `llmcache_litellm.cache(...)`; usable on its own as
+    ``litellm.Cache(type="local")``'s ``.cache``.
+    """
+
+    def __init__(
+        self, cache: Cache, *, namespace: str | None = None, ttl: float | None = None
+    ) -> None:
+        super().__init__()
+        self.llmcache = cache
+        self.namespace = namespace
+        self.ttl = ttl
+        self._sites: dict[tuple[str | None, float | None], CallSite] = extension_state(
+            cache, "llmcache_litellm", dict
+        )
+        self._lock = threading.Lock()
+        self._starts: dict[str, float] = {}
+        self._default = self._site(namespace, ttl)
+
+    # -- sites and requests ----------------------------------------------------------------
+    def _site(self, namespace: str | None, ttl: float | None) -> CallSite:
+        found = self._sites.get((namespace, ttl))
+        if found is None:
+            with self._lock:
+                found = self._sites.get((namespace, ttl))
+                if found is None:
+                    found = self._sites[(namespace, ttl)] = self.llmcache.site(
+                        IDENTITY, namespace=namespace, ttl=ttl
+                    )
+        return found
+
+    def _site_for(self, key: str, ttl: Any = None) -> CallSite:
+        """The site of `key` (its LiteLLM namespace) and of a write's `ttl`."""
+        match = _NAMESPACED.match(key)
+        namespace = self.namespace if match is None else match["namespace"]
+        if ttl is not None:
+            ttl = float(ttl) if isinstance(ttl, int | float) and not isinstance(ttl, bool) else None
+        ttl = self.ttl if ttl is None else ttl
+        if namespace == self.namespace and ttl == self.ttl:
+            return self._default
+        try:
+            return self._site(namespace, ttl)
+        except ConfigError:
+            # A namespace llmcache does not take (say, with a space) or a ttl it refuses: the
+            # entry goes to this backend's site, under the whole key, which still keeps it
+            # apart from every other namespace's entries.
+            return self._default
+
+    def _started(self, key: str) -> None:
+        starts = self._starts
+        if len(starts) >= _MAX_STARTS:
+            starts.clear()
+        starts[key] = time.perf_counter()
+
+    def _latency(self, key: str) -> float:
+        started = self._starts.pop(key, None)
+        return 0.0 if started is None else max(0.0, time.perf_counter() - started)
+
+    @staticmethod
+    def _usage(value: Any, kwargs: Mapping[str, Any]) -> Usage | None:
+        if not isinstance(value, Mapping):
+            return None
+        return usage_of(value.get("response"), _provider_of(kwargs))
+
+    # -- reads -----------------------------------------------------------------------------
+    def get_cache(self, key: str, **kwargs: Any) -> Any:
+        found = self._site_for(key).get({"key": key})
+        if found is MISS:
+            self._started(key)
+            return None
+        return found
+
+    async def async_get_cache(self, key: str, **kwargs: Any) -> Any:
+        found = await self._site_for(key).aget({"key": key})
+        if found is MISS:
+            self._started(key)
+            return None
+        return found
+
+    def batch_get_cache(self, keys: list[str], **kwargs: Any) -> list[Any]:
+        return [self.get_cache(key) for key in keys]
+
+    async def async_batch_get_cache(self, keys: list[str], **kwargs: Any) -> list[Any]:
+        return [await self.async_get_cache(key) for key in keys]
+
+    # -- writes ----------------------------------------------------------------------------
+    def set_cache(self, key: str, value: Any, **kwargs: Any) -> None:
+        stored = _stored_form(value)
+        self._site_for(key, kwargs.get("ttl")).put(
+            {"key": key},
+            stored,
+            latency_s=self._latency(key),
+            usage=self._usage(stored, kwargs),
+        )
+
+    async def async_set_cache(self, key: str, value: Any, **kwargs: Any) -> None:
+        stored = _stored_form(value)
+        await self._site_for(key, kwargs.get("ttl")).aput(
+            {"key": key},
+            stored,
+            latency_s=self._latency(key),
+            usage=self._usage(stored, kwargs),
+        )
+
+    async def async_set_cache_pipeline(self, cache_list: Any, **kwargs: Any) -> None:
+        for key, value in cache_list:
+            await self.async_set_cache(key, value, **kwargs)
+
+    async def batch_cache_write(self, key: str, value: Any, **kwargs: Any) -> None:
+        await self.async_set_cache(key, value, **kwargs)
+
+    # -- maintenance -----------------------------------------------------------------------
+    def delete_cache(self, key: str) -> None:
+        site = self._site_for(key)
+        self.llmcache.delete(site.key({"key": key}))
+
+    async def async_delete_cache(self, key: str) -> None:
+        self.delete_cache(key)
+
+    def flush_cache(self) -> None:
+        """Make every LiteLLM entry of this backend's sites unreachable, in every process."""
+        for site in list(self._sites.values()):
+            site.clear()
+
+    async def disconnect(self) -> None:
+        """Nothing to do: the llmcache `Cache` is the caller's, closed by its owner."""
+
+    def _unreadable(self) -> list[str]:
+        """The tiers whose read breaker is open (their reads are misses until they recover)."""
+        return [tier.name for tier in self.llmcache.health().tiers if tier.read_state == "open"]
+
+    async def ping(self) -> bool:
+        return not self._unreadable()
+
+    async def test_connection(self) -> dict[str, Any]:
+        broken = self._unreadable()
+        if broken:
+            names = ", ".join(broken)
+            return {"status": "failed", "message": f"llmcache tiers not readable: {names}"}
+        return {"status": "success", "message": "llmcache tiers readable"}
+
+    def __repr__(self) -> str:
+        return f"<llmcache_litellm.LLMCacheBackend on {self.llmcache!r}>"
