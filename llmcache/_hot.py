@@ -50,6 +50,7 @@ from ._ledger import HIT_BATCH
 from ._options import current_options
 from ._record import NO_EXPIRY, NOT_SHARED, IntegrityError, decode_entry
 from ._steps import IMMUTABLE, MISS, decoder_for, reject
+from ._telemetry import OBSERVER
 
 if TYPE_CHECKING:
     from ._namespaces import Namespace
@@ -124,6 +125,9 @@ class HotPath:
         noted.append((name, record))
         if len(noted) >= HIT_BATCH:
             self._ledger.drain_hits()
+        observer = OBSERVER[0]
+        if observer is not None:
+            observer.served(self._site, record, "memory", name)
         value = record.shared
         if value is not NOT_SHARED:
             # A str, number, bool, None or bytes (the only values `encode` and `verify`
@@ -191,6 +195,9 @@ class HotPath:
             noted.append((name, record.meta_json))
             if len(noted) >= HIT_BATCH:
                 self._ledger.drain_hits()
+            observer = OBSERVER[0]
+            if observer is not None:
+                observer.served(self._site, record, tier.name, name)
             set_last_call((value, record, tier.name, True, name))
             kind = type(value)
             if kind not in SHARED_TYPES:  # a fresh object: also remembered by identity

@@ -15,6 +15,7 @@ from ._codec import Unstorable
 from ._info import remember
 from ._options import Options
 from ._record import NO_EXPIRY, NOT_SHARED, IntegrityError, Record, decode_entry, encode_entry
+from ._telemetry import OBSERVER
 from ._usage import Usage, usage_fields, usage_meta
 
 if TYPE_CHECKING:
@@ -161,6 +162,9 @@ def serve(site: CallSite, found: Found, namespace: Namespace) -> Any:
     name = namespace.name
     site.cache.ledger.hit(name, record)
     remember(value, record, tier, True, name)
+    observer = OBSERVER[0]
+    if observer is not None:
+        observer.served(site, record, tier, name)
     return value
 
 
@@ -171,6 +175,9 @@ def follow(site: CallSite, record: Record | None, value: Any, namespace: Namespa
     """
     if record is None:
         remember(value, None, None, False, namespace.name)  # never a stale description
+        observer = OBSERVER[0]
+        if observer is not None:
+            observer.served(site, None, "single-flight", namespace.name)
         return value
     result = serve(site, (record, "single-flight", NOT_SHARED), namespace)
     site.counters.lower_hits -= 1  # counted as coalesced, not as a tier hit

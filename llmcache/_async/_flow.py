@@ -46,6 +46,7 @@ from .._steps import (
     verify,
     write_memory,
 )
+from .._telemetry import OBSERVER, real_call
 
 if TYPE_CHECKING:
     from .._namespaces import Namespace
@@ -105,6 +106,9 @@ class AsyncFlow:
         if bypassed(site, opts):
             value = await compute()
             remember(value, None, None, False, site.namespace.name)  # never a stale hit
+            observer = OBSERVER[0]
+            if observer is not None:
+                observer.bypassed(site, site.namespace.name)
             return value
         namespace, fingerprint, prefix, opts = await self.prepare(make_body())
         return await self.resolve(fingerprint, namespace, prefix, compute, opts, True, keep)
@@ -160,6 +164,9 @@ class AsyncFlow:
         namespace, fingerprint, prefix, opts = await self.prepare(self.canonical(request))
         full_meta = meta_of(site, value, latency_s, meta, usage)
         count_miss(site, namespace, full_meta)
+        observer = OBSERVER[0]
+        if observer is not None:
+            observer.recorded(site, namespace.name, full_meta)
         if opts is not None and opts.no_store:
             return None
         record = encode(site, fingerprint, prefix, value, full_meta, opts)
@@ -288,9 +295,11 @@ class AsyncFlow:
                 return follow(site, found[0], None, namespace), found[0]
         lease = self.hold(lock_key, token)
         try:
-            started = time.perf_counter()
-            value = await compute()
-            meta = meta_of(site, value, time.perf_counter() - started, None)
+            with real_call(site, namespace.name) as watched:  # an observer's span, if any
+                started = time.perf_counter()
+                value = await compute()
+                meta = meta_of(site, value, time.perf_counter() - started, None)
+                watched.done(meta)
             store = keep is None or keep(value)
             record = record_miss(site, fingerprint, namespace, prefix, value, meta, opts, store)
             if record is not None:

@@ -1,0 +1,248 @@
+"""`llmcache.otel`: a span per cached call, checked with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import llmcache
+import llmcache.otel
+from llmcache._telemetry import OBSERVER
+from tests.clocks import wait_until
+
+USAGE = {"model": "gpt-4o-mini", "provider": "openai", "input_tokens": 1_000, "output_tokens": 200}
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    llmcache.otel.instrument(tracer_provider=provider)
+    yield exporter
+    llmcache.otel.uninstrument()
+    provider.shutdown()
+
+
+def finished(exporter: InMemorySpanExporter) -> list[Any]:
+    llmcache.otel.flush()
+    return list(exporter.get_finished_spans())
+
+
+def priced_cache(**options: Any) -> llmcache.Cache:
+    return llmcache.Cache(workspace="otel", tiers=["memory"], **options)
+
+
+def test_a_miss_then_a_hit_each_get_a_span(spans: InMemorySpanExporter) -> None:
+    cache = priced_cache()
+
+    @cache.cached(usage=lambda result: USAGE)
+    def ask(question: str) -> dict[str, str]:
+        return {"answer": question}
+
+    ask("q")
+    ask("q")
+    miss, hit = finished(spans)
+    assert miss.name == hit.name == f"llmcache {ask.cache_site.identity}"  # type: ignore[attr-defined]
+    assert miss.attributes["llmcache.outcome"] == "miss"
+    assert miss.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    assert miss.attributes["gen_ai.provider.name"] == "openai"
+    assert miss.attributes["gen_ai.usage.input_tokens"] == 1_000
+    assert miss.attributes["gen_ai.usage.output_tokens"] == 200
+    cost = miss.attributes["llmcache.cost_usd"]
+    assert isinstance(cost, float) and cost > 0
+    assert hit.attributes["llmcache.outcome"] == "hit"
+    assert hit.attributes["llmcache.tier"] == "memory"
+    assert hit.attributes["llmcache.namespace"] == "default"
+    assert hit.attributes["llmcache.workspace"] == "otel"
+    # A hit consumed no tokens: what it avoided is told apart from the GenAI usage.
+    assert not any(name.startswith("gen_ai.") for name in hit.attributes)
+    assert hit.attributes["llmcache.saved.cost_usd"] == cost
+    assert hit.attributes["llmcache.saved.input_tokens"] == 1_000
+    assert hit.attributes["llmcache.model"] == "gpt-4o-mini"
+    assert hit.start_time is not None and miss.end_time is not None
+    assert hit.start_time >= miss.end_time  # the hit's span has the hit's own time
+
+
+def test_spans_belong_under_the_callers_span(spans: InMemorySpanExporter) -> None:
+    cache = priced_cache()
+    tracer = TracerProvider().get_tracer("app")  # the application's own spans
+    inner: list[Any] = []
+
+    @cache.cached
+    def ask(question: str) -> list[str]:
+        # What the real call emits (an HTTP client's span) is inside the miss's span.
+        span = trace.get_current_span()
+        inner.append(span.get_span_context().span_id)
+        return [question]
+
+    with tracer.start_as_current_span("request") as request:
+        ask("q")
+        ask("q")
+    llmcache.otel.flush()
+    by_outcome = {
+        s.attributes.get("llmcache.outcome"): s
+        for s in spans.get_finished_spans()
+        if s.name.startswith("llmcache")
+    }
+    request_id = request.get_span_context().span_id
+    assert by_outcome["miss"].parent.span_id == request_id
+    assert by_outcome["hit"].parent.span_id == request_id
+    assert inner == [by_outcome["miss"].context.span_id]
+
+
+def test_a_failed_real_call_is_an_error_span(spans: InMemorySpanExporter) -> None:
+    cache = priced_cache()
+
+    @cache.cached
+    def fail(question: str) -> str:
+        raise ValueError("provider down")
+
+    with pytest.raises(ValueError):
+        fail("q")
+    (span,) = finished(spans)
+    assert span.attributes["llmcache.outcome"] == "miss"
+    assert span.status.status_code == trace.StatusCode.ERROR
+    assert any(event.name == "exception" for event in span.events)
+
+
+def test_lower_tier_hits_bypasses_and_single_flight(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    disk = llmcache.Cache(workspace="otel", tiers=[f"disk://{tmp_path}/d"])
+    release = threading.Event()
+
+    @disk.cached
+    def slow(question: str) -> list[str]:
+        release.wait(10)
+        return [question]
+
+    threads = [threading.Thread(target=slow, args=("q",)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(disk._flights) == 1)
+    release.set()
+    for thread in threads:
+        thread.join()
+    slow("q")  # from disk (no memory tier)
+    with llmcache.options(bypass=True):
+        slow("q")
+    outcomes = sorted(str(s.attributes["llmcache.outcome"]) for s in finished(spans))
+    assert outcomes.count("miss") == 1
+    assert outcomes.count("bypass") == 1
+    assert outcomes.count("hit") + outcomes.count("single_flight") == 3
+    tiers = {s.attributes.get("llmcache.tier") for s in finished(spans)}
+    assert "disk" in tiers
+    disk.close()
+
+
+async def test_async_calls_get_spans(spans: InMemorySpanExporter) -> None:
+    cache = priced_cache()
+
+    @cache.cached
+    async def ask(question: str) -> list[str]:
+        await asyncio.sleep(0)
+        return [question]
+
+    await ask("q")
+    await ask("q")
+    outcomes = [s.attributes["llmcache.outcome"] for s in finished(spans)]
+    assert outcomes == ["miss", "hit"]
+
+
+def test_nothing_is_emitted_before_instrument_or_after_uninstrument() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    cache = priced_cache()
+
+    @cache.cached
+    def ask(question: str) -> str:
+        return question
+
+    assert OBSERVER[0] is None
+    ask("before")
+    llmcache.otel.instrument(tracer_provider=provider)
+    ask("during")
+    llmcache.otel.uninstrument()  # the notes taken become spans first
+    ask("after")
+    ask("during")
+    assert OBSERVER[0] is None
+    assert [s.attributes["llmcache.outcome"] for s in exporter.get_finished_spans()] == ["miss"]
+    assert llmcache.otel.dropped() == 0
+
+
+def test_the_notes_waiting_are_bounded(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(llmcache.otel, "MAX_PENDING", 10)
+    cache = priced_cache()
+
+    @cache.cached
+    def ask(question: str) -> str:
+        return question
+
+    ask("q")
+    observer = OBSERVER[0]
+    assert observer is not None
+    with observer._lock:  # type: ignore[union-attr]  # the background thread cannot drain
+        for _ in range(25):
+            ask("q")
+        assert len(observer._pending) == 10  # type: ignore[union-attr]
+    assert llmcache.otel.dropped() == 15
+    assert len(finished(spans)) == 1 + 10
+
+
+def test_a_broken_exporter_never_reaches_the_caller() -> None:
+    class Broken(InMemorySpanExporter):
+        def export(self, spans: Any) -> Any:
+            raise RuntimeError("collector down")
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Broken()))
+    llmcache.otel.instrument(tracer_provider=provider)
+    try:
+        cache = priced_cache()
+
+        @cache.cached
+        def ask(question: str) -> str:
+            return question + "!"
+
+        assert ask("q") == "q!" and ask("q") == "q!"
+        llmcache.otel.flush()
+    finally:
+        llmcache.otel.uninstrument()
+
+
+def test_without_opentelemetry_instrument_names_the_extra(tmp_path: Path) -> None:
+    """Run where `opentelemetry` cannot be imported: a one-line ConfigError, and the cache
+    works (nothing of OpenTelemetry is imported by `import llmcache`)."""
+    blocker = tmp_path / "opentelemetry"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
+    script = (
+        "import sys, llmcache, llmcache.otel\n"
+        "assert not any(m.startswith('opentelemetry') for m in sys.modules)\n"
+        "try:\n"
+        "    llmcache.otel.instrument()\n"
+        "except llmcache.ConfigError as error:\n"
+        "    print(error)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'llmcache.otel needs OpenTelemetry: pip install "llmcache[otel]"'
