@@ -1,0 +1,188 @@
+"""`LangChainCache`: llmcache as LangChain's LLM cache (`langchain_core.caches.BaseCache`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.caches import BaseCache
+
+from llmcache.ext import MISS, Cache, CallSite, extension_state, run_in_thread
+
+from ._codec import decode, encode
+from ._usage import model_and_provider, usage_of
+
+__all__ = ["LangChainCache"]
+
+log = logging.getLogger("llmcache")
+
+#: The call site's identity: every LangChainCache of a cache with the same options shares it.
+IDENTITY = "langchain.llm_cache"
+#: Lookups that missed and wait for their update, for the latency a later hit saves.
+MAX_PENDING = 4096
+
+
+def _site(cache: Cache, namespace: str | None, ttl: float | None) -> CallSite:
+    sites: dict[tuple[str | None, float | None], CallSite] = extension_state(
+        cache, "llmcache_langchain", dict
+    )
+    found = sites.get((namespace, ttl))
+    if found is None:
+        found = sites.setdefault(
+            (namespace, ttl), cache.site(IDENTITY, namespace=namespace, ttl=ttl)
+        )
+    return found
+
+
+class LangChainCache(BaseCache):
+    """LangChain's LLM cache, backed by an llmcache `Cache`.
+
+    ``set_llm_cache(LangChainCache(cache, namespace="research"))``, or
+    ``ChatOpenAI(..., cache=LangChainCache(cache))`` for one model. An entry is keyed by the
+    exact `prompt` and `llm_string` LangChain gives (the messages, and the model's class,
+    constructor arguments and call parameters), in this cache's workspace and `namespace`.
+
+    Args:
+        cache: the llmcache `Cache` (its workspace, secret, tiers and ledger).
+        namespace: the namespace of the entries (default: the cache's).
+        ttl: seconds an entry lives (default: the cache's).
+        provider: the genai-prices price list for every call (e.g. "openai" for a gateway in
+            front of OpenAI). By default it follows the chat model's package (ChatOpenAI:
+            "openai", ChatAnthropic: "anthropic") when it talks to that provider's own API,
+            and calls elsewhere are counted unpriced.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        namespace: str | None = None,
+        ttl: float | None = None,
+        provider: str | None = None,
+    ) -> None:
+        if not isinstance(cache, Cache):
+            raise TypeError(
+                f"LangChainCache takes an llmcache.Cache, not {type(cache).__name__}: "
+                "LangChainCache(llmcache.Cache(workspace=...))"
+            )
+        self.cache = cache
+        self.provider = provider
+        self._site = _site(cache, namespace, ttl)
+        # (prompt, llm_string) -> start times of lookups that missed, oldest first.
+        self._pending: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def site(self) -> CallSite:
+        """The call site behind this cache (its namespace, counters, `key(...)`)."""
+        return self._site
+
+    # -- lookups -------------------------------------------------------------------------------
+    def lookup(self, prompt: str, llm_string: str) -> list[Any] | None:
+        """The generations stored for this prompt and model, as a new list; None on a miss."""
+        found = self._site.get({"prompt": prompt, "llm_string": llm_string})
+        if found is MISS:
+            self._missed(prompt, llm_string)
+            return None
+        return self._hit(found, prompt, llm_string)
+
+    async def alookup(self, prompt: str, llm_string: str) -> list[Any] | None:
+        """`lookup` for coroutines: the tiers are read without blocking the event loop."""
+        found = await self._site.aget({"prompt": prompt, "llm_string": llm_string})
+        if found is MISS:
+            self._missed(prompt, llm_string)
+            return None
+        return self._hit(found, prompt, llm_string)
+
+    def _hit(self, found: Any, prompt: str, llm_string: str) -> list[Any] | None:
+        try:
+            return decode(found)
+        except Exception as error:  # a bad entry is a miss, never an exception
+            log.warning("llmcache: a LangChain entry could not be decoded (%r); a miss", error)
+            self._missed(prompt, llm_string)
+            return None
+
+    def _missed(self, prompt: str, llm_string: str) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            pending = self._pending
+            pending.setdefault((prompt, llm_string), []).append(now)
+            if len(pending) > MAX_PENDING:  # lookups never followed by an update
+                del pending[next(iter(pending))]
+
+    def _latency(self, prompt: str, llm_string: str) -> float:
+        """Seconds since the oldest unanswered lookup miss of this key (0.0 if none)."""
+        now = time.perf_counter()
+        with self._lock:
+            starts = self._pending.get((prompt, llm_string))
+            if not starts:
+                return 0.0
+            start = starts.pop(0)
+            if not starts:
+                del self._pending[prompt, llm_string]
+        return now - start
+
+    # -- updates -------------------------------------------------------------------------------
+    def _entry(
+        self, prompt: str, llm_string: str, return_val: Sequence[Any]
+    ) -> tuple[dict[str, str], str, dict[str, Any]] | None:
+        latency = self._latency(prompt, llm_string)
+        try:
+            text = encode(return_val)
+        except Exception as error:  # the caller has its result; we store nothing
+            log.warning("llmcache: LangChain generations not stored: %r", error)
+            return None
+        if text is None:
+            log.warning(
+                "llmcache: LangChain generations not stored: they do not come back equal "
+                "through langchain_core.load (dumps/loads)"
+            )
+            return None
+        model, provider = model_and_provider(llm_string, self.provider)
+        try:
+            usage = usage_of(return_val, model, provider)
+        except Exception:  # an odd usage leaves the call unpriced
+            usage = None
+        if usage is None:
+            # No usage reported: the call is counted unpriced, under its model if known.
+            meta: dict[str, Any] = {"latency_s": latency}
+            if model is not None:
+                meta["meta"] = {"model": model}
+        else:
+            meta = {"latency_s": latency, "usage": usage}
+        return {"prompt": prompt, "llm_string": llm_string}, text, meta
+
+    def update(self, prompt: str, llm_string: str, return_val: Sequence[Any]) -> None:
+        """Store the generations of a real call (its cost and time go to the ledger)."""
+        entry = self._entry(prompt, llm_string, return_val)
+        if entry is not None:
+            request, text, options = entry
+            self._site.put(request, text, **options)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: Sequence[Any]) -> None:
+        """`update` for coroutines: the tiers are written without blocking the event loop."""
+        entry = self._entry(prompt, llm_string, return_val)
+        if entry is not None:
+            request, text, options = entry
+            await self._site.aput(request, text, **options)
+
+    # -- clearing ------------------------------------------------------------------------------
+    def clear(self, **kwargs: Any) -> None:
+        """Make every entry of this namespace's LangChain cache unreachable, in every process.
+
+        Only these entries: other namespaces, cached functions and wrapped clients keep theirs.
+        """
+        self._site.clear()
+
+    async def aclear(self, **kwargs: Any) -> None:
+        """`clear` for coroutines: a tier below memory is written off the event loop."""
+        if self._site.stores_below_memory:
+            await run_in_thread(self._site.clear)
+        else:
+            self._site.clear()
+
+    def __repr__(self) -> str:
+        return f"<llmcache_langchain.LangChainCache namespace={self._site.namespace.name!r}>"

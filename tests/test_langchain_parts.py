@@ -1,0 +1,161 @@
+"""The parts of the LangChain integration: its fast decoder's templates, the model and price
+list read from an `llm_string`, the usage read from generations, and the latency it records."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, Generation
+from llmcache_langchain import LangChainCache, _cache, _codec
+from llmcache_langchain._usage import model_and_provider, usage_of
+from pydantic import PrivateAttr
+
+import llmcache
+
+
+class WithPrivate(Generation):
+    _secret: str = PrivateAttr(default="hidden")
+
+
+class WithTextMessage(Generation):
+    message: str = "not a model"
+
+
+def test_a_template_is_refused_when_its_copy_could_differ() -> None:
+    assert _codec._template(["not a generation"]) is None
+    assert _codec._template([WithPrivate(text="x")]) is None
+    assert _codec._template([WithTextMessage(text="x")]) is None
+    extra = AIMessage(content="x", custom_field=1)  # an extra field, kept by pydantic
+    assert _codec._template([ChatGeneration(message=extra)]) is None
+    private_message = ChatGeneration(message=AIMessage(content="x"))
+    assert _codec._template([private_message]) is not None
+    assert _codec._template([Generation(text="t", generation_info={"pair": (1, 2)})]) is None
+
+
+def test_decode_builds_a_template_once_and_memory_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_codec, "_templates", {})
+    monkeypatch.setattr(_codec, "_template_chars", 0)
+    monkeypatch.setattr(_codec, "MAX_TEMPLATES", 2)
+    texts = [_codec.encode([Generation(text=f"answer {i}")]) for i in range(3)]
+    assert all(texts) and len(_codec._templates) == 2
+    assert texts[0] not in _codec._templates  # the oldest went first
+    first = _codec.decode(texts[0])  # a text this process has not decoded: the slow path
+    assert first == [Generation(text="answer 0")] and texts[0] in _codec._templates
+    again = _codec.decode(texts[0])
+    assert again == first and again is not first and again[0] is not first[0]
+    _codec._remember(texts[0], lambda: [])  # already known: kept as it was
+    assert _codec.decode(texts[0]) == first
+
+
+def test_generations_that_change_through_dumps_and_loads_are_not_encoded() -> None:
+    assert _codec.encode([Generation(text="t", generation_info={"pair": (1, 2)})]) is None
+
+
+@pytest.mark.parametrize(
+    ("llm_string", "provider", "expected"),
+    [
+        (
+            '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], '
+            '"kwargs": {"model_name": "gpt-4o"}}---[("stop", None)]',
+            None,
+            ("gpt-4o", "openai"),
+        ),
+        (
+            '{"id": ["langchain", "chat_models", "anthropic", "ChatAnthropic"], '
+            '"kwargs": {"model": "claude-sonnet-4-6", '
+            '"anthropic_api_url": "https://api.anthropic.com"}}---[]',
+            None,
+            ("claude-sonnet-4-6", "anthropic"),
+        ),
+        (
+            '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], '
+            '"kwargs": {"model_name": "gpt-4o", "openai_api_base": "http://127.0.0.1:9/v1"}}',
+            None,
+            ("gpt-4o", "127.0.0.1:9"),
+        ),
+        (
+            '{"id": ["x", "y", "openai", "ChatOpenAI"], "kwargs": {"model": "m"}}',
+            "azure",
+            ("m", "azure"),
+        ),
+        ('{"id": ["some", "other", "vendor", "Chat"], "kwargs": []}', None, (None, None)),
+        ("[('model', 'local-llm'), ('temperature', 0.1)]", None, ("local-llm", None)),
+        ("{not json", "openai", (None, "openai")),
+        ('["a list"]', None, (None, None)),
+        ("plain text", None, (None, None)),
+    ],
+)
+def test_the_model_and_price_list_come_from_the_llm_string(
+    llm_string: str, provider: str | None, expected: tuple[Any, Any]
+) -> None:
+    assert model_and_provider(llm_string, provider) == expected
+
+
+def test_usage_is_read_from_the_first_message_that_reports_one() -> None:
+    message = AIMessage(
+        content="x",
+        response_metadata={"model_name": "gpt-4o-2024-08-06"},
+        usage_metadata={
+            "input_tokens": 100,
+            "output_tokens": 20,
+            "total_tokens": 120,
+            "input_token_details": {
+                "cache_read": 30,
+                "cache_creation": 0,
+                "ephemeral_5m_input_tokens": 10,
+                "ephemeral_1h_input_tokens": 5,
+            },
+            "output_token_details": {"reasoning": 7},
+        },
+    )
+    usage = usage_of([Generation(text="no usage"), ChatGeneration(message=message)], None, "p")
+    assert usage is not None
+    assert (usage.model, usage.provider) == ("gpt-4o-2024-08-06", "p")
+    assert (usage.input_tokens, usage.output_tokens) == (100, 20)
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (30, 15)
+    assert (usage.cache_write_1h_tokens, usage.reasoning_tokens) == (5, 7)
+    assert usage_of([Generation(text="none")], "m", None) is None
+
+
+def test_an_update_without_a_lookup_records_no_latency_and_odd_usage_is_unpriced(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = llmcache.Cache(workspace="parts", tiers=["memory"])
+    ours = LangChainCache(cache)
+    llm_string = '{"id": ["a", "b", "c", "D"], "kwargs": {"model": "house-model"}}'
+    ours.update("p", llm_string, [Generation(text="no usage")])
+    assert ours._latency("p", llm_string) == 0.0
+    (row,) = cache.report().rows
+    # No usage reported: the call is counted under its model, with no tokens and no price.
+    assert row.group["model"] == "house-model" and (row.calls, row.input_tokens) == (1, 0)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("usage")
+
+    monkeypatch.setattr(_cache, "usage_of", broken)
+    ours.update("q", llm_string, [Generation(text="still stored")])
+    assert ours.lookup("q", llm_string) == [Generation(text="still stored")]
+
+    def fails(*args: Any) -> None:
+        raise ValueError("no JSON for you")
+
+    monkeypatch.setattr(_cache, "encode", fails)
+    with caplog.at_level(logging.WARNING, logger="llmcache"):
+        ours.update("r", llm_string, [Generation(text="lost")])
+    assert ours.lookup("r", llm_string) is None and "no JSON for you" in caplog.text
+
+
+def test_lookup_misses_waiting_for_an_update_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_cache, "MAX_PENDING", 3)
+    ours = LangChainCache(llmcache.Cache(workspace="pending", tiers=["memory"]))
+    for i in range(5):
+        assert ours.lookup(f"prompt {i}", "m") is None
+    assert ours.lookup("prompt 4", "m") is None
+    assert len(ours._pending) == 3 and len(ours._pending["prompt 4", "m"]) == 2
+    assert ours._latency("prompt 4", "m") >= ours._latency("prompt 4", "m") >= 0.0
+    assert ("prompt 4", "m") not in ours._pending
