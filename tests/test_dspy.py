@@ -463,3 +463,42 @@ def test_one_site_per_cache_namespace_and_ttl(cache: llmcache.Cache) -> None:
 def test_a_wrong_cache_is_a_one_line_error() -> None:
     with pytest.raises(TypeError, match=r"DSPyCache\(llmcache.Cache"):
         DSPyCache(dspy.clients.Cache(False, True, None))  # type: ignore[arg-type]
+
+
+# -- DSPy's other cached calls, and llmcache's per-call options --------------------------------
+def test_embedder_and_request_cache_functions_are_cached(
+    dspy_cache: DSPyCache, server: FakeOpenAIServer
+) -> None:
+    from dspy.clients.cache import request_cache
+
+    embedder = dspy.Embedder("openai/text-embedding-3-small", api_base=server.base_url, api_key="x")
+    first = embedder(["hello", "world"])
+    second = embedder(["hello", "world"])
+    assert server.requests == 1
+    assert first.shape == second.shape and (first == second).all()
+
+    calls: list[int] = []
+
+    @request_cache()
+    def double(x: int, label: str = "") -> dict[str, Any]:
+        calls.append(x)
+        return {"value": 2 * x, "label": label}
+
+    assert double(3, label="a") == double(3, label="a") == {"value": 6, "label": "a"}
+    assert double(3, label="b") == {"value": 6, "label": "b"}
+    assert calls == [3, 3]
+
+
+def test_llmcache_options_apply_to_dspy_calls(
+    dspy_cache: DSPyCache, server: FakeOpenAIServer
+) -> None:
+    lm = make_lm(server)
+    lm("Options question")
+    with llmcache.options(refresh=True):
+        lm("Options question")  # asked again, and stored
+    assert server.requests == 2
+    with llmcache.options(bypass=True):
+        lm("Options question")
+    assert server.requests == 3
+    lm("Options question")
+    assert server.requests == 3
