@@ -43,9 +43,6 @@ _templates: dict[str, Callable[[], list[Any]]] = {}
 _template_chars = 0
 _lock = threading.Lock()
 
-# One generation's shape: (class, its fields set, its extra is a dict, message shape or None).
-_Shape = tuple[type, frozenset[str], bool, "tuple[type, frozenset[str], bool] | None"]
-
 
 def _load(text: str) -> list[Any]:
     """The generations in `text`, through LangChain's own loader (entries are authenticated)."""
@@ -57,66 +54,79 @@ def _load(text: str) -> list[Any]:
     return loaded
 
 
-def _model_shape(model: BaseModel) -> tuple[type, frozenset[str], bool] | None:
-    if getattr(model, "__pydantic_private__", None) is not None:
-        return None  # private state the template would not carry
-    extra = getattr(model, "__pydantic_extra__", None)
-    if extra:
-        return None
-    return type(model), frozenset(model.__pydantic_fields_set__), extra is not None
+# Field values a copy may share with the template: nothing can change them in place (str
+# subclasses too: LangChain's `text` is one, and is kept as it is).
+_IMMUTABLE = (str, int, float, bool, type(None))
 
 
-def _fields(model: BaseModel) -> dict[str, Any]:
-    """A model's field values, by its declared fields (what pydantic keeps per instance)."""
-    return {name: getattr(model, name) for name in type(model).model_fields}
+class _Model:
+    """How to build one pydantic model of a template: its class, its fields set, and its
+    field values split into those a copy may share (immutable) and those each copy gets new
+    (dicts and lists, through orjson)."""
+
+    __slots__ = ("cls", "extra", "fields_set", "immutable", "mutable")
+
+    def __init__(self, model: BaseModel, skip: str = "") -> None:
+        self.cls = type(model)
+        self.fields_set = frozenset(model.__pydantic_fields_set__)
+        self.extra = model.__pydantic_extra__ is not None
+        fields = {name: getattr(model, name) for name in type(model).model_fields}
+        fields.pop(skip, None)
+        self.immutable = {k: v for k, v in fields.items() if isinstance(v, _IMMUTABLE)}
+        self.mutable = tuple(k for k in fields if k not in self.immutable)
+
+    def values(self, model: BaseModel) -> list[Any]:
+        return [getattr(model, name) for name in self.mutable]
+
+    def make(self, values: list[Any], message: Any = None) -> Any:
+        fields = self.immutable.copy()
+        fields.update(zip(self.mutable, values, strict=True))
+        if message is not None:
+            fields["message"] = message
+        made: Any = _new(self.cls)
+        _set(made, "__dict__", fields)
+        _set(made, "__pydantic_fields_set__", set(self.fields_set))
+        _set(made, "__pydantic_extra__", {} if self.extra else None)
+        _set(made, "__pydantic_private__", None)
+        return made
 
 
-def _make(cls: type, fields_set: frozenset[str], extra: bool, fields: dict[str, Any]) -> Any:
-    made: Any = _new(cls)
-    _set(made, "__dict__", fields)
-    _set(made, "__pydantic_fields_set__", set(fields_set))
-    _set(made, "__pydantic_extra__", {} if extra else None)
-    _set(made, "__pydantic_private__", None)
-    return made
+def _plain(model: Any) -> bool:
+    """Whether the template can carry `model`: no private state, no extra fields."""
+    return (
+        isinstance(model, BaseModel)
+        and getattr(model, "__pydantic_private__", None) is None
+        and not model.__pydantic_extra__
+    )
 
 
 def _template(generations: Sequence[Any]) -> Callable[[], list[Any]] | None:
     """A fast builder of copies of `generations`, or None if one cannot be trusted."""
-    shapes: list[_Shape] = []
+    models: list[tuple[_Model, _Model | None]] = []
     documents: list[list[Any]] = []
     for generation in generations:
-        if not isinstance(generation, Generation):
+        if not isinstance(generation, Generation) or not _plain(generation):
             return None
-        shape = _model_shape(generation)
-        if shape is None:
+        message: Any = getattr(generation, "message", None)
+        if message is not None and not _plain(message):
             return None
-        fields = _fields(generation)
-        message = fields.pop("message", None)
-        message_shape = None
-        message_fields = None
-        if message is not None:
-            if not isinstance(message, BaseModel):
-                return None
-            message_shape = _model_shape(message)
-            if message_shape is None:
-                return None
-            message_fields = _fields(message)
-        shapes.append((*shape, message_shape))
-        documents.append([fields, message_fields])
+        outer = _Model(generation, skip="message")
+        inner = None if message is None else _Model(message)
+        models.append((outer, inner))
+        documents.append([outer.values(generation), [] if inner is None else inner.values(message)])
     try:
         data = orjson.dumps(documents)
     except TypeError:  # a value JSON cannot carry (a big int, a non-str key, an object)
         return None
-    shaped = tuple(shapes)
+    shapes = tuple(models)
 
     def build() -> list[Any]:
         out = []
-        for (cls, fields_set, extra, message_shape), (fields, message_fields) in zip(
-            shaped, orjson.loads(data), strict=True
+        for (outer, inner), (values, message_values) in zip(
+            shapes, orjson.loads(data), strict=True
         ):
-            if message_shape is not None:
-                fields["message"] = _make(*message_shape, message_fields)
-            out.append(_make(cls, fields_set, extra, fields))
+            message = None if inner is None else inner.make(message_values)
+            out.append(outer.make(values, message))
         return out
 
     copy = build()
