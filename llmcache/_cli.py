@@ -10,6 +10,7 @@ on stderr and a non-zero exit, never a traceback: exit 2 for those, 1 for a fail
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -377,6 +378,70 @@ def demo(
         )
     except DemoFailed as error:
         raise UsageError(str(error)) from None
+
+
+@app.command()
+def dashboard(
+    # the four cache options, as in every command (see the note above `stats`)
+    workspace: Workspace = None,
+    tiers: Tiers = None,
+    secret: Secret = None,
+    directory: Directory = None,
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on; any but loopback needs a token."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
+    generate_token: Annotated[
+        bool,
+        typer.Option(
+            "--generate-token",
+            help="Require a new random token, printed in the address to open "
+            "(else LLMCACHE_DASHBOARD_TOKEN, when set, is required).",
+        ),
+    ] = False,
+    refresh: Annotated[float, typer.Option(help="Seconds between the page's updates.")] = 2.0,
+) -> None:
+    """A live page of the workspace's savings and tiers, and Prometheus /metrics, until Ctrl-C."""
+    from .dashboard._server import TOKEN_VARIABLE, bind, check_token, is_loopback, new_token
+
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        _fail("the dashboard needs starlette and uvicorn: pip install 'llmcache[dashboard]'")
+    if not refresh > 0:
+        _fail(f"--refresh takes a number of seconds above 0, not {refresh}")
+    from_env = os.environ.get(TOKEN_VARIABLE) or None
+    token = new_token() if generate_token else from_env
+    if from_env is not None and not generate_token:
+        check_token(from_env)
+    if token is None and not is_loopback(host):
+        _fail(
+            f"--host {host} is not a loopback address, so anyone who can reach it could read "
+            f"the dashboard: set {TOKEN_VARIABLE} or pass --generate-token"
+        )
+    from .dashboard import serve
+
+    with _open(workspace, tiers, secret, directory) as cache:
+        binding = bind(host, port)
+        address = binding.url + (f"?token={token}" if generate_token else "")
+        console.print(
+            f"llmcache dashboard of workspace {cache.workspace!r}: {address}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        if token is not None and not generate_token:
+            console.print(f"(requests must carry the token in {TOKEN_VARIABLE})", highlight=False)
+        console.print(
+            f"Prometheus metrics: {binding.url}metrics. Ctrl-C stops it.",
+            soft_wrap=True,
+            highlight=False,
+        )
+        # uvicorn stops gracefully on Ctrl-C, then raises it again here: a clean stop.
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(cache, binding=binding, token=token, refresh_s=refresh)
+        console.print("dashboard stopped", highlight=False)
 
 
 _INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)

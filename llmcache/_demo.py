@@ -5,7 +5,8 @@ agents repeat themselves), several in flight at once, through `cache.wrap(OpenAI
 Against the API OPENAI_BASE_URL names (the real OpenAI API by default) when OPENAI_API_KEY
 is set, otherwise against the local OpenAI-compatible server from `llmcache.testing`, and it
 says which URL. The cache lives in a persistent folder (workspace "demo"), so a second run
-is served from disk and says so; the demo ends with the command that shows its report again.
+is served from disk and says so; the demo ends with the commands that show its report again
+and open the live dashboard on its data.
 
 ``provider="anthropic"`` (``llmcache demo --provider anthropic``) sends the same workload to
 Claude models through `cache.wrap(Anthropic())`: the API ANTHROPIC_BASE_URL names (the real
@@ -387,6 +388,11 @@ def run_demo(
     console.print(f"[bold]HTML report with the savings plot:[/] {html.resolve()}", soft_wrap=True)
     console.print(
         f"[bold]see this report again:[/] {report_command(folder)}", soft_wrap=True, highlight=False
+    )
+    console.print(
+        f"[bold]watch it live in a browser:[/] {report_command(folder, 'dashboard')}",
+        soft_wrap=True,
+        highlight=False,
     )
     cache.close()
     return result

@@ -6,17 +6,16 @@ UTC days, like the ledger's. Money spent on misses and money saved by hits are k
 calls whose price is unknown are counted as "unpriced" and never valued at $0: a money cell
 reads "unknown" when none of its calls was priced, and "≥ $x" when only some were.
 
-pandas and matplotlib (the ``notebook`` extra) are imported only by `to_pandas`, `plot` and
-`to_html`.
+pandas and matplotlib (the ``notebook`` extra) are imported only by `to_pandas` and `plot`.
+The HTML (`to_html`, a notebook's rich display) has the dashboard's look: headline figures,
+daily bars as inline SVG, then the table (`llmcache.dashboard._look`, pure Python).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
 import html
-import io
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -198,16 +197,6 @@ def _cells(row: ReportRow) -> dict[str, str]:
     }
 
 
-_STYLE = """
-.llmcache-report table { border-collapse: collapse; font-size: 13px; }
-.llmcache-report th, .llmcache-report td { padding: 3px 10px; border-bottom: 1px solid #ddd; }
-.llmcache-report th { text-align: left; background: #f4f4f4; }
-.llmcache-report td.num, .llmcache-report th.num { text-align: right; }
-.llmcache-report tr.total td { font-weight: bold; border-top: 2px solid #999; }
-.llmcache-report caption { text-align: left; padding: 4px 0; color: #333; }
-"""
-
-
 class Report:
     """Calls, hits, money spent and saved, time saved: per group and in total.
 
@@ -226,6 +215,7 @@ class Report:
         rows: list[ReportRow],
         totals: ReportRow,
         daily: list[ReportRow],
+        raw: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         # Constructor arguments kept as attributes (as `Breaker.__init__` keeps its own).
         self.workspace = workspace
@@ -235,6 +225,22 @@ class Report:
         self.rows = rows
         self.totals = totals
         self.daily = daily
+        # The ledger's rows (one per day, namespace and model), so that `regroup` can show
+        # other breakdowns of the very same counts without reading the ledger again.
+        self.raw = raw
+
+    def regroup(self, by: Sequence[str]) -> list[ReportRow]:
+        """The same counts grouped another way (e.g. ``("model",)``), one row per group."""
+        groups = tuple(by)
+        unknown = [name for name in groups if name not in GROUPS]
+        if unknown:
+            raise ConfigError(f"regroup() takes names among {GROUPS}, got {groups!r}")
+        grouped: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for row in self.raw:
+            grouped.setdefault(tuple(str(row[name]) for name in groups), []).append(row)
+        return [
+            _summed(dict(zip(groups, key, strict=True)), grouped[key]) for key in sorted(grouped)
+        ]
 
     # -- text and HTML ------------------------------------------------------------------------
     def title(self) -> str:
@@ -301,10 +307,55 @@ class Report:
     def _html_table(self) -> str:
         from ._render import render_html
 
-        return render_html(self.grid(), css_class="llmcache-table")
+        return render_html(self.grid(), css_class="llmcache-table scroll")
+
+    def html_body(self, *, charts: bool = True) -> str:
+        """The report as the dashboard shows it: headline figures on top, the daily bars,
+        then the table (a fragment inside ``<div class=llmcache-report>``)."""
+        from .dashboard._look import CSS, figures_html, headline_figures
+
+        parts = [
+            f"<style>{CSS}</style><h1>llmcache: workspace {html.escape(repr(self.workspace))}</h1>",
+            f"<p class=subtitle>{self.first_day} to {self.last_day} (UTC days)</p>",
+            figures_html(headline_figures(self.totals)),
+        ]
+        if charts:
+            parts.append(self.daily_charts())
+        parts.append(self._html_table())
+        return f"<div class=llmcache-report>{''.join(parts)}</div>"
+
+    def daily_charts(self) -> str:
+        """Money (or, when nothing was priced, time) saved and hits, one bar per day."""
+        from .dashboard._look import bars_svg
+
+        days = [_short_day(row.group["day"]) for row in self.daily]
+        if _has_usage(self.totals):
+            saved = bars_svg(
+                [(d, row.saved_usd) for d, row in zip(days, self.daily, strict=True)],
+                title="money saved per day",
+                show=format_usd,
+            )
+            saved_title = "money saved per day"
+        else:  # nothing to price: bars of $0 would say nothing, time saved does
+            saved = bars_svg(
+                [(d, row.saved_s) for d, row in zip(days, self.daily, strict=True)],
+                title="time saved per day",
+                show=format_seconds,
+            )
+            saved_title = "time saved per day"
+        hits = bars_svg(
+            [(d, float(row.hits)) for d, row in zip(days, self.daily, strict=True)],
+            title="hits per day",
+            show=lambda value: f"{value:,.0f} hits",
+            color="#264653",
+        )
+        return (
+            f"<div class=charts><div class=chart><h3>{saved_title}</h3>{saved}</div>"
+            f"<div class=chart><h3>hits per day</h3>{hits}</div></div>"
+        )
 
     def _repr_html_(self) -> str:
-        return f"<div class=llmcache-report><style>{_STYLE}</style>{self._html_table()}</div>"
+        return self.html_body()
 
     # -- data ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -345,23 +396,24 @@ class Report:
         return plot_report(self)
 
     def to_html(self, path: str | Path, *, plot: bool = True) -> Path:
-        """Write a standalone HTML report (the table, and the plot as an embedded PNG)."""
-        image = ""
-        if plot:
-            buffer = io.BytesIO()
-            self.plot().savefig(buffer, format="png", dpi=110)
-            encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-            image = f'<p><img alt="savings over time" src="data:image/png;base64,{encoded}"></p>'
+        """Write a standalone HTML report: the headline figures, the daily bars (SVG, so no
+        matplotlib and nothing loaded from elsewhere) and the table. `plot=False` leaves the
+        bars out."""
         document = (
             "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            "<meta name=viewport content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(self.title())}</title>"
-            f"<style>body {{ font-family: sans-serif; margin: 2em; }} {_STYLE}</style></head>"
-            f"<body class=llmcache-report><h1>llmcache report</h1>"
-            f"{self._html_table()}{image}</body></html>"
+            "<style>body { margin: 1.5em; }</style></head>"
+            f"<body>{self.html_body(charts=plot)}</body></html>"
         )
         target = Path(path)
         target.write_text(document, encoding="utf-8")
         return target
+
+
+def _short_day(day: str) -> str:
+    """ "2026-12-02" -> "Dec 02": the bars' labels."""
+    return datetime.date.fromisoformat(day).strftime("%b %d")
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -437,4 +489,5 @@ def build_report(
             _summed({"day": day_of(day)}, daily.get(day_of(day), []))
             for day in range(start, today + 1)
         ],
+        raw=raw,
     )

@@ -209,7 +209,7 @@ def test_report_writes_html(populated: Path, tmp_path: Path) -> None:
     shown = invoke("report", "-w", "cli", *disk(populated), "--html", str(page))
     assert shown.code == 0, shown.stderr
     assert f"wrote {page}" in shown.stderr
-    assert "data:image/png;base64," in page.read_text()
+    assert "<svg class=bars" in page.read_text()
 
 
 def test_report_of_an_unknown_since_is_one_line(populated: Path) -> None:
@@ -526,9 +526,11 @@ def test_the_demo_runs_twice_and_the_second_run_is_served_from_disk(tmp_path: Pa
     assert "0 real calls" in second.stdout
     assert "20 of 20 responses were stored by an earlier run" in second.stdout
     page = (tmp_path / "demo.html").read_text()
-    assert "data:image/png;base64," in page and "support" in page
+    assert "<svg class=bars" in page and "support" in page
     printed = second.stdout.split("see this report again:")[1].split("\n")[0].strip()
     assert printed == _demo.report_command(tmp_path / "demo-cache")
+    live = second.stdout.split("watch it live in a browser:")[1].split("\n")[0].strip()
+    assert live == _demo.report_command(tmp_path / "demo-cache", "dashboard")
     again = invoke(*printed.split()[1:], "--json")
     assert json.loads(again.stdout)["totals"]["calls"] == 40
 

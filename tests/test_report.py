@@ -239,7 +239,9 @@ def test_pandas_plot_and_standalone_html(
     assert len(figure.axes) == 2
     path = report.to_html(tmp_path / "report.html")
     text = path.read_text()
-    assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
+    # The dashboard's look: headline figures, then the daily bars as inline SVG, the table.
+    assert text.startswith("<!DOCTYPE html>") and "<svg class=bars" in text
+    assert text.index("id='figure-saved'") < text.index("<svg") < text.index("<table")
 
 
 def test_missing_notebook_extra_is_a_clear_error(
