@@ -369,6 +369,8 @@ def test_a_hit_saves_the_hand_computed_price_of_the_original_call(
     )
     miss = model.invoke("Price this call, please.")
     model.invoke("Price this call, please.")
+    info = llmcache.last_info()  # the hit LangChain's lookup just made, in this thread
+    assert info is not None and info.hit and info.namespace == "s"
     usage = miss.usage_metadata
     assert usage is not None and usage["input_tokens"] > 0
     # gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output tokens.
@@ -381,8 +383,10 @@ def test_a_hit_saves_the_hand_computed_price_of_the_original_call(
     assert row.saved_input_tokens == usage["input_tokens"]
     assert row.saved_output_tokens == usage["output_tokens"]
     assert row.saved_s > 0  # the time from the lookup miss to the update
+    assert info.saved_cost_usd == pytest.approx(price) and info.saved_time_s == row.saved_s
     stats = cache.stats()
     assert (stats.hits, stats.misses) == (1, 1)
+    assert stats.calls == 2 and stats.tiers[0].writes == 1
     assert cache.health().tiers[0].read_state == "closed"
 
 

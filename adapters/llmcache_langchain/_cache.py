@@ -71,8 +71,10 @@ class LangChainCache(BaseCache):
         self.cache = cache
         self.provider = provider
         self._site = _site(cache, namespace, ttl)
-        # (prompt, llm_string) -> start times of lookups that missed, oldest first.
-        self._pending: dict[tuple[str, str], list[float]] = {}
+        # hash((prompt, llm_string)) -> start times of lookups that missed, oldest first. A
+        # hash, not the strings: a prompt can be large, and a failed call leaves its entry
+        # here until MAX_PENDING newer ones push it out (a collision only moves a latency).
+        self._pending: dict[int, list[float]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -109,20 +111,21 @@ class LangChainCache(BaseCache):
         now = time.perf_counter()
         with self._lock:
             pending = self._pending
-            pending.setdefault((prompt, llm_string), []).append(now)
+            pending.setdefault(hash((prompt, llm_string)), []).append(now)
             if len(pending) > MAX_PENDING:  # lookups never followed by an update
                 del pending[next(iter(pending))]
 
     def _latency(self, prompt: str, llm_string: str) -> float:
         """Seconds since the oldest unanswered lookup miss of this key (0.0 if none)."""
         now = time.perf_counter()
+        key = hash((prompt, llm_string))
         with self._lock:
-            starts = self._pending.get((prompt, llm_string))
+            starts = self._pending.get(key)
             if not starts:
                 return 0.0
             start = starts.pop(0)
             if not starts:
-                del self._pending[prompt, llm_string]
+                del self._pending[key]
         return now - start
 
     # -- updates -------------------------------------------------------------------------------
