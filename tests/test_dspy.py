@@ -502,3 +502,37 @@ def test_llmcache_options_apply_to_dspy_calls(
     assert server.requests == 3
     lm("Options question")
     assert server.requests == 3
+
+
+def test_litellm_text_and_embedding_responses_read_back_as_their_types() -> None:
+    # The loopback server has no /completions: these two are built as LiteLLM builds them.
+    from litellm.types.utils import EmbeddingResponse, TextCompletionResponse
+
+    text = TextCompletionResponse(
+        model=MODEL,
+        choices=[{"text": "hi", "index": 0, "finish_reason": "stop"}],
+        usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    )
+    text._hidden_params["response_cost"] = 1.5e-6
+    vectors = EmbeddingResponse(
+        model="text-embedding-3-small",
+        data=[{"embedding": [0.5, 0.25], "index": 0, "object": "embedding"}],
+        usage={"prompt_tokens": 2, "total_tokens": 2},
+    )
+    for value in (text, vectors):
+        back = decode(encode(value))
+        assert type(back) is type(value)
+        assert back.model_dump(mode="json") == value.model_dump(mode="json")
+    assert decode(encode(text))._hidden_params["response_cost"] == 1.5e-6
+    assert usage_of(text, f"openai/{MODEL}") == Usage(
+        model=MODEL, provider="openai", input_tokens=3, output_tokens=1
+    )
+
+
+def test_an_entry_that_no_longer_decodes_is_a_miss(dspy_cache: DSPyCache) -> None:
+    request = {"_fn_identifier": "tests.stale"}
+    # As if LiteLLM's ModelResponse no longer took the stored fields.
+    stale = {MARK: "litellm.ModelResponse", "data": [1]}
+    dspy_cache.site.put(dspy_cache._params(request, None), stale, latency_s=0.0)
+    assert dspy_cache.site.get(dspy_cache._params(request, None)) == stale  # stored
+    assert dspy_cache.get(request) is None  # a miss, never an exception

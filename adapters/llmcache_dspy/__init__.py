@@ -175,7 +175,11 @@ class DSPyCache(_DSPyCacheBase):  # type: ignore[misc]
             return None
         if type(found) is dict and MARK not in found:
             return found  # the native engine's record: plain data, a fresh copy
-        value = decode(found)
+        try:
+            value = decode(found)
+        except Exception as exc:  # e.g. a LiteLLM that no longer reads its old responses
+            log.debug("llmcache_dspy: unreadable entry (%s: %s)", type(exc).__name__, exc)
+            return None  # a miss: DSPy calls the provider and stores a new entry
         if value is not found:
             self.site.share_info(found, value)
         return _hit(value)

@@ -59,8 +59,7 @@ def encode(value: Any) -> Any:
     name = _name_of(value)
     if name is None:
         return value  # plain data as it is; anything else is refused by the call site
-    hidden = getattr(value, "_hidden_params", None)
-    cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
+    cost = _field(getattr(value, "_hidden_params", None), "response_cost")
     return {MARK: name, "data": value.model_dump(mode="json", warnings=False), "cost": cost}
 
 
@@ -77,9 +76,9 @@ def decode(stored: Any) -> Any:
     responses = name == "litellm.ResponsesAPIResponse"
     value = cls.model_validate(data) if responses else cls(**data)
     if stored.get("cost") is not None:
-        hidden = getattr(value, "_hidden_params", None)
-        if isinstance(hidden, dict):
-            hidden["response_cost"] = stored["cost"]
+        # LiteLLM's stated cost, which DSPy reads from a LiteLLM response (a dict on chat
+        # responses, LiteLLM's `HiddenParams` on text completions: both take item writes).
+        value._hidden_params["response_cost"] = stored["cost"]
     return value
 
 
