@@ -23,7 +23,7 @@ __all__ = ["CSS", "Figure", "bars_svg", "figures_html", "headline_figures"]
 # Scoped under .llmcache-report, so a notebook's own styles and ours do not meet.
 CSS = """
 .llmcache-report { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-  color: #1d2733; max-width: 1100px; }
+  color: #1d2733; max-width: 1240px; }
 .llmcache-report h1 { font-size: 1.4em; margin: 0 0 .2em; }
 .llmcache-report h2 { font-size: 1.05em; margin: 1.2em 0 .4em; color: #34495e; }
 .llmcache-report .subtitle { color: #5b6b7b; margin: 0 0 1em; font-size: .9em; }
@@ -42,7 +42,8 @@ CSS = """
 .llmcache-report svg.bars { width: 100%; height: auto; display: block; }
 .llmcache-report .scroll { overflow-x: auto; }
 .llmcache-report table { border-collapse: collapse; font-size: 13px; }
-.llmcache-report th, .llmcache-report td { padding: 3px 10px; border-bottom: 1px solid #ddd; }
+.llmcache-report th, .llmcache-report td { padding: 3px 10px; border-bottom: 1px solid #ddd;
+  white-space: nowrap; }
 .llmcache-report th { text-align: left; background: #f4f4f4; }
 .llmcache-report td.num, .llmcache-report th.num { text-align: right; }
 .llmcache-report tr.total td { font-weight: bold; border-top: 2px solid #999; }
