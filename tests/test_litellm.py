@@ -509,6 +509,30 @@ def test_backend_maintenance(cache: llmcache.Cache) -> None:
     assert "LLMCacheBackend" in repr(backend)
 
 
+def test_what_cannot_be_stored_is_a_miss_and_counted(cache: llmcache.Cache) -> None:
+    backend = LLMCacheBackend(cache)
+    backend.set_cache("a" * 64, {"timestamp": 1.0, "response": {1, 2}})  # a set: not JSON
+    assert backend.get_cache("a" * 64) is None
+    assert cache.stats().unstorable == 1
+
+
+@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), "soon", True])
+def test_a_ttl_that_is_not_seconds_stores_with_the_default(
+    installed: litellm.Cache, server: FakeOpenAIServer, ttl: Any
+) -> None:
+    litellm.completion(**ask(server), cache={"ttl": ttl})
+    litellm.completion(**ask(server))
+    assert server.requests == 1
+
+
+def test_a_ttl_at_or_below_zero_expires_at_once_as_in_litellm(
+    installed: litellm.Cache, server: FakeOpenAIServer
+) -> None:
+    litellm.completion(**ask(server), cache={"ttl": -5})
+    litellm.completion(**ask(server))
+    assert server.requests == 2
+
+
 def test_a_backend_type_given_to_cache_is_a_one_line_error(cache: llmcache.Cache) -> None:
     with pytest.raises(TypeError, match="drop type="):
         llmcache_litellm.cache(cache, type="redis")

@@ -18,13 +18,15 @@ How LiteLLM 1.110 uses a backend (``litellm/caching/caching.py``, ``caching_hand
 Each key becomes the request ``{"key": <LiteLLM's key>}`` of an llmcache call site, so the
 entry is signed and encrypted per workspace, stored in every tier, and counted. A LiteLLM
 namespace becomes the llmcache namespace of the entry (``cache.invalidate(namespace=...)``
-and the report's rows), and a ttl a site of its own (a site stores with one ttl). A
-completion's response is stored as JSON data (the parsed ``ModelResponse``, never a pickle)
-and handed back as a dict, which ``litellm.Cache.get_cache_logic`` takes as it is.
+and the report's rows), and a ttl a site of its own (a site stores with one ttl). The
+value is stored as one JSON document (UTF-8 bytes; never a pickle), with a completion's
+response parsed into it, and handed back as a fresh dict whose response is a dict, which
+``litellm.Cache.get_cache_logic`` takes as it is (it parses only a response given as text).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -76,18 +78,42 @@ def _provider_of(kwargs: Mapping[str, Any]) -> str | None:
     return _PRICE_LISTS.get(provider, provider)
 
 
-def _stored_form(value: Any) -> Any:
-    """The value as JSON data: a completion's response text parsed (smaller, and no parse
-    on a hit); anything else as LiteLLM gave it (the site stores JSON data or nothing)."""
+def _parsed(value: Any) -> Any:
+    """LiteLLM's value with a completion's response text parsed (smaller, and LiteLLM takes
+    a parsed response as it is); anything else as LiteLLM gave it."""
     if isinstance(value, Mapping):
         response = value.get("response")
         if isinstance(response, str | bytes):
             try:
                 return {**value, "response": orjson.loads(response)}
             except orjson.JSONDecodeError:
-                return dict(value)  # not JSON text: stored as the text it is
+                pass  # not JSON text: kept as the text it is
         return dict(value)
     return value
+
+
+def _stored_form(value: Any) -> Any:
+    """The entry's value: the JSON document of LiteLLM's value, as UTF-8 bytes.
+
+    Bytes are immutable, so a memory hit hands out the stored object itself, and
+    `get_cache` parses a fresh copy with one orjson call: faster than the tiers' copy of a
+    nested dict. A value that is not JSON data is passed on as it is (llmcache then counts
+    it as unstorable and stores nothing).
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return value
+
+
+def _served(found: Any) -> Any:
+    """LiteLLM's value from an entry: a fresh dict for every hit."""
+    if isinstance(found, bytes):
+        try:
+            return orjson.loads(found)
+        except orjson.JSONDecodeError:  # not ours (written by hand): a miss
+            return None
+    return found
 
 
 class LLMCacheBackend(BaseCache):
@@ -125,10 +151,16 @@ class LLMCacheBackend(BaseCache):
 
     def _site_for(self, key: str, ttl: Any = None) -> CallSite:
         """The site of `key` (its LiteLLM namespace) and of a write's `ttl`."""
+        if ttl is None and ":" not in key:
+            return self._default  # the usual read: no namespace, no ttl of its own
         match = _NAMESPACED.match(key)
         namespace = self.namespace if match is None else match["namespace"]
         if ttl is not None:
-            ttl = float(ttl) if isinstance(ttl, int | float) and not isinstance(ttl, bool) else None
+            # LiteLLM passes a call's ttl as given: a number of seconds (one at or below 0
+            # expires at once, as in LiteLLM's own caches) or something else, which gets
+            # the default rather than an error in the middle of the call.
+            number = isinstance(ttl, int | float) and not isinstance(ttl, bool)
+            ttl = float(ttl) if number and math.isfinite(ttl) else None
         ttl = self.ttl if ttl is None else ttl
         if namespace == self.namespace and ttl == self.ttl:
             return self._default
@@ -162,14 +194,14 @@ class LLMCacheBackend(BaseCache):
         if found is MISS:
             self._started(key)
             return None
-        return found
+        return _served(found)
 
     async def async_get_cache(self, key: str, **kwargs: Any) -> Any:
         found = await self._site_for(key).aget({"key": key})
         if found is MISS:
             self._started(key)
             return None
-        return found
+        return _served(found)
 
     def batch_get_cache(self, keys: list[str], **kwargs: Any) -> list[Any]:
         return [self.get_cache(key) for key in keys]
@@ -179,21 +211,21 @@ class LLMCacheBackend(BaseCache):
 
     # -- writes ----------------------------------------------------------------------------
     def set_cache(self, key: str, value: Any, **kwargs: Any) -> None:
-        stored = _stored_form(value)
+        parsed = _parsed(value)
         self._site_for(key, kwargs.get("ttl")).put(
             {"key": key},
-            stored,
+            _stored_form(parsed),
             latency_s=self._latency(key),
-            usage=self._usage(stored, kwargs),
+            usage=self._usage(parsed, kwargs),
         )
 
     async def async_set_cache(self, key: str, value: Any, **kwargs: Any) -> None:
-        stored = _stored_form(value)
+        parsed = _parsed(value)
         await self._site_for(key, kwargs.get("ttl")).aput(
             {"key": key},
-            stored,
+            _stored_form(parsed),
             latency_s=self._latency(key),
-            usage=self._usage(stored, kwargs),
+            usage=self._usage(parsed, kwargs),
         )
 
     async def async_set_cache_pipeline(self, cache_list: Any, **kwargs: Any) -> None:
