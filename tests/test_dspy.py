@@ -12,6 +12,7 @@ from typing import Any
 
 import dspy
 import litellm
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,6 +26,8 @@ from llmcache.testing import FakeOpenAIServer
 from tests.servers.redis_server import RedisServer
 
 MODEL = "gpt-4o-mini"
+JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
+KEYS_CACHE = llmcache.Cache(workspace="keys", tiers=["memory"])
 # OpenAI's list price of gpt-4o-mini, per million tokens: what the savings are priced at.
 INPUT_PER_MTOK, OUTPUT_PER_MTOK = 0.15, 0.60
 
@@ -86,6 +89,7 @@ def test_predict_second_run_makes_no_request_and_is_priced(
     assert totals.spent_usd == pytest.approx(cost, rel=1e-9)
     assert totals.saved_usd == pytest.approx(cost, rel=1e-9)
     assert totals.unpriced_hits == 0
+    assert totals.saved_s > 0  # the time the real calls took, from `get`'s miss to `put`
     assert totals.saved_input_tokens == sum(e["usage"]["prompt_tokens"] for e in misses)
     stats = cache.stats()
     assert (stats.hits, stats.misses) == (paid, paid)
@@ -198,6 +202,29 @@ def test_api_key_and_base_stay_out_of_the_key(
     assert set(IGNORED_BY_DEFAULT) == {"api_key", "api_base", "base_url"}
     # The ignored list is DSPy's argument: an empty one keys everything.
     assert dspy_cache.cache_key(request, []) != dspy_cache.cache_key(request)
+
+
+FIELD = st.text(min_size=1, max_size=6).filter(lambda name: name not in IGNORED_BY_DEFAULT)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    request=st.dictionaries(FIELD, JSON_SCALARS, max_size=4),
+    credentials=st.dictionaries(st.sampled_from(IGNORED_BY_DEFAULT), st.text(max_size=8)),
+    field=FIELD,
+    value=JSON_SCALARS,
+)
+def test_keys_ignore_credentials_and_nothing_else(
+    request: dict[str, Any], credentials: dict[str, str], field: str, value: Any
+) -> None:
+    ours = DSPyCache(KEYS_CACHE)
+    key = ours.cache_key(request)
+    assert ours.cache_key({**request, **credentials}) == key
+    changed = {**request, field: value}
+    same = orjson.dumps(changed, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        request, option=orjson.OPT_SORT_KEYS
+    )  # as JSON: True and 1 are different values
+    assert (ours.cache_key(changed) == key) == same
 
 
 def test_keys_follow_dspy_transforms_and_unkeyable_requests_are_misses(
