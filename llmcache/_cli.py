@@ -424,6 +424,13 @@ def dashboard(
     from .dashboard import serve
 
     with _open(workspace, tiers, secret, directory) as cache:
+        if not any(tier.backend.persistent for tier in cache._tiers):
+            errors.print(
+                "note: no shared or persistent tier is configured, so the dashboard sees only "
+                "its own process's calls: pass --tiers (or set LLMCACHE_TIERS)",
+                highlight=False,
+                soft_wrap=True,
+            )
         binding = bind(host, port)
         address = binding.url + (f"?token={token}" if generate_token else "")
         console.print(

@@ -244,6 +244,20 @@ def test_a_public_address_without_a_token_is_refused(tmp_path: Path) -> None:
     assert "--refresh" in bad_refresh.one_line_failure()
 
 
+def test_a_cache_only_in_memory_gets_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmcache.dashboard import _server
+
+    def serve_once(cache: llmcache.Cache, **options: Any) -> None:
+        options["binding"].sock.close()
+
+    monkeypatch.setattr(_server, "serve", serve_once)
+    shown = llmcache_main("dashboard", "--tiers", "memory", "--port", "0")
+    assert shown.code == 0, shown.stderr
+    assert "sees only its own process's calls" in shown.stderr
+
+
 def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -73,6 +73,7 @@ def create_app(
         refresh_s: how often the page asks for new figures.
     """
     snapshots = Snapshots(cache, min_interval_s=min(0.5, refresh_s / 2))
+    snapshots.current()  # the hourly bars count from here, not from the first page view
     script = _asset("dashboard.js")
     style = CSS + _PAGE_CSS
 

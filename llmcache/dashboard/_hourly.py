@@ -3,7 +3,9 @@
 The ledger counts per day, not per hour, so the dashboard keeps hours itself: at every
 refresh it notes the workspace's running totals, and an hour's bar is what the totals grew
 by during that hour. Hours before the dashboard started are unknown and not drawn (no
-invented zeros); the first hour counts from the start.
+invented zeros); the first hour counts from the start. The totals are noted when the
+dashboard starts and whenever a page asks for figures: calls made while no page was open
+count in the next hour one was.
 """
 
 from __future__ import annotations
