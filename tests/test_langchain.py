@@ -19,7 +19,7 @@ from langchain_anthropic import ChatAnthropic
 from langchain_core.caches import BaseCache
 from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.load import dumps, loads
-from langchain_core.messages import AIMessage, ToolCall
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolCall
 from langchain_core.outputs import ChatGeneration, Generation
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite
@@ -146,6 +146,22 @@ def test_namespaces_are_apart_and_clear_removes_only_its_own() -> None:
     assert support.lookup("p", "m") == [generation("support")]
     assert "research" in repr(research)
     assert research.site.namespace.name == "research"
+
+
+def test_llmcache_options_apply_to_langchain_lookups_and_updates(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    model = chat_openai(openai_server, cache=LangChainCache(memory_cache()))
+    with llmcache.options(bypass=True):
+        model.invoke("q")
+        model.invoke("q")
+    assert openai_server.requests == 2  # neither looked up nor stored
+    model.invoke("q")
+    with llmcache.options(refresh=True):
+        model.invoke("q")  # a new real call, stored
+    assert openai_server.requests == 4
+    model.invoke("q")
+    assert openai_server.requests == 4
 
 
 def test_a_cache_that_is_not_an_llmcache_cache_is_a_one_line_error() -> None:
@@ -393,23 +409,50 @@ def test_a_hit_saves_the_hand_computed_price_of_the_original_call(
 def test_claude_prompt_cache_tokens_are_priced_at_their_own_rates(
     anthropic_server: FakeAnthropicServer,
 ) -> None:
+    """A 5-minute write, a read, a 1-hour write: each hit saves what its call cost."""
     cache = memory_cache("claude-savings")
     model = chat_anthropic(
         anthropic_server, cache=LangChainCache(cache, namespace="c", provider="anthropic")
     )
-    miss = model.invoke("How much did this cost?")
-    model.invoke("How much did this cost?")
-    usage = miss.usage_metadata
-    assert usage is not None
-    details: Any = usage.get("input_token_details") or {}
-    read = details.get("cache_read") or 0
-    written = (details.get("cache_creation") or 0) + (details.get("ephemeral_5m_input_tokens") or 0)
-    plain = usage["input_tokens"] - read - written
-    # claude-sonnet-4-6: input $3, cache write $3.75, cache read $0.30, output $15 per million.
-    price = (plain * 3 + written * 3.75 + read * 0.30 + usage["output_tokens"] * 15) / 1e6
+
+    def system(text: str, **marker: str) -> SystemMessage:
+        block = {
+            "type": "text",
+            "text": text * 200,
+            "cache_control": {"type": "ephemeral", **marker},
+        }
+        return SystemMessage(content=[block])
+
+    calls = [
+        [system("You answer briefly. "), HumanMessage("first")],  # writes the prefix (5 min)
+        [system("You answer briefly. "), HumanMessage("second")],  # reads it
+        [system("Another long one. ", ttl="1h"), HumanMessage("third")],  # writes for 1 h
+    ]
+    misses = [model.invoke(messages) for messages in calls]
+    hits = [model.invoke(messages) for messages in calls]
+    assert anthropic_server.requests == 3
+    assert [hit.content for hit in hits] == [miss.content for miss in misses]
+    # claude-sonnet-4-6, per million: input $3, 5-minute write $3.75, 1-hour write $6,
+    # read $0.30, output $15. LangChain's input_tokens includes the reads and writes.
+    expected = 0.0
+    parts = {"read": 0, "5m": 0, "1h": 0}
+    for miss in misses:
+        usage: Any = miss.usage_metadata
+        details = usage["input_token_details"]
+        read, write_5m = details["cache_read"], details["ephemeral_5m_input_tokens"]
+        write_1h = details["ephemeral_1h_input_tokens"]
+        plain = usage["input_tokens"] - read - write_5m - write_1h
+        expected += plain * 3 + write_5m * 3.75 + write_1h * 6 + read * 0.30
+        expected += usage["output_tokens"] * 15
+        parts["read"] += read
+        parts["5m"] += write_5m
+        parts["1h"] += write_1h
+    assert all(parts.values())  # each kind of prompt-cache use happened once
     (row,) = cache.report().rows
-    assert row.group["model"] == "claude-sonnet-4-6"
-    assert row.saved_usd == pytest.approx(price) and row.hits == 1
+    assert row.group["model"] == "claude-sonnet-4-6" and row.hits == 3
+    assert row.saved_usd == pytest.approx(expected / 1e6)
+    assert row.saved_cache_read_tokens == parts["read"]
+    assert row.saved_cache_write_tokens == parts["5m"] + parts["1h"]
 
 
 def test_a_model_behind_an_unknown_base_url_is_counted_unpriced(

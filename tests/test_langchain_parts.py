@@ -85,6 +85,12 @@ def test_generations_that_change_through_dumps_and_loads_are_not_encoded() -> No
         ),
         ('{"id": ["some", "other", "vendor", "Chat"], "kwargs": []}', None, (None, None)),
         ("[('model', 'local-llm'), ('temperature', 0.1)]", None, ("local-llm", None)),
+        (
+            '{"id": ["langchain", "chat_models", "azure_openai", "AzureChatOpenAI"], '
+            '"kwargs": {"deployment_name": "my-deployment"}}',
+            None,
+            (None, "azure"),
+        ),
         ("{not json", "openai", (None, "openai")),
         ('["a list"]', None, (None, None)),
         ("plain text", None, (None, None)),

@@ -28,7 +28,8 @@ _PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "azure_openai": "azu
 # is left unpriced unless `LangChainCache(provider=...)` names the list, as `cache.wrap` does.
 _OFFICIAL_HOSTS = {"openai": "api.openai.com", "anthropic": "api.anthropic.com"}
 _BASE_URL_ARGUMENTS = ("openai_api_base", "anthropic_api_url", "base_url")
-_MODEL_ARGUMENTS = ("model_name", "model", "model_id", "deployment_name")
+# Not Azure's `deployment_name`: a name the user chose, so the response's model is used.
+_MODEL_ARGUMENTS = ("model_name", "model", "model_id")
 # A model that is not serialisable writes `str(sorted(params.items()))` instead of JSON.
 _REPR_MODEL = re.compile(r"\('(?:model_name|model|model_id)', '([^']+)'\)")
 _decoder = json.JSONDecoder()
