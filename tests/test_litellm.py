@@ -131,6 +131,8 @@ async def test_acompletion_hits(
     second = await litellm.acompletion(**ask(server, "async"))
     assert server.requests == 1
     assert second._hidden_params["cache_hit"] is True
+    info = llmcache.last_info()  # the backend's read ran in this task
+    assert info is not None and info.hit
     assert second.choices[0].message.content == first.choices[0].message.content
 
 
@@ -453,6 +455,12 @@ def test_redis_killed_the_call_still_returns_the_paid_result(server: FakeOpenAIS
                 again = litellm.completion(**ask(server, "during"))
                 assert again.choices[0].message.content  # a miss again, never an error
                 assert server.requests == 3
+
+                async def paid_async() -> Any:
+                    return await litellm.acompletion(**ask(server, "async, during"))
+
+                assert asyncio.run(paid_async()).choices[0].message.content
+                assert server.requests == 4
                 (tier,) = cache.health().tiers
                 assert tier.last_error and not cache.health().ok
             finally:
