@@ -274,7 +274,6 @@ def redis_server() -> Iterator[RedisServer]:
 def test_redis_down_lookups_miss_updates_do_not_raise_and_the_paid_result_reaches_the_caller(
     redis_server: RedisServer, openai_server: FakeOpenAIServer
 ) -> None:
-    redis_server.start() if not redis_server.running else None
     cache = llmcache.Cache(workspace="failopen", secret="s" * 32, tiers=[redis_server.url])
     ours = LangChainCache(cache)
     model = chat_openai(openai_server, cache=ours)
