@@ -304,55 +304,24 @@ class Report:
     def __rich_console__(self, console: Any, options: Any) -> Any:
         yield self.grid().table(options.max_width)
 
-    def _html_table(self) -> str:
-        from ._render import render_html
-
-        return render_html(self.grid(), css_class="llmcache-table scroll")
-
     def html_body(self, *, charts: bool = True) -> str:
         """The report as the dashboard shows it: headline figures on top, the daily bars,
         then the table (a fragment inside ``<div class=llmcache-report>``)."""
-        from .dashboard._look import CSS, figures_html, headline_figures
+        from .dashboard._report_page import report_body
 
-        parts = [
-            f"<style>{CSS}</style><h1>llmcache: workspace {html.escape(repr(self.workspace))}</h1>",
-            f"<p class=subtitle>{self.first_day} to {self.last_day} (UTC days)</p>",
-            figures_html(headline_figures(self.totals)),
-        ]
-        if charts:
-            parts.append(self.daily_charts())
-        parts.append(self._html_table())
-        return f"<div class=llmcache-report>{''.join(parts)}</div>"
+        return report_body(self, charts=charts)
 
     def daily_charts(self) -> str:
-        """Money (or, when nothing was priced, time) saved and hits, one bar per day."""
-        from .dashboard._look import bars_svg
+        """Money (or, when nothing was priced, time) saved and hits, one SVG bar per day."""
+        from .dashboard._report_page import daily_charts
 
-        days = [_short_day(row.group["day"]) for row in self.daily]
-        if _has_usage(self.totals):
-            saved = bars_svg(
-                [(d, row.saved_usd) for d, row in zip(days, self.daily, strict=True)],
-                title="money saved per day",
-                show=format_usd,
-            )
-            saved_title = "money saved per day"
-        else:  # nothing to price: bars of $0 would say nothing, time saved does
-            saved = bars_svg(
-                [(d, row.saved_s) for d, row in zip(days, self.daily, strict=True)],
-                title="time saved per day",
-                show=format_seconds,
-            )
-            saved_title = "time saved per day"
-        hits = bars_svg(
-            [(d, float(row.hits)) for d, row in zip(days, self.daily, strict=True)],
-            title="hits per day",
-            show=lambda value: f"{value:,.0f} hits",
-            color="#264653",
-        )
-        return (
-            f"<div class=charts><div class=chart><h3>{saved_title}</h3>{saved}</div>"
-            f"<div class=chart><h3>hits per day</h3>{hits}</div></div>"
-        )
+        return daily_charts(self)
+
+    def table_html(self) -> str:
+        """The table alone, as HTML."""
+        from ._render import render_html
+
+        return render_html(self.grid(), css_class="llmcache-table scroll")
 
     def _repr_html_(self) -> str:
         return self.html_body()
@@ -409,11 +378,6 @@ class Report:
         target = Path(path)
         target.write_text(document, encoding="utf-8")
         return target
-
-
-def _short_day(day: str) -> str:
-    """ "2026-12-02" -> "Dec 02": the bars' labels."""
-    return datetime.date.fromisoformat(day).strftime("%b %d")
 
 
 # -- building ----------------------------------------------------------------------------------

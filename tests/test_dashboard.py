@@ -348,3 +348,14 @@ def test_other_scopes_pass_the_gate_and_regroup_checks_its_names(shop: llmcache.
     assert [row.group for row in report.regroup(("model",))] == [{"model": MODEL}]
     with pytest.raises(ConfigError, match="regroup"):
         report.regroup(("provider",))
+
+
+def test_plain_functions_get_time_bars_not_zero_dollars(tmp_path: Path) -> None:
+    """Calls without usage have nothing to price: the report's bars show time saved."""
+    with llmcache.Cache(workspace="plain", tiers=["memory", f"disk://{tmp_path}"]) as cache:
+        shout = cache.cached(namespace="text")(lambda text: text.upper())
+        shout("a")
+        shout("a")
+        page = cache.report()._repr_html_()
+    assert "time saved per day" in page and "money saved per day" not in page
+    assert page.index("id='figure-time'") < page.index("<svg") < page.index("<table")
