@@ -544,3 +544,92 @@ def test_a_ttl_at_or_below_zero_expires_at_once_as_in_litellm(
 def test_a_backend_type_given_to_cache_is_a_one_line_error(cache: llmcache.Cache) -> None:
     with pytest.raises(TypeError, match="drop type="):
         llmcache_litellm.cache(cache, type="redis")
+
+
+# ------------------------------------------------------------------------------ properties
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)))  # UTF-8 text (no lone surrogate)
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(response=st.dictionaries(TEXT, JSON_VALUES, max_size=5), stamp=st.floats(0, 2e9))
+def test_what_litellm_stores_comes_back_as_litellm_reads_it(
+    response: dict[str, Any], stamp: float
+) -> None:
+    with llmcache.Cache(workspace="prop", tiers=["memory"]) as cache:
+        backend = LLMCacheBackend(cache)
+        # A completion: the response as JSON text; an embedding input: a dict.
+        backend.set_cache("a" * 64, {"timestamp": stamp, "response": json.dumps(response)})
+        backend.set_cache("b" * 64, {"timestamp": stamp, "response": response})
+        for key in ("a" * 64, "b" * 64):
+            first = backend.get_cache(key)
+            assert first == {"timestamp": stamp, "response": response}
+            first["response"]["mutated"] = True  # a caller's change never reaches the entry
+            assert backend.get_cache(key) == {"timestamp": stamp, "response": response}
+
+
+def test_response_text_that_is_not_utf8_json_is_kept_as_litellm_gave_it(
+    cache: llmcache.Cache,
+) -> None:
+    made = llmcache_litellm.cache(cache)
+    text = json.dumps({"content": "\ud800 alone"})  # a lone surrogate, escaped: not UTF-8
+    made.cache.set_cache("a" * 64, {"timestamp": 1.0, "response": text})
+    found = made.cache.get_cache("a" * 64)
+    assert found == {"timestamp": 1.0, "response": text}
+    assert made.get_cache_logic(found, None) == json.loads(text)  # what LiteLLM reads
+
+
+@settings(max_examples=40, deadline=None)
+@given(keys=st.lists(st.text(min_size=1), min_size=2, max_size=6, unique=True))
+def test_two_litellm_keys_never_share_an_entry(keys: list[str]) -> None:
+    with llmcache.Cache(workspace="prop", tiers=["memory"]) as cache:
+        backend = LLMCacheBackend(cache)
+        for index, key in enumerate(keys):
+            backend.set_cache(key, {"timestamp": 1.0, "response": {"n": index}})
+        for index, key in enumerate(keys):
+            assert backend.get_cache(key) == {"timestamp": 1.0, "response": {"n": index}}
+
+
+# ------------------------------------------------------------------------------ sharing
+
+
+def test_another_process_cache_on_the_same_folder_hits(
+    server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """LiteLLM's in-memory cache dies with the process; ours is read from the disk tier."""
+    tiers = ["memory", f"disk://{tmp_path}/shared"]
+    try:
+        with llmcache.Cache(workspace="team", tiers=tiers) as first:
+            litellm.cache = llmcache_litellm.cache(first)
+            litellm.completion(**ask(server))
+        with llmcache.Cache(workspace="team", tiers=tiers) as restarted:
+            litellm.cache = llmcache_litellm.cache(restarted)
+            again = litellm.completion(**ask(server))
+            assert server.requests == 1
+            assert again._hidden_params["cache_hit"] is True
+            info = llmcache.last_info()
+            assert info is not None and info.tier is not None and info.tier.startswith("disk")
+    finally:
+        litellm.cache = None
+
+
+def test_litellm_options_pass_through(cache: llmcache.Cache, server: FakeOpenAIServer) -> None:
+    litellm.cache = llmcache_litellm.cache(cache, mode="default_off")
+    try:
+        litellm.completion(**ask(server))
+        litellm.completion(**ask(server))
+        assert server.requests == 2  # opt-in only
+        litellm.completion(**ask(server), cache={"use-cache": True})
+        litellm.completion(**ask(server), cache={"use-cache": True})
+        assert server.requests == 3
+    finally:
+        litellm.cache = None
