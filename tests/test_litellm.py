@@ -229,7 +229,11 @@ def test_ttl_per_call_expires_the_entry(server: FakeOpenAIServer) -> None:
         try:
             litellm.completion(**ask(server), cache={"ttl": 60})
             litellm.completion(**ask(server, "kept"))
-            now[0] += 61
+            now[0] += 59
+            litellm.completion(**ask(server), cache={"ttl": 60})
+            litellm.completion(**ask(server))  # a read with or without the ttl: one entry
+            assert server.requests == 2
+            now[0] += 2
             litellm.completion(**ask(server), cache={"ttl": 60})
             assert server.requests == 3  # the 60 s entry expired
             litellm.completion(**ask(server, "kept"))

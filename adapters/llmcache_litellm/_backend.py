@@ -244,7 +244,8 @@ class LLMCacheBackend(BaseCache):
         self.delete_cache(key)
 
     def flush_cache(self) -> None:
-        """Make every LiteLLM entry of this backend's sites unreachable, in every process."""
+        """Make this cache's LiteLLM entries unreachable, in every process: those of every
+        namespace this process has used (`Cache.invalidate` reaches any namespace)."""
         for site in list(self._sites.values()):
             site.clear()
 
