@@ -637,3 +637,22 @@ def test_litellm_options_pass_through(cache: llmcache.Cache, server: FakeOpenAIS
         assert server.requests == 3
     finally:
         litellm.cache = None
+
+
+def test_a_disabled_cache_makes_every_call(server: FakeOpenAIServer) -> None:
+    with llmcache.Cache(workspace="off", tiers=["memory"], enabled=False) as cache:
+        litellm.cache = llmcache_litellm.cache(cache)
+        try:
+            litellm.completion(**ask(server))
+            litellm.completion(**ask(server))
+            assert server.requests == 2
+        finally:
+            litellm.cache = None
+
+
+def test_what_is_keyed_is_litellms_key(installed: litellm.Cache, server: FakeOpenAIServer) -> None:
+    litellm.completion(**ask(server), timeout=30, metadata={"run": 1})
+    litellm.completion(**ask(server, api_key="other"), timeout=10, metadata={"run": 2})
+    assert server.requests == 1  # transport and metadata: not keyed, as in LiteLLM
+    litellm.completion(**ask(server), user="someone")
+    assert server.requests == 2
