@@ -656,3 +656,19 @@ def test_what_is_keyed_is_litellms_key(installed: litellm.Cache, server: FakeOpe
     assert server.requests == 1  # transport and metadata: not keyed, as in LiteLLM
     litellm.completion(**ask(server), user="someone")
     assert server.requests == 2
+
+
+def test_a_stream_left_half_way_is_not_stored(
+    installed: litellm.Cache, server: FakeOpenAIServer, cache: llmcache.Cache
+) -> None:
+    stream = litellm.completion(**ask(server, "half a stream"), stream=True)
+    for index, _chunk in enumerate(stream):
+        if index == 1:
+            break
+    full = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in litellm.completion(**ask(server, "half a stream"), stream=True)
+    )
+    assert server.requests == 2 and full
+    wait_until(lambda: cache.stats().tiers[0].writes >= 1, "the complete stream's entry")
+    assert cache.stats().tiers[0].writes == 1  # only the stream that completed
