@@ -49,14 +49,14 @@ from ._info import (
 from ._ledger import HIT_BATCH
 from ._options import current_options
 from ._record import NO_EXPIRY, NOT_SHARED, IntegrityError, decode_entry
-from ._steps import IMMUTABLE, MISS, decoder_for, reject
+from ._steps import IMMUTABLE, MISS, decoder_for, reject, serve
 from ._telemetry import OBSERVER
 
 if TYPE_CHECKING:
     from ._namespaces import Namespace
     from ._site import CallSite
 
-__all__ = ["HotPath", "async_wrapper", "sync_wrapper"]
+__all__ = ["HotPath", "acall", "aget", "async_wrapper", "call", "get", "sync_wrapper"]
 
 _T = TypeVar("_T")
 set_last_call = LAST.set  # `llmcache.info`'s per-context last call, set on every hit path
@@ -368,3 +368,45 @@ async def acall(
     if value is not MISS:
         return value  # type: ignore[no-any-return]
     return await flow.resolve(fingerprint, site.namespace, prefix, compute, None, False, keep)
+
+
+def get(site: CallSite, request: Mapping[str, Any]) -> Any:
+    """The cached value for `request` (counted as a hit), or MISS.
+
+    This is `CallSite.get` itself (bound in its class body), `call`'s lookup without the
+    call: for adapters whose framework makes the real call and stores it itself (LangChain,
+    LiteLLM, DSPy). The flow's `get` takes what this does not serve.
+    """
+    namespace = site.namespace
+    if current_options() is None and site.cache.enabled and namespace.loaded:
+        try:  # `fast_body`, inlined
+            body: bytes | None = None
+            if not arguments_need_tags(request):
+                body = orjson.dumps(
+                    (site.identity, site.version, request), option=FAST_OPTION, default=fast_default
+                )
+        except Exception:  # the long way canonicalises it, or names what cannot be keyed
+            body = None
+        if body is not None:
+            seed, prefix = namespace.state
+            fingerprint = xxh3_128_intdigest(body, seed)
+            hot = site.hot
+            value = hot.memory_hit(fingerprint)
+            if value is MISS:
+                value = hot.lower_hit(fingerprint, namespace, prefix)
+            return value
+    return site.sync_flow.get(request)
+
+
+async def aget(site: CallSite, request: Mapping[str, Any]) -> Any:
+    """`get` for coroutines: a memory hit is served here, the rest by the async flow (a
+    tier below memory is read without blocking the loop). `CallSite.aget` itself."""
+    keyed = fast_key(site, request)
+    if keyed is None:
+        return await site.async_flow.get(request)
+    fingerprint, prefix = keyed
+    value = site.hot.memory_hit(fingerprint)
+    if value is not MISS:
+        return value
+    found = await site.async_flow.lower_lookup(fingerprint, prefix, None)
+    return MISS if found is None else serve(site, found, site.namespace)

@@ -119,14 +119,10 @@ class CallSite:
     # (``site.call(request, compute, keep=...)``) so that a hit costs no extra frame.
     call = _hot.call
     acall = _hot.acall
-
-    def get(self, request: Mapping[str, Any]) -> Any:
-        """The cached value for `request` (counted as a hit), or MISS."""
-        return self.sync_flow.get(request)
-
-    async def aget(self, request: Mapping[str, Any]) -> Any:
-        """`get` for coroutines: the tiers are read without blocking the loop."""
-        return await self.async_flow.get(request)
+    # ``site.get(request)`` / ``await site.aget(request)``: the cached value (a counted hit)
+    # or MISS, with the same hot path.
+    get = _hot.get
+    aget = _hot.aget
 
     def put(
         self,

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import llmcache
+from llmcache.ext import MISS
 from tests.clocks import FakeClock
 
 SECRET = "s" * 32
@@ -232,3 +233,56 @@ def test_the_memory_tiers_dicts_the_hot_path_reads_stay_the_tiers_own() -> None:
     f(7)
     assert f(7) == [7] and llmcache.info(f(7)).tier == "memory"  # type: ignore[union-attr]
     cache.close()
+
+
+get_steps = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["get", "aget", "put"]), st.integers(0, 3)),
+        st.tuples(st.just("tick"), st.integers(0, 12)),
+        st.tuples(st.just("evict"), st.just(0)),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+def _look(site: Any, step: str, x: int, general: bool) -> Any:
+    """A site's get/aget/put of question x; (value, how last_info describes it) for a look."""
+    request = {"question": x}
+    with llmcache.options() if general else contextlib.nullcontext():
+        if step == "put":
+            site.put(request, {"answer": x}, latency_s=0.5)
+            return None
+        value = site.get(request) if step == "get" else asyncio.run(site.aget(request))
+        info = llmcache.last_info()
+    if value is MISS:
+        return MISS
+    assert info is not None
+    return value, info.hit, info.tier.split(":")[0] if info.tier else None
+
+
+def _site_counts(site: Any) -> dict[str, int]:
+    counters = site.counters
+    return {name: getattr(counters, name) for name in counters.__slots__}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tier_set=st.sampled_from(sorted(TIER_SETS)), plan=get_steps)
+def test_site_get_gives_what_the_general_get_gives(tier_set: str, plan: list[Any]) -> None:
+    """`CallSite.get`/`aget` (the hot path, as framework adapters use them) and the same
+    lookups under `options()` (the flow) give equal values, counters, ledger and info."""
+    with two_worlds(tier_set) as (hot, general, clock):
+        hot_site = hot.cache.site("tests.get_site", ttl=TTL)
+        general_site = general.cache.site("tests.get_site", ttl=TTL)
+        for step, x in plan:
+            if step == "tick":
+                clock.now += x
+            elif step == "evict":
+                for world in (hot, general):
+                    if world.cache.memory is not None:
+                        world.cache.memory.clear()
+            else:
+                assert _look(hot_site, step, x, False) == _look(general_site, step, x, True)
+            assert _site_counts(hot_site) == _site_counts(general_site)
+            assert hot.counters() == general.counters()
+        assert hot.ledger() == general.ledger()
