@@ -47,7 +47,7 @@ def installed(cache: llmcache.Cache) -> Iterator[litellm.Cache]:
     made = llmcache_litellm.cache(cache)
     litellm.cache = made
     yield made
-    litellm.cache = None
+    litellm.disable_cache()
 
 
 def ask(server: FakeOpenAIServer, text: str = "Why cache?", **kwargs: Any) -> dict[str, Any]:
@@ -239,7 +239,7 @@ def test_ttl_per_call_expires_the_entry(server: FakeOpenAIServer) -> None:
             litellm.completion(**ask(server, "kept"))
             assert server.requests == 3  # the entry without a ttl did not
         finally:
-            litellm.cache = None
+            litellm.disable_cache()
 
 
 def test_a_default_ttl(server: FakeOpenAIServer) -> None:
@@ -255,7 +255,7 @@ def test_a_default_ttl(server: FakeOpenAIServer) -> None:
             litellm.completion(**ask(server))
             assert server.requests == 2
         finally:
-            litellm.cache = None
+            litellm.disable_cache()
 
 
 def test_a_litellm_namespace_is_our_namespace(
@@ -441,7 +441,7 @@ def test_workspaces_on_one_redis_do_not_see_each_others_entries(
                     values = [raw.get(k) for k in keys if raw.type(k) == b"string"]
                 assert values and not any(b"Why cache" in (v or b"") for v in values)
             finally:
-                litellm.cache = None
+                litellm.disable_cache()
 
 
 def test_redis_killed_the_call_still_returns_the_paid_result(server: FakeOpenAIServer) -> None:
@@ -468,7 +468,7 @@ def test_redis_killed_the_call_still_returns_the_paid_result(server: FakeOpenAIS
                 (tier,) = cache.health().tiers
                 assert tier.last_error and not cache.health().ok
             finally:
-                litellm.cache = None
+                litellm.disable_cache()
     finally:
         redis_server.close()
 
@@ -623,7 +623,7 @@ def test_another_process_cache_on_the_same_folder_hits(
             info = llmcache.last_info()
             assert info is not None and info.tier is not None and info.tier.startswith("disk")
     finally:
-        litellm.cache = None
+        litellm.disable_cache()
 
 
 def test_litellm_options_pass_through(cache: llmcache.Cache, server: FakeOpenAIServer) -> None:
@@ -636,7 +636,7 @@ def test_litellm_options_pass_through(cache: llmcache.Cache, server: FakeOpenAIS
         litellm.completion(**ask(server), cache={"use-cache": True})
         assert server.requests == 3
     finally:
-        litellm.cache = None
+        litellm.disable_cache()
 
 
 def test_a_disabled_cache_makes_every_call(server: FakeOpenAIServer) -> None:
@@ -647,7 +647,7 @@ def test_a_disabled_cache_makes_every_call(server: FakeOpenAIServer) -> None:
             litellm.completion(**ask(server))
             assert server.requests == 2
         finally:
-            litellm.cache = None
+            litellm.disable_cache()
 
 
 def test_what_is_keyed_is_litellms_key(installed: litellm.Cache, server: FakeOpenAIServer) -> None:
