@@ -1,6 +1,6 @@
 """Write the notebooks in notebooks/ from their cells here, and execute them in place.
 
-    python scripts/build_notebooks.py
+    python scripts/build_notebooks.py [name ...]   # e.g. frameworks; all without a name
 
 The committed notebooks carry the outputs of a real run; CI re-executes them
 (tests/test_notebooks.py) so they cannot rot.
@@ -8,6 +8,7 @@ The committed notebooks carry the outputs of a real run; CI re-executes them
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nbformat
@@ -236,6 +237,94 @@ CLAUDE_AND_OPENAI = [
     ("code", "figure = report.plot()  # cumulative money and time saved, both providers\nfigure"),
 ]
 
+FRAMEWORKS = [
+    (
+        "md",
+        "# LangChain, LiteLLM and DSPy on one llmcache\n\n"
+        "Each framework gets llmcache as its cache in one line, and every call they make "
+        "lands in one savings report. Everything runs against a local OpenAI-compatible "
+        "server (`llmcache.testing.FakeOpenAIServer`): no API key, no network.",
+    ),
+    (
+        "code",
+        "import os\n"
+        "import tempfile\n\n"
+        "# LiteLLM (also under DSPy) would fetch its price map from GitHub on import.\n"
+        "os.environ.setdefault('LITELLM_LOCAL_MODEL_COST_MAP', 'True')\n\n"
+        "import llmcache\n"
+        "from llmcache.testing import FakeOpenAIServer\n\n"
+        "server = FakeOpenAIServer(latency_per_token=0.002, base_latency=0.05).start()\n"
+        "folder = tempfile.mkdtemp(prefix='llmcache-frameworks-')\n"
+        "cache = llmcache.Cache(workspace='frameworks', tiers=['memory', f'disk://{folder}'])\n"
+        "questions = ['What does a cache do?', 'Why are LLM calls slow?', 'What is a token?']",
+    ),
+    (
+        "md",
+        "**LangChain**: `set_llm_cache(LangChainCache(cache))` (here for one model, with "
+        "`cache=`). The second pass over the same questions makes no request.",
+    ),
+    (
+        "code",
+        "from langchain_openai import ChatOpenAI\n"
+        "from llmcache_langchain import LangChainCache\n\n"
+        "chat = ChatOpenAI(\n"
+        "    model='gpt-4o-mini', base_url=server.base_url, api_key='local', max_retries=0,\n"
+        "    cache=LangChainCache(cache, namespace='langchain', provider='openai'),\n"
+        ")\n"
+        "before = server.requests\n"
+        "for _ in range(2):\n"
+        "    answers = [chat.invoke(q).content for q in questions]\n"
+        "print('requests made:', server.requests - before, 'for', 2 * len(questions), 'calls')\n"
+        "llmcache.last_info()",
+    ),
+    ("md", "**LiteLLM**: `litellm.cache = llmcache_litellm.cache(cache)`."),
+    (
+        "code",
+        "import litellm\n"
+        "import llmcache_litellm\n\n"
+        "litellm.cache = llmcache_litellm.cache(cache, namespace='litellm')\n"
+        "before = server.requests\n"
+        "for _ in range(2):\n"
+        "    for q in questions:\n"
+        "        litellm.completion(\n"
+        "            model='openai/gpt-4o-mini', api_base=server.base_url, api_key='local',\n"
+        "            messages=[{'role': 'user', 'content': q}],\n"
+        "        )\n"
+        "print('requests made:', server.requests - before, 'for', 2 * len(questions), 'calls')\n"
+        "litellm.cache = None  # DSPy below calls LiteLLM too: it has its own cache line\n"
+        "llmcache.last_info()",
+    ),
+    ("md", "**DSPy**: `dspy.cache = llmcache_dspy.DSPyCache(cache)`, then a real program."),
+    (
+        "code",
+        "import dspy\n"
+        "import llmcache_dspy\n\n"
+        "dspy.cache = llmcache_dspy.DSPyCache(cache, namespace='dspy')\n"
+        "lm = dspy.LM('openai/gpt-4o-mini', api_base=server.base_url, api_key='local')\n"
+        "qa = dspy.Predict('question -> answer')\n"
+        "with dspy.context(lm=lm):\n"
+        "    for attempt in ('first', 'second'):\n"
+        "        before = server.requests\n"
+        "        answers = [qa(question=q).answer for q in questions]\n"
+        "        # A program may make more than one LM call per question (DSPy retries with\n"
+        "        # another adapter when an answer does not parse): each is cached.\n"
+        "        print(attempt, 'run: requests made:', server.requests - before)\n"
+        "answers[0]",
+    ),
+    (
+        "md",
+        "One report across the three frameworks: each namespace is a framework here; the "
+        "money and time each one's hits saved are priced from the usage of the calls they "
+        "replaced.",
+    ),
+    ("code", "report = cache.report(by=('namespace', 'model'))\nreport"),
+    (
+        "code",
+        "report.to_pandas()[['namespace', 'model', 'calls', 'hits', 'spent_usd', 'saved_usd']]",
+    ),
+    ("code", "server.stop()"),
+]
+
 
 def _notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     notebook = nbformat.v4.new_notebook()
@@ -250,14 +339,23 @@ def _notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     return notebook
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Build the named notebooks (all of them without a name)."""
     ROOT.mkdir(exist_ok=True)
     notebooks = (
         ("quickstart", QUICKSTART),
         ("cost_report", COST_REPORT),
         ("claude_and_openai", CLAUDE_AND_OPENAI),
+        ("frameworks", FRAMEWORKS),
     )
+    unknown = set(names) - {name for name, _ in notebooks}
+    if unknown:
+        raise SystemExit(
+            f"no notebook named {sorted(unknown)}; they are {[n for n, _ in notebooks]}"
+        )
     for name, cells in notebooks:
+        if names and name not in names:
+            continue
         notebook = _notebook(cells)
         NotebookClient(
             notebook,
@@ -270,4 +368,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

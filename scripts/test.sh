@@ -13,6 +13,17 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   # The package starts a system service on 6379; the tests never use it.
 fi
 
+# A real headless browser for the dashboard's tests: Debian's chromium and its driver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "== installing chromium and chromium-driver (apt-get)"
+  if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver >/dev/null
+fi
+# Here a missing browser fails the browser tests instead of skipping them.
+export LLMCACHE_REQUIRE_BROWSER=1
+
 echo "== installing llmcache with every extra"
 python -m pip install -q --disable-pip-version-check -e ".[all,dev]"
 
