@@ -391,7 +391,9 @@ def dashboard(
         str,
         typer.Option(help="Address to listen on; any but loopback needs a token."),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")
+    ] = 8765,
     generate_token: Annotated[
         bool,
         typer.Option(

@@ -211,6 +211,8 @@ def test_addresses_and_tokens() -> None:
             check_token(bad)
     with pytest.raises(DashboardError, match="not an address"):
         bind("no-such-host.invalid", 0)
+    with pytest.raises(DashboardError, match="0 to 65535"):
+        bind("127.0.0.1", 70000)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -242,6 +244,9 @@ def test_a_public_address_without_a_token_is_refused(tmp_path: Path) -> None:
     assert "at least 16 characters" in short.one_line_failure()
     bad_refresh = llmcache_main("dashboard", "--dir", str(tmp_path), "--refresh", "0")
     assert "--refresh" in bad_refresh.one_line_failure()
+    for port in ("70000", "-1"):
+        bad_port = llmcache_main("dashboard", "--dir", str(tmp_path), "--port", port)
+        assert "--port" in bad_port.one_line_failure() and bad_port.code == 2
 
 
 def test_a_cache_only_in_memory_gets_a_note(

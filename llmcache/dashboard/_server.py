@@ -74,6 +74,8 @@ class Binding:
 
 def bind(host: str, port: int) -> Binding:
     """Listen on `host`:`port` (port 0: any free one)."""
+    if not 0 <= port <= 65535:  # the socket layer would wrap 70000 to 4464
+        raise DashboardError(f"--port takes 0 to 65535, not {port}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as error:
