@@ -151,7 +151,10 @@ def forget_oldest() -> None:
     entries pushed out by the bound were never subtracted.
     """
     with _forgetting:
-        total = sum([_weight(entry[0], entry[1]) for entry in RECENT.copy()])
+        total = 0
+        for held, record, *_ in RECENT.copy():  # the common entry is small: one comparison
+            if record is not None and record.size > SMALL_HELD:
+                total += _weight(held, record)
         while total > LARGE_BUDGET // 2 and RECENT:
             try:
                 oldest = RECENT.popleft()
