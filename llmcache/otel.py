@@ -25,17 +25,26 @@ background thread turns the notes into spans, with the hit's own timestamp, ever
 `FLUSH_SECONDS` (or at once: `flush()`). At most `MAX_PENDING` notes wait; beyond that the
 oldest are dropped and counted in `dropped()`.
 
-Nothing is imported from OpenTelemetry until `instrument()` is called, and nothing is
-emitted before.
+Metrics: ``llmcache.otel.observe(cache)`` reports the same counters and gauges as the
+Prometheus collector (`llmcache.metrics`), as OpenTelemetry observable instruments read at
+collection time (nothing on the hit path): ``llmcache.hits``, ``llmcache.saved_usd``,
+``llmcache.tier_hits``, ... (the Prometheus name with its ``llmcache_`` prefix as
+``llmcache.``, and a unit: ``s``, ``USD``, ``By`` or ``1``).
+
+Nothing is imported from OpenTelemetry until `instrument()` or `observe()` is called, and
+nothing is emitted before.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import functools
+import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -44,10 +53,19 @@ from ._errors import ConfigError
 from ._telemetry import OBSERVER
 
 if TYPE_CHECKING:
+    from ._cache import Cache
     from ._record import Record
     from ._site import CallSite
 
-__all__ = ["FLUSH_SECONDS", "MAX_PENDING", "dropped", "flush", "instrument", "uninstrument"]
+__all__ = [
+    "FLUSH_SECONDS",
+    "MAX_PENDING",
+    "dropped",
+    "flush",
+    "instrument",
+    "observe",
+    "uninstrument",
+]
 
 FLUSH_SECONDS = 0.5
 MAX_PENDING = 65_536
@@ -78,6 +96,83 @@ def instrument(*, tracer_provider: Any = None) -> None:
     # handlers run last registered first, and the provider registered its own before.
     atexit.unregister(uninstrument)
     atexit.register(uninstrument)
+
+
+def observe(cache: Cache, *, meter_provider: Any = None) -> None:
+    """Report `cache`'s metrics as OpenTelemetry instruments (read at each collection).
+
+    `meter_provider`: an OpenTelemetry ``MeterProvider``; None takes the global one. The
+    instruments hold the cache weakly: a cache that is gone reports nothing.
+
+    Raises:
+        ConfigError: OpenTelemetry is not installed (``pip install "llmcache[otel]"``).
+    """
+    try:
+        from opentelemetry import metrics
+    except ImportError as error:
+        raise ConfigError(
+            'llmcache.otel needs OpenTelemetry: pip install "llmcache[otel]"'
+        ) from error
+    from . import __version__
+    from ._metric_families import families
+
+    meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
+    reading = _Reading(cache)
+    for family in families(cache):
+        make: Any = (
+            meter.create_observable_counter
+            if family.kind == "counter"
+            else meter.create_observable_gauge
+        )
+        make(
+            _metric_name(family.name),
+            callbacks=[functools.partial(reading.observations, family.name)],
+            unit=_unit(family.name),
+            description=family.documentation,
+        )
+
+
+class _Reading:
+    """One read of a cache's metrics, shared by the instruments of one collection."""
+
+    FRESH_SECONDS = 0.5  # a collection calls every callback within this
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = weakref.ref(cache)
+        self._lock = threading.Lock()
+        self._read_at = -math.inf
+        self._by_name: dict[str, Any] = {}
+
+    def observations(self, name: str, options: Any) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        with self._lock:
+            cache = self._cache()
+            if cache is None:
+                return []
+            if time.monotonic() - self._read_at > self.FRESH_SECONDS:
+                from ._metric_families import families
+
+                self._by_name = {family.name: family for family in families(cache)}
+                self._read_at = time.monotonic()
+            family = self._by_name.get(name)
+        if family is None:
+            return []
+        return [
+            Observation(value, dict(zip(family.labels, values, strict=True)))
+            for values, value in family.samples
+        ]
+
+
+def _metric_name(name: str) -> str:
+    return "llmcache." + name.removeprefix("llmcache_")
+
+
+def _unit(name: str) -> str:
+    for suffix, unit in (("_seconds", "s"), ("_usd", "USD"), ("_bytes", "By")):
+        if name.endswith(suffix):
+            return unit
+    return "1"
 
 
 def uninstrument() -> None:

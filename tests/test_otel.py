@@ -246,3 +246,48 @@ def test_without_opentelemetry_instrument_names_the_extra(tmp_path: Path) -> Non
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == 'llmcache.otel needs OpenTelemetry: pip install "llmcache[otel]"'
+
+
+def test_the_metrics_are_the_prometheus_collectors_numbers(tmp_path: Path) -> None:
+    """`observe` reports the same families as `llmcache.metrics`, read at collection."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    cache = llmcache.Cache(workspace="otel-metrics", tiers=["memory", f"disk://{tmp_path}/d"])
+
+    @cache.cached(namespace="research", usage=lambda result: USAGE)
+    def ask(question: str) -> str:
+        return question + "!"
+
+    llmcache.otel.observe(cache, meter_provider=provider)
+    for question in ("a", "b", "a", "a"):
+        ask(question)
+    cache.flush()
+
+    def points(name: str) -> list[Any]:
+        for resource in reader.get_metrics_data().resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        return list(metric.data.data_points)
+        raise AssertionError(f"no metric {name}")
+
+    totals = cache.report().totals
+    (hits,) = points("llmcache.hits")
+    assert hits.value == totals.hits == 2
+    assert dict(hits.attributes) == {
+        "workspace": "otel-metrics",
+        "namespace": "research",
+        "model": "gpt-4o-mini",
+    }
+    (saved,) = points("llmcache.saved_usd")
+    assert saved.value == pytest.approx(totals.saved_usd) and saved.value > 0
+    process = {p.attributes["outcome"]: p.value for p in points("llmcache.process_calls")}
+    assert process["hit"] == 2 and process["miss"] == 2
+    tiers = {p.attributes["tier"]: p.value for p in points("llmcache.tier_writes")}
+    assert tiers["memory"] == 2 and len(tiers) == 2  # memory and disk: two entries each
+    assert all(value == 2 for value in tiers.values())
+    provider.shutdown()
+    cache.close()
