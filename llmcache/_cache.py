@@ -374,6 +374,19 @@ class Cache:
 
         return build_report(self, since=since, by=by)
 
+    def report_hours(self, hours: int = 48) -> list[dict[str, Any]]:
+        """The workspace's totals per UTC hour, the last `hours` (this one included).
+
+        From the ledger of every process, this one's unflushed counts included: one dict per
+        hour that has counts, in order, with "hour" ("YYYY-MM-DDTHH"), "epoch_hour", and
+        calls, hits, misses, spent_usd, saved_usd, spent_s, saved_s, unpriced_misses and
+        unpriced_hits. Hours without any (or from before the ledger kept hours) are left out.
+        """
+        if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 24 * 366:
+            raise ConfigError(f"hours= takes a number of hours from 1 to 8784, got {hours!r}")
+        now = int(self.clock() // 3600)
+        return self.ledger.hour_rows(self.read_counters, range(now - hours + 1, now + 1))
+
     def flush(self) -> None:
         """Write pending ledger counts to the shared tier now (it also happens every second)."""
         self.ledger.flush(self._write_counters)

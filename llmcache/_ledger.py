@@ -4,13 +4,19 @@ A miss's usage and cost go into its entry's metadata, so every later hit, in any
 knows what it saved. Counting happens in memory (a hit adds to a small list) and is flushed
 in the background to the most shared tier as counter records, one per workspace and day::
 
-    llmc-ledger:<scope>:<YYYY-MM-DD>  field E("<namespace>|<model>|<metric>") → number
-    llmc-ledger:<scope>:days          field "<YYYY-MM-DD>" → flushes that day (an index)
+    llmc-ledger:<scope>:<YYYY-MM-DD>          field E("<namespace>|<model>|<metric>") → number
+    llmc-ledger:<scope>:days                  field "<YYYY-MM-DD>" → flushes that day (an index)
+    llmc-ledger:<scope>:hour:<YYYY-MM-DDTHH>  field E("hour|<metric>") → number
 
 where the scope (``<workspace>#<id from the secret>``) keeps two secrets' ledgers apart, so a
 report covers every process and survives kernel restarts; the index lets a report of
 "everything" read only the days that have counts. Money spent and money saved are kept
 apart, and calls whose price is unknown are counted as such, never as $0.
+
+The hourly records hold the workspace's totals per UTC hour (a few metrics, `HOUR_METRICS`,
+not per namespace or model: they stay small), counted and flushed with the daily ones. They
+have no index: the last N hours are N keys. Hours from before they were kept have no record,
+and read as no data, not as zeros.
 
 At rest, E is AES-SIV under the workspace's `KeySchedule.ledger_key`, as base64url text: a
 reader of the shared tier sees no namespace or model name. It is deterministic, so every
@@ -36,7 +42,16 @@ from ._record import Record, parse_meta
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
-__all__ = ["HIT_BATCH", "METRICS", "FieldCipher", "Ledger", "day_of", "epoch_day_of"]
+__all__ = [
+    "HIT_BATCH",
+    "HOUR_METRICS",
+    "METRICS",
+    "FieldCipher",
+    "Ledger",
+    "day_of",
+    "epoch_day_of",
+    "hour_of",
+]
 
 log = logging.getLogger("llmcache")
 
@@ -80,6 +95,29 @@ METRICS = (
     _SAVED_CACHE_READ,
     _SAVED_CACHE_WRITE,
 ) = range(len(METRICS))
+# What the hourly records keep, in this order (a bucket is a list of these).
+HOUR_METRICS = (
+    "calls",
+    "hits",
+    "misses",
+    "spent_usd",
+    "saved_usd",
+    "spent_s",
+    "saved_s",
+    "unpriced_misses",
+    "unpriced_hits",
+)
+(
+    _H_CALLS,
+    _H_HITS,
+    _H_MISSES,
+    _H_SPENT_USD,
+    _H_SAVED_USD,
+    _H_SPENT_S,
+    _H_SAVED_S,
+    _H_UNPRICED_MISSES,
+    _H_UNPRICED_HITS,
+) = range(len(HOUR_METRICS))
 _NO_MODEL = "-"
 HIT_BATCH = 4096  # noted hits that make the hit path drain them itself
 
@@ -89,6 +127,12 @@ _EPOCH = datetime.date(1970, 1, 1)
 
 def day_of(epoch_day: int) -> str:
     return (_EPOCH + datetime.timedelta(days=epoch_day)).isoformat()
+
+
+def hour_of(epoch_hour: int) -> str:
+    """An epoch hour (hours since 1970-01-01, UTC) as "YYYY-MM-DDTHH"."""
+    moment = datetime.datetime.fromtimestamp(epoch_hour * 3600, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H")
 
 
 def epoch_day_of(day: str | datetime.date) -> int:
@@ -169,6 +213,8 @@ class Ledger:
         # parse, or a value that is not a finite number. Counted, logged, never raised.
         self.integrity_failures = 0
         self._pending: dict[tuple[int, str, str], list[float]] = {}
+        # The same counts per epoch hour, workspace-wide (`HOUR_METRICS`), under `_lock` too.
+        self._pending_hours: dict[int, list[float]] = {}
         # Hits are noted as (namespace, record) and summed later, off the hit path. The
         # watcher drains them every half second, so they land in the right day's bucket.
         # Never rebound (drained in place): call sites hold this very list.
@@ -180,6 +226,9 @@ class Ledger:
 
     def key_for(self, epoch_day: int) -> str:
         return f"llmc-ledger:{self.scope}:{day_of(epoch_day)}"
+
+    def hour_key_for(self, epoch_hour: int) -> str:
+        return f"llmc-ledger:{self.scope}:hour:{hour_of(epoch_hour)}"
 
     @property
     def days_key(self) -> str:
@@ -205,6 +254,14 @@ class Ledger:
         bucket = self._pending.get(slot)
         if bucket is None:
             bucket = self._pending[slot] = [0.0] * len(METRICS)
+        return bucket
+
+    def _hour_bucket(self) -> list[float]:
+        """This hour's pending workspace totals (the caller holds `_lock`)."""
+        epoch_hour = int(self.clock() // 3600)
+        bucket = self._pending_hours.get(epoch_hour)
+        if bucket is None:
+            bucket = self._pending_hours[epoch_hour] = [0.0] * len(HOUR_METRICS)
         return bucket
 
     def _reject(self, what: str) -> None:
@@ -253,15 +310,22 @@ class Ledger:
     def _count_hits(self, namespace: str, meta: Mapping[str, Any], count: int) -> None:
         """Add `count` hits on one entry (the caller holds `_lock`)."""
         bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
+        hour = self._hour_bucket()
+        saved_s = meta.get("latency_s", 0.0) * count
         bucket[_CALLS] += count
         bucket[_HITS] += count
-        bucket[_SAVED_S] += meta.get("latency_s", 0.0) * count
+        bucket[_SAVED_S] += saved_s
+        hour[_H_CALLS] += count
+        hour[_H_HITS] += count
+        hour[_H_SAVED_S] += saved_s
         cost = meta.get("cost_usd")
         if cost is None:
             if "input_tokens" in meta:
                 bucket[_UNPRICED_HITS] += count
+                hour[_H_UNPRICED_HITS] += count
         else:
             bucket[_SAVED_USD] += cost * count
+            hour[_H_SAVED_USD] += cost * count
         # A hit avoids the whole original call: its stored cost above (cache reads and writes
         # priced as they were billed), and every token it used, cache parts included.
         bucket[_SAVED_IN] += meta.get("input_tokens", 0) * count
@@ -276,37 +340,63 @@ class Ledger:
 
     def _count_miss(self, namespace: str, meta: Mapping[str, Any]) -> None:
         bucket = self._bucket(namespace, meta.get("model", _NO_MODEL))
+        hour = self._hour_bucket()
+        spent_s = meta.get("latency_s", 0.0)
         bucket[_CALLS] += 1
         bucket[_MISSES] += 1
-        bucket[_SPENT_S] += meta.get("latency_s", 0.0)
+        bucket[_SPENT_S] += spent_s
+        hour[_H_CALLS] += 1
+        hour[_H_MISSES] += 1
+        hour[_H_SPENT_S] += spent_s
         cost = meta.get("cost_usd")
         if cost is None:
             if "input_tokens" in meta:
                 bucket[_UNPRICED_MISSES] += 1
+                hour[_H_UNPRICED_MISSES] += 1
         else:
             bucket[_SPENT_USD] += cost
+            hour[_H_SPENT_USD] += cost
         bucket[_IN] += meta.get("input_tokens", 0)
         bucket[_OUT] += meta.get("output_tokens", 0)
         bucket[_CACHE_READ] += meta.get("cache_read_tokens", 0)
         bucket[_CACHE_WRITE] += meta.get("cache_write_tokens", 0)
 
     def take_pending(self) -> dict[tuple[int, str, str], list[float]]:
+        """Take the pending daily counts (the hourly ones stay: `take_pending_hours`)."""
         self.drain_hits()
         with self._lock:
             pending, self._pending = self._pending, {}
         return pending
 
-    def restore(self, pending: Mapping[tuple[int, str, str], list[float]]) -> None:
+    def take_pending_hours(self) -> dict[int, list[float]]:
+        """Take the pending hourly totals (the daily counts stay: `take_pending`)."""
+        self.drain_hits()
+        with self._lock:
+            hours, self._pending_hours = self._pending_hours, {}
+        return hours
+
+    def restore(
+        self,
+        pending: Mapping[tuple[int, str, str], list[float]],
+        hours: Mapping[int, list[float]] | None = None,
+    ) -> None:
         """Put back counts whose flush failed, so nothing is lost."""
         with self._lock:
             for slot, values in pending.items():
                 bucket = self._pending.setdefault(slot, [0.0] * len(METRICS))
                 for i, value in enumerate(values):
                     bucket[i] += value
+            for epoch_hour, values in (hours or {}).items():
+                bucket = self._pending_hours.setdefault(epoch_hour, [0.0] * len(HOUR_METRICS))
+                for i, value in enumerate(values):
+                    bucket[i] += value
 
     def flush(self, write: Callable[[str, dict[str, float]], bool]) -> bool:
         """Send pending counts through `write(key, deltas)`; keep those it could not send."""
-        pending = self.take_pending()
+        self.drain_hits()
+        with self._lock:  # days and hours taken together: a count is in both or in neither
+            pending, self._pending = self._pending, {}
+            hours, self._pending_hours = self._pending_hours, {}
         by_day: dict[int, dict[str, float]] = {}
         for (epoch_day, namespace, model), values in pending.items():
             fields = by_day.setdefault(epoch_day, {})
@@ -324,9 +414,18 @@ class Ledger:
                 written[day_of(epoch_day)] = 1.0
         if written:
             write(self.days_key, written)  # best effort: a report also reads pending days
-        if failed:
-            self.restore(failed)
-        return not failed
+        failed_hours: dict[int, list[float]] = {}
+        for epoch_hour, values in hours.items():
+            deltas = {
+                self.fields.seal(f"hour|{metric}"): value
+                for metric, value in zip(HOUR_METRICS, values, strict=True)
+                if value
+            }
+            if deltas and not write(self.hour_key_for(epoch_hour), deltas):
+                failed_hours[epoch_hour] = values
+        if failed or failed_hours:
+            self.restore(failed, failed_hours)
+        return not failed and not failed_hours
 
     def rows(
         self, read: Callable[[str], Mapping[str, float] | None], days: Iterable[int]
@@ -362,9 +461,47 @@ class Ledger:
                     target[metric] += value
         return [rows[slot] for slot in sorted(rows)]
 
+    def hour_rows(
+        self, read: Callable[[str], Mapping[str, float] | None], hours: Iterable[int]
+    ) -> list[dict[str, Any]]:
+        """Stored totals plus unflushed ones, one dict per epoch hour that has any, in order.
+
+        A dict has "hour" ("YYYY-MM-DDTHH", UTC), "epoch_hour" and every `HOUR_METRICS`. An
+        hour without a record (none of its counts flushed yet, or from before hours were
+        kept) and without pending counts is left out, not given zeros.
+        """
+        rows: dict[int, dict[str, Any]] = {}
+
+        def row(epoch_hour: int) -> dict[str, Any]:
+            if epoch_hour not in rows:
+                rows[epoch_hour] = {"hour": hour_of(epoch_hour), "epoch_hour": epoch_hour}
+                rows[epoch_hour].update(dict.fromkeys(HOUR_METRICS, 0.0))
+            return rows[epoch_hour]
+
+        self.drain_hits()
+        wanted = set(hours)
+        for epoch_hour in sorted(wanted):
+            stored = read(self.hour_key_for(epoch_hour)) or {}
+            for sealed, value in stored.items():
+                field = self.fields.open(sealed)
+                metric = field[5:] if field is not None and field.startswith("hour|") else None
+                amount = _amount(value)
+                if metric not in HOUR_METRICS or amount is None:
+                    self._reject(f"field {sealed!r} of hour {hour_of(epoch_hour)}")
+                    continue
+                row(epoch_hour)[metric] += amount
+        with self._lock:
+            pending = {h: list(v) for h, v in self._pending_hours.items() if h in wanted}
+        for epoch_hour, values in pending.items():
+            target = row(epoch_hour)
+            for metric, value in zip(HOUR_METRICS, values, strict=True):
+                target[metric] += value
+        return [rows[epoch_hour] for epoch_hour in sorted(rows)]
+
     def forget_after_fork(self) -> None:
         """In a forked child: drop the counts copied from the parent, which flushes its own."""
         self._lock = threading.Lock()  # may have been held by a thread the child does not have
         self._drain_lock = threading.Lock()
         self._pending = {}
+        self._pending_hours = {}
         del self.noted_hits[:]  # in place: call sites hold this very list

@@ -24,7 +24,7 @@ import pytest
 import llmcache
 from llmcache.dashboard import create_app, serve
 from llmcache.dashboard._gate import COOKIE, _host_name
-from llmcache.dashboard._hourly import HourlyTotals
+from llmcache.dashboard._hourly import SHOWN_HOURS, hour_bars
 from llmcache.dashboard._look import bars_svg, headline_figures
 from llmcache.dashboard._providers import UNKNOWN, provider_of
 from llmcache.dashboard._server import (
@@ -34,6 +34,8 @@ from llmcache.dashboard._server import (
     is_loopback,
     new_token,
 )
+from llmcache.dashboard._snapshot import SETTLED_REREAD_S, Snapshots
+from tests.clocks import FakeClock
 from tests.test_cli_inprocess import llmcache_main
 
 WORKSPACE = "shop"
@@ -182,18 +184,76 @@ def test_bars_start_at_the_first_day_and_say_so_when_empty() -> None:
     assert "<b>" not in bars_svg([("<b>", 1.0)], title="<b>", show=str)
 
 
-def test_hours_count_from_the_first_refresh() -> None:
-    hours = HourlyTotals()
-    assert hours.bars() == []
-    base = 1_700_000_000 // 3600 * 3600
-    hours.note(base + 10, hits=5, saved_usd=1.0, saved_s=2.0)  # before the dashboard: baseline
-    hours.note(base + 20, hits=7, saved_usd=1.5, saved_s=3.0)
-    hours.note(base + 2 * 3600 + 5, hits=10, saved_usd=2.0, saved_s=4.0)  # an hour skipped
-    bars = hours.bars()
-    assert [(b.hits, b.saved_usd) for b in bars] == [(2, 0.5), (0, 0.0), (3, 0.5)]
-    assert bars[0].hour.endswith(":00")
-    hours.note(base + 30 * 3600, hits=11, saved_usd=2.0, saved_s=4.0)
-    assert len(hours.bars()) <= 24  # only the last day is kept
+def test_hour_bars_run_from_the_first_hour_with_counts_to_now() -> None:
+    assert hour_bars([], now=1_700_000_000) == []
+    base = 1_700_000_000 // 3600  # 2023-11-14T22
+    rows = [
+        {"epoch_hour": base, "calls": 4.0, "hits": 2.0, "saved_usd": 0.5, "saved_s": 1.0},
+        {"epoch_hour": base + 2, "calls": 1.0, "hits": 1.0, "saved_usd": 0.25, "saved_s": 2.0},
+    ]
+    bars = hour_bars(rows, now=(base + 3) * 3600 + 5)
+    assert [(b.hour, b.calls, b.hits, b.saved_usd) for b in bars] == [
+        ("22:00", 4, 2, 0.5),
+        ("23:00", 0, 0, 0.0),  # the ledger kept hours then: no calls is a zero
+        ("00:00", 1, 1, 0.25),
+        ("01:00", 0, 0, 0.0),  # up to the current hour
+    ]
+    assert bars[2].when == "2023-11-15 00:00 UTC"
+
+
+def test_the_hourly_panel_shows_calls_made_before_the_dashboard_started(tmp_path: Path) -> None:
+    """The hours come from the ledger (every process), not from what the dashboard watched."""
+    folder = tmp_path / "cache"
+    start = time.time() // 3600 * 3600 - 3 * 3600 + 60  # three hours ago, just after the hour
+    clock = FakeClock(start)
+    populate(folder, n=4, clock=clock)  # 2 misses and 2 hits, three hours ago
+    clock.advance(3600)
+    populate(folder, n=6, clock=clock)  # 3 more, 3 hits (the first 2 questions are cached)
+    cache = llmcache.Cache(workspace=WORKSPACE, tiers=["memory", f"disk://{folder}"])
+    with running(cache) as url, httpx.Client(base_url=url) as client:
+        hourly = client.get("/api/panels").json()["panels"]["hourly"]
+        page = client.get("/").text
+    cache.close()
+    first = time.strftime("%Y-%m-%d %H:00 UTC", time.gmtime(start))
+    second = time.strftime("%Y-%m-%d %H:00 UTC", time.gmtime(start + 3600))
+    assert f"{first}: 2 hits" in hourly and f"{second}: 5 hits" in hourly
+    # Two charts, a bar per hour from three hours ago to now (five if the hour turned meanwhile).
+    assert hourly.count("<rect class=bar") in (2 * 4, 2 * 5)
+    assert "Per hour, the last 48 hours (UTC)" in page
+
+
+def test_older_hours_are_read_again_only_every_half_minute(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    hour = 1_700_000_000 // 3600
+    clock = FakeClock(hour * 3600 + 60)
+    populate(folder, n=4, clock=clock)  # 2 hits in `hour`
+    cache = llmcache.Cache(workspace=WORKSPACE, tiers=["memory", f"disk://{folder}"], clock=clock)
+    read = cache.read_counters
+    hour_reads: list[str] = []
+
+    def counting(key: str) -> dict[str, float]:
+        if ":hour:" in key:
+            hour_reads.append(key)
+        return read(key)
+
+    cache.read_counters = counting  # type: ignore[method-assign]
+    seconds = FakeClock(0.0)
+    snapshots = Snapshots(cache, min_interval_s=0.5, clock=seconds)
+
+    def hits_by_hour() -> list[int]:
+        return [bar.hits for bar in snapshots.current().hours]
+
+    assert hits_by_hour() == [2] and len(hour_reads) == SHOWN_HOURS
+    clock.advance(2 * 3600)  # two hours on: `hour` is settled now, so read again once
+    populate(folder, n=4, clock=clock)  # 4 hits this hour (the questions are cached)
+    seconds.advance(1)
+    assert hits_by_hour() == [2, 0, 4] and len(hour_reads) == 2 * SHOWN_HOURS
+    populate(folder, n=4, clock=clock)  # 4 more
+    seconds.advance(1)  # the recent hours only
+    assert hits_by_hour() == [2, 0, 8] and len(hour_reads) == 2 * SHOWN_HOURS + 2
+    seconds.advance(SETTLED_REREAD_S)  # all of them again
+    assert hits_by_hour() == [2, 0, 8] and len(hour_reads) == 3 * SHOWN_HOURS + 2
+    cache.close()
 
 
 def test_providers_come_from_the_model_name() -> None:

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ._gate import Gate
+from ._hourly import SHOWN_HOURS
 from ._look import CSS
 from ._panels import PANELS, render_panels
 from ._snapshot import Snapshots
@@ -35,7 +36,7 @@ DEFAULT_REFRESH_S = 2.0
 _SECTIONS = (
     ("headline", ""),
     ("daily", "Savings and hits per day"),
-    ("hourly", "Per hour, since this dashboard started (the ledger keeps days)"),
+    ("hourly", f"Per hour, the last {SHOWN_HOURS} hours (UTC)"),
     ("namespaces", "By namespace"),
     ("models", "By model (provider from the model's name)"),
     ("tiers", "Tiers"),
@@ -73,7 +74,6 @@ def create_app(
         refresh_s: how often the page asks for new figures.
     """
     snapshots = Snapshots(cache, min_interval_s=min(0.5, refresh_s / 2))
-    snapshots.current()  # the hourly bars count from here, not from the first page view
     script = _asset("dashboard.js")
     style = CSS + _PAGE_CSS
 

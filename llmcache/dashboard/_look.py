@@ -119,11 +119,13 @@ def bars_svg(
     title: str,
     show: Callable[[float], str],
     color: str = "#2a9d8f",
+    tips: Sequence[str] | None = None,
 ) -> str:
     """Vertical bars, one per point (label, value), as inline SVG.
 
     Only the points given are drawn: a report's days start at its first day with counts, so
-    there is no bar (and no point) before the data. Each bar has a tooltip (``<title>``).
+    there is no bar (and no point) before the data. Each bar has a tooltip (``<title>``):
+    its label, or its entry of `tips`, then its value.
     """
     label = html.escape(title)
     if not points:
@@ -149,7 +151,7 @@ def bars_svg(
         height = plot_height * value / most if most > 0 else 0.0
         x = _LEFT + n * slot + (slot - width) / 2
         y = _HEIGHT - _BOTTOM - height
-        tip = html.escape(f"{name}: {show(value)}")
+        tip = html.escape(f"{name if tips is None else tips[n]}: {show(value)}")
         parts.append(
             f"<rect class=bar x='{x:.1f}' y='{y:.1f}' width='{width:.1f}' "
             f"height='{height:.1f}' fill='{color}'><title>{tip}</title></rect>"

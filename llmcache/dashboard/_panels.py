@@ -74,16 +74,19 @@ def _table(grid: Grid) -> str:
 
 
 def _hourly(hours: list[HourBar]) -> str:
+    tips = [bar.when for bar in hours]
     hits = bars_svg(
         [(bar.hour, float(bar.hits)) for bar in hours],
         title="hits per hour",
         show=lambda value: f"{value:,.0f} hits",
         color="#264653",
+        tips=tips,
     )
     saved = bars_svg(
         [(bar.hour, bar.saved_usd) for bar in hours],
         title="money saved per hour",
         show=format_usd,
+        tips=tips,
     )
     return (
         f"<div class=charts><div class=chart><h3>money saved per hour</h3>{saved}</div>"
