@@ -267,7 +267,7 @@ class Cache:
             identity,
             returns=returns,
             namespace=namespace,
-            ttl=ttl,
+            ttl=check_seconds("site(ttl=...)", ttl),
             version=version,
             provider=provider,
             usage=usage,

@@ -625,3 +625,12 @@ def test_an_entry_past_its_ttl_is_a_miss_even_if_the_tier_still_has_it(memory: b
     assert ask("q") == "q"
     assert seen.calls == ["q", "q"]  # ...but the entry's own expiry made it a miss
     assert cache._tiers[0].counters.misses >= 1
+
+
+@pytest.mark.parametrize("ttl", [float("nan"), -1, 0, "10", float("inf")])
+def test_a_site_refuses_a_ttl_that_is_not_seconds(ttl: Any) -> None:
+    """`Cache.site(ttl=...)` (the extension point) checks its ttl as `cached(ttl=...)` does."""
+    cache = llmcache.Cache(workspace="site-ttl", tiers=["memory"])
+    with pytest.raises(llmcache.ConfigError, match=r"site\(ttl=\.\.\.\)"):
+        cache.site("tests.site", ttl=ttl)
+    assert cache.site("tests.site", ttl=1.5).ttl == 1.5
