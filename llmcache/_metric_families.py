@@ -26,10 +26,15 @@ class Family:
     """One metric: its name (no ``_total``), kind, help, label names and samples."""
 
     name: str
-    kind: str  # "counter" or "gauge"
+    kind: str  # "counter", "gauge" or "histogram"
     documentation: str
     labels: Sequence[str] = ()
     samples: list[tuple[list[str], float]] = dataclasses.field(default_factory=list)
+    # A histogram's samples: label values, cumulative (upper bound, count) buckets ending
+    # with ("+Inf", total), and the sum of the observed values.
+    histograms: list[tuple[list[str], list[tuple[str, float]], float]] = dataclasses.field(
+        default_factory=list
+    )
 
     def add_metric(self, values: Sequence[str], value: float) -> None:
         self.samples.append((list(values), float(value)))
@@ -65,7 +70,32 @@ def families(cache: Cache) -> list[Family]:
     stats = cache.stats()
     found += _process(stats)
     found += _tiers(cache.workspace, stats, cache.health())
+    found.append(_latency_histogram(cache))
     return found
+
+
+def _latency_histogram(cache: Cache) -> Family:
+    """Each tier's operation latencies (timed reads: one in 32 on the hit path; every write)."""
+    from ._resilience import LATENCY_BOUNDS
+
+    family = Family(
+        "llmcache_tier_operation_seconds",
+        "histogram",
+        "Latency of the tier's successful operations seen by this process (operation: read, "
+        "one timed in 32 on the hit path; write, every one).",
+        ("workspace", "tier", "operation"),
+    )
+    for tier in cache._tiers:
+        for operation, counts in tier.latency_counts.items():
+            running = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, count in zip((*LATENCY_BOUNDS, None), list(counts), strict=True):
+                running += count
+                buckets.append(("+Inf" if bound is None else repr(bound), running))
+            family.histograms.append(
+                ([cache.workspace, tier.name, operation], buckets, tier.latency_sums[operation])
+            )
+    return family
 
 
 def _ledger(workspace: str, rows: list[ReportRow], integrity_failures: int) -> Iterator[Family]:

@@ -7,7 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from ._metric_families import BREAKER_STATES, LEDGER_COUNTERS, families
@@ -26,6 +31,14 @@ class CacheCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for family in families(self.cache):
+            if family.kind == "histogram":
+                histogram = HistogramMetricFamily(
+                    family.name, family.documentation, labels=list(family.labels)
+                )
+                for values, buckets, total in family.histograms:
+                    histogram.add_metric(values, buckets, sum_value=total)
+                yield histogram
+                continue
             kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
             rendered = kind(family.name, family.documentation, labels=list(family.labels))
             for values, value in family.samples:

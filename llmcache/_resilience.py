@@ -30,6 +30,7 @@ the probing call waits for a tier that is still hung.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import threading
 import time
@@ -120,6 +121,26 @@ def describe_error(error: BaseException) -> str:
     if error.__cause__ is None and context is not None and not error.__suppress_context__:
         text += f" (while handling {type(context).__name__}: {context})"
     return text[:300]
+
+
+# Upper bounds, in seconds, of the tier latency histograms' buckets (Prometheus' "le"): from a
+# local disk read (~10 us) to a remote tier at its timeout.
+LATENCY_BOUNDS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 
 
 class Breaker:
@@ -273,6 +294,11 @@ class GuardedTier:
             else 1.0
         )
         self.latency_ms: float | None = None  # moving average of successful calls
+        # Latency histograms of timed successful operations ("read" / "write"): counts per
+        # bucket of LATENCY_BOUNDS (the last, over every bound) and the seconds summed. Reads
+        # are timed one in 32 on the hit path (see `_tier_io.get`), writes every time.
+        self.latency_counts = {op: [0] * (len(LATENCY_BOUNDS) + 1) for op in ("read", "write")}
+        self.latency_sums = {"read": 0.0, "write": 0.0}
         self.max_queue_entries = queue_size
         self.max_queue_bytes = queue_bytes
         self.queued_bytes = 0
@@ -327,10 +353,14 @@ class GuardedTier:
         reads, writes = self.reads, self.writes
         return reads if (reads.last_error_at or 0.0) >= (writes.last_error_at or 0.0) else writes
 
-    def _succeeded(self, started: float) -> None:
-        elapsed_ms = (time.perf_counter() - started) * 1000
+    def _succeeded(self, started: float, operation: str = "write") -> None:
+        elapsed = time.perf_counter() - started
+        elapsed_ms = elapsed * 1000
         latency = self.latency_ms
         self.latency_ms = elapsed_ms if latency is None else latency * 0.9 + elapsed_ms * 0.1
+        # Unlocked increments: a lost one under a race only blurs a histogram.
+        self.latency_counts[operation][bisect.bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+        self.latency_sums[operation] += elapsed
 
     def _failed(self, breaker: Breaker, error: BaseException) -> None:
         """Count a failure against `breaker`, and against the other direction too when the
@@ -346,7 +376,7 @@ class GuardedTier:
             breaker.failed(error)
 
     def _read_succeeded(self, started: float) -> None:
-        self._succeeded(started)
+        self._succeeded(started, "read")
         self.reads.succeeded()
         writes = self.writes
         if writes.unreachable and not writes.quiet:

@@ -119,6 +119,8 @@ def observe(cache: Cache, *, meter_provider: Any = None) -> None:
     meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
     reading = _Reading(cache)
     for family in families(cache):
+        if family.kind == "histogram":  # OpenTelemetry has no observable histogram
+            continue
         make: Any = (
             meter.create_observable_counter
             if family.kind == "counter"

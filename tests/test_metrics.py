@@ -102,6 +102,45 @@ def test_a_registry_of_the_apps_own_reads_the_ledger_and_the_tiers(shop: llmcach
     assert "llmcache_" not in generate_latest(registry).decode()
 
 
+def test_tier_latency_is_a_histogram_per_operation(shop: llmcache.Cache) -> None:
+    """Every write and every timed read lands in one bucket; buckets are cumulative."""
+    registry = CollectorRegistry()
+    llmcache.metrics.register(shop, registry)
+    text = generate_latest(registry).decode()
+    (family,) = [
+        f
+        for f in text_string_to_metric_families(text)
+        if f.name == "llmcache_tier_operation_seconds"
+    ]
+    assert family.type == "histogram"
+    disk = shop.stats().tiers[-1]
+    where = {"workspace": WORKSPACE, "tier": disk.name}
+    samples = parse(text)
+    writes = value(samples, "llmcache_tier_operation_seconds_count", **where, operation="write")
+    assert writes >= disk.writes == 2  # the two misses' entries (and ledger flushes, if any)
+    reads = value(samples, "llmcache_tier_operation_seconds_count", **where, operation="read")
+    assert reads >= 1  # the first read of a tier is always timed
+    for operation in ("read", "write"):
+        buckets = sorted(
+            (float(s.labels["le"]), s.value)
+            for s in family.samples
+            if s.name.endswith("_bucket")
+            and s.labels["operation"] == operation
+            and s.labels["tier"] == disk.name
+        )
+        counts = [count for _, count in buckets]
+        assert counts == sorted(counts)  # cumulative
+        assert buckets[-1][0] == float("inf")
+        total = value(
+            samples, "llmcache_tier_operation_seconds_count", **where, operation=operation
+        )
+        assert counts[-1] == total
+        seconds = value(
+            samples, "llmcache_tier_operation_seconds_sum", **where, operation=operation
+        )
+        assert 0 < seconds < total * 5  # each well under its timeout
+
+
 def test_names_follow_prometheus_conventions(shop: llmcache.Cache) -> None:
     registry = CollectorRegistry()
     llmcache.metrics.register(shop, registry)
