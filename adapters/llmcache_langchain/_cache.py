@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.caches import BaseCache
@@ -23,6 +24,39 @@ log = logging.getLogger("llmcache")
 IDENTITY = "langchain.llm_cache"
 #: Lookups that missed and wait for their update, for the latency a later hit saves.
 MAX_PENDING = 4096
+
+#: A claim held on a lookup miss: (prompt, llm_string, release).
+_Claim = tuple[str, str, Callable[[], None]]
+
+
+def _release(claims: list[_Claim]) -> None:
+    """Let go of every claim in `claims` (their identical calls stop waiting), emptying it."""
+    while claims:
+        claims.pop()[2]()
+
+
+def _release_one(claims: list[_Claim], prompt: str, llm_string: str) -> None:
+    """Let go of the claim on (`prompt`, `llm_string`) in `claims`, if there is one."""
+    for index, (held, model, release) in enumerate(claims):
+        if held == prompt and model == llm_string:
+            del claims[index]
+            release()
+            return
+
+
+class _Held(list[_Claim]):
+    """A thread's claims. When the thread ends, its claims go with it: a thread that ends
+    after a failed call (a pool shut down) never holds identical calls for `lock_wait`."""
+
+    def __del__(self) -> None:
+        _release(self)
+
+
+class _Thread(threading.local):
+    held: _Held
+
+    def __init__(self) -> None:
+        self.held = _Held()
 
 
 def _site(cache: Cache, namespace: str | None, ttl: float | None) -> CallSite:
@@ -76,6 +110,13 @@ class LangChainCache(BaseCache):
         # here until MAX_PENDING newer ones push it out (a collision only moves a latency).
         self._pending: dict[int, list[float]] = {}
         self._lock = threading.Lock()
+        # Single-flight. A lookup that misses claims its key, so that identical calls of
+        # this process wait for its update instead of paying for the same call. LangChain
+        # never says that a call failed, so a claim also ends at its owner's next call (a
+        # new `llm_string` object: one `generate` batch passes one to all its lookups) and,
+        # for a task, when the task is done (or a thread, when it ends).
+        self._thread = _Thread()
+        self._tasks: dict[asyncio.Task[Any], list[_Claim]] = {}
 
     @property
     def site(self) -> CallSite:
@@ -84,20 +125,76 @@ class LangChainCache(BaseCache):
 
     # -- lookups -------------------------------------------------------------------------------
     def lookup(self, prompt: str, llm_string: str) -> list[Any] | None:
-        """The generations stored for this prompt and model, as a new list; None on a miss."""
-        found = self._site.get({"prompt": prompt, "llm_string": llm_string})
+        """The generations stored for this prompt and model, as a new list; None on a miss.
+
+        On a miss, an identical call another thread is making is waited for (at most the
+        cache's `lock_wait`) and its generations returned; else this thread leads the call.
+        """
+        request = {"prompt": prompt, "llm_string": llm_string}
+        found = self._site.get(request)
+        held = self._thread.held
+        if held and held[0][1] is not llm_string:
+            _release(held)  # this thread's previous call ended without an update: it failed
         if found is MISS:
-            self._missed(prompt, llm_string)
-            return None
+            if any(claimed == prompt for claimed, _, _ in held):
+                found = MISS  # one batch asks twice: never wait for ourselves
+            else:
+                found, release = self._site.claim(request)
+                if found is MISS:
+                    held.append((prompt, llm_string, release))
+            if found is MISS:
+                self._missed(prompt, llm_string)
+                return None
         return self._hit(found, prompt, llm_string)
 
     async def alookup(self, prompt: str, llm_string: str) -> list[Any] | None:
-        """`lookup` for coroutines: the tiers are read without blocking the event loop."""
-        found = await self._site.aget({"prompt": prompt, "llm_string": llm_string})
+        """`lookup` for coroutines: the tiers are read, and identical calls of other tasks
+        waited for, without blocking the event loop."""
+        request = {"prompt": prompt, "llm_string": llm_string}
+        found = await self._site.aget(request)
+        tasks = self._tasks
+        if tasks:  # some task holds a claim: is it this one, from an earlier call?
+            task = asyncio.current_task()
+            held = tasks.get(task) if task is not None else None
+            if held and held[0][1] is not llm_string:
+                self._end_task_claims(task)  # type: ignore[arg-type]
         if found is MISS:
-            self._missed(prompt, llm_string)
-            return None
+            found = await self._aclaim(request)
+            if found is MISS:
+                self._missed(prompt, llm_string)
+                return None
         return self._hit(found, prompt, llm_string)
+
+    async def _aclaim(self, request: dict[str, str]) -> Any:
+        """Lead this request's call for the current task, or what an identical one stored."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - LangChain awaits alookup in a task
+            return MISS  # no task to see the end of: a plain miss
+        prompt, llm_string = request["prompt"], request["llm_string"]
+        held = self._tasks.get(task)
+        if held and any(claimed == prompt for claimed, _, _ in held):
+            return MISS  # one batch asks twice: never wait for ourselves
+        found, release = await self._site.aclaim(request)
+        if found is MISS:
+            held = self._tasks.get(task)
+            if held is None:
+                held = self._tasks[task] = []
+                task.add_done_callback(self._task_done)
+            held.append((prompt, llm_string, release))
+        return found
+
+    def _end_task_claims(self, task: asyncio.Task[Any]) -> None:
+        held = self._tasks.pop(task, None)
+        if held is not None:
+            task.remove_done_callback(self._task_done)
+            _release(held)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A task that claimed is done: its calls that never updated failed (or were
+        cancelled), and the identical calls waiting for them go on at once."""
+        held = self._tasks.pop(task, None)
+        if held is not None:
+            _release(held)
 
     def _hit(self, found: Any, prompt: str, llm_string: str) -> list[Any] | None:
         try:
@@ -159,18 +256,33 @@ class LangChainCache(BaseCache):
         return {"prompt": prompt, "llm_string": llm_string}, text, meta
 
     def update(self, prompt: str, llm_string: str, return_val: Sequence[Any]) -> None:
-        """Store the generations of a real call (its cost and time go to the ledger)."""
-        entry = self._entry(prompt, llm_string, return_val)
-        if entry is not None:
-            request, text, options = entry
-            self._site.put(request, text, **options)
+        """Store the generations of a real call (its cost and time go to the ledger); the
+        identical calls waiting for it then read them."""
+        try:
+            entry = self._entry(prompt, llm_string, return_val)
+            if entry is not None:
+                request, text, options = entry
+                self._site.put(request, text, **options)
+        finally:
+            held = self._thread.held
+            if held:
+                _release_one(held, prompt, llm_string)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: Sequence[Any]) -> None:
         """`update` for coroutines: the tiers are written without blocking the event loop."""
-        entry = self._entry(prompt, llm_string, return_val)
-        if entry is not None:
-            request, text, options = entry
-            await self._site.aput(request, text, **options)
+        try:
+            entry = self._entry(prompt, llm_string, return_val)
+            if entry is not None:
+                request, text, options = entry
+                await self._site.aput(request, text, **options)
+        finally:
+            task = asyncio.current_task() if self._tasks else None
+            if task is not None:
+                held = self._tasks.get(task)
+                if held:
+                    _release_one(held, prompt, llm_string)
+                    if not held:
+                        self._end_task_claims(task)  # type: ignore[arg-type]
 
     # -- clearing ------------------------------------------------------------------------------
     def clear(self, **kwargs: Any) -> None:
