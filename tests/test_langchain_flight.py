@@ -109,6 +109,21 @@ def test_identical_concurrent_ainvokes_make_one_request() -> None:
         assert not ours._tasks  # every claim let go
 
 
+def test_a_batch_and_an_abatch_of_one_question_make_one_request_each() -> None:
+    with (
+        FakeOpenAIServer(base_latency=0.5) as slow,
+        llmcache.Cache(workspace="flight", tiers=["memory"], lock_wait=600) as c,
+    ):
+        ours = LangChainCache(c)
+        model = chat(slow, ours)
+        answers = model.batch([QUESTION] * 5)  # LangChain's thread pool
+        assert slow.requests == 1 and len({str(a.content) for a in answers}) == 1
+        other = "Another question for all"
+        answers = asyncio.run(model.abatch([other] * 5))  # one task per input
+        assert slow.requests == 2 and len({str(a.content) for a in answers}) == 1
+        assert ours.site.counters.misses == 2 and ours.site.counters.hits == 8
+
+
 def test_identical_calls_of_two_models_of_one_configuration_share_the_flight() -> None:
     """The key is LangChain's llm_string, not the model object: two equal models are one."""
     with (

@@ -8,7 +8,8 @@ set_llm_cache(llmcache_langchain.LangChainCache(cache, namespace="research"))
 
 Entries are keyed by LangChain's exact prompt and `llm_string`, signed and encrypted per
 workspace, stored as LangChain's own JSON serialisation (never pickle), and every hit counts
-the money and time it saved in the ledger. `stream()` never consults a LangChain cache.
+the money and time it saved in the ledger. Identical concurrent calls (threads or tasks)
+make one request. `stream()` never consults a LangChain cache.
 """
 
 from __future__ import annotations
