@@ -85,7 +85,7 @@ def test_identical_concurrent_invokes_in_threads_make_one_request() -> None:
         assert slow.requests == 1
         assert len(answers) == 5 and len(set(answers)) == 1
         assert ours.site.counters.misses == 1
-        assert ours.site.counters.hits == 4  # the followers read the leader's entry
+        assert ours.site.counters.coalesced == 4  # the followers were served by its call
         assert model.invoke(QUESTION).content == answers[0] and slow.requests == 1
 
 
@@ -105,7 +105,7 @@ def test_identical_concurrent_ainvokes_make_one_request() -> None:
         answers = asyncio.run(scenario(slow, chat(slow, ours)))
         assert slow.requests == 1
         assert len(answers) == 5 and len(set(answers)) == 1
-        assert ours.site.counters.misses == 1 and ours.site.counters.hits == 4
+        assert ours.site.counters.misses == 1 and ours.site.counters.coalesced == 4
         assert not ours._tasks  # every claim let go
 
 
@@ -121,7 +121,7 @@ def test_a_batch_and_an_abatch_of_one_question_make_one_request_each() -> None:
         other = "Another question for all"
         answers = asyncio.run(model.abatch([other] * 5))  # one task per input
         assert slow.requests == 2 and len({str(a.content) for a in answers}) == 1
-        assert ours.site.counters.misses == 2 and ours.site.counters.hits == 8
+        assert ours.site.counters.misses == 2 and ours.site.counters.coalesced == 8
 
 
 def test_identical_calls_of_two_models_of_one_configuration_share_the_flight() -> None:
@@ -278,7 +278,7 @@ def test_an_async_leader_that_ends_without_an_update_lets_the_waiters_go_at_once
         assert len(answers) == 3 and len(set(answers)) == 1 and answers[0]
         # The cancelled leader never got past the gate; one follower made the call.
         assert server.requests == (2 if ending == "fails" else 1)
-        assert ours.site.counters.misses == 1 and ours.site.counters.hits == 2
+        assert ours.site.counters.misses == 1 and ours.site.counters.coalesced == 2
         assert not ours._tasks
 
 

@@ -371,11 +371,19 @@ class AsyncFlow:
         loop = running_loop()
         flights = site.cache._flights
         deadline = time.monotonic() + site.cache.lock_wait
+        waited = False
         while True:
-            value = await self.get(request)
-            if value is not MISS:
-                return value, _nothing
-            _, fingerprint, _, _ = await self.prepare(self.canonical(request))
+            if waited:  # served by the call we waited for: single-flight, as `joined` counts
+                namespace, fingerprint, prefix, opts = await self.prepare(self.canonical(request))
+                found = await self.lookup(fingerprint, prefix, opts)
+                if found is not None:
+                    site.counters.coalesced += 1
+                    return follow(site, found[0], None, namespace), _nothing
+            else:
+                value = await self.get(request)
+                if value is not MISS:
+                    return value, _nothing
+                _, fingerprint, _, _ = await self.prepare(self.canonical(request))
             flight, leading = flights.join(fingerprint, loop)
             if leading:
                 return MISS, functools.partial(flights.land, fingerprint, flight)
@@ -384,6 +392,7 @@ class AsyncFlow:
                 # Our own thread leads it, or its stream outlived `lock_wait`: call unclaimed.
                 return MISS, _nothing
             await flight.alanded(left)
+            waited = True
 
 
 def _nothing() -> None:

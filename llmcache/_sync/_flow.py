@@ -372,11 +372,19 @@ class Flow:
         loop = no_loop()
         flights = site.cache._flights
         deadline = time.monotonic() + site.cache.lock_wait
+        waited = False
         while True:
-            value = self.get(request)
-            if value is not MISS:
-                return value, _nothing
-            _, fingerprint, _, _ = self.prepare(self.canonical(request))
+            if waited:  # served by the call we waited for: single-flight, as `joined` counts
+                namespace, fingerprint, prefix, opts = self.prepare(self.canonical(request))
+                found = self.lookup(fingerprint, prefix, opts)
+                if found is not None:
+                    site.counters.coalesced += 1
+                    return follow(site, found[0], None, namespace), _nothing
+            else:
+                value = self.get(request)
+                if value is not MISS:
+                    return value, _nothing
+                _, fingerprint, _, _ = self.prepare(self.canonical(request))
             flight, leading = flights.join(fingerprint, loop)
             if leading:
                 return MISS, functools.partial(flights.land, fingerprint, flight)
@@ -385,6 +393,7 @@ class Flow:
                 # Our own thread leads it, or its stream outlived `lock_wait`: call unclaimed.
                 return MISS, _nothing
             flight.landed(left)
+            waited = True
 
 
 def _nothing() -> None:
