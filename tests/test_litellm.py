@@ -545,6 +545,14 @@ def test_a_ttl_at_or_below_zero_expires_at_once_as_in_litellm(
     assert server.requests == 2
 
 
+async def test_an_async_ttl_at_or_below_zero_is_not_stored(
+    installed: litellm.Cache, server: FakeOpenAIServer
+) -> None:
+    await litellm.acompletion(**ask(server, "async zero"), cache={"ttl": 0})
+    await litellm.acompletion(**ask(server, "async zero"))
+    assert server.requests == 2
+
+
 def test_a_backend_type_given_to_cache_is_a_one_line_error(cache: llmcache.Cache) -> None:
     with pytest.raises(TypeError, match="drop type="):
         llmcache_litellm.cache(cache, type="redis")

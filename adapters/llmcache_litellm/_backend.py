@@ -62,6 +62,14 @@ _PRICE_LISTS = {
 _MAX_STARTS = 4096
 
 
+def _expires_at_once(ttl: Any) -> bool:
+    """A call's ttl at or below zero: as in LiteLLM's own caches, the entry would expire at
+    once, so it is not stored (llmcache takes no such ttl; LiteLLM never counts the call
+    either, as with ``no-store``)."""
+    number = isinstance(ttl, int | float) and not isinstance(ttl, bool)
+    return number and ttl <= 0
+
+
 def _provider_of(kwargs: Mapping[str, Any]) -> str | None:
     """The genai-prices id of the provider LiteLLM routed the call to, or None."""
     provider = kwargs.get("custom_llm_provider")
@@ -157,8 +165,8 @@ class LLMCacheBackend(BaseCache):
         namespace = self.namespace if match is None else match["namespace"]
         if ttl is not None:
             # LiteLLM passes a call's ttl as given: a number of seconds (one at or below 0
-            # expires at once, as in LiteLLM's own caches) or something else, which gets
-            # the default rather than an error in the middle of the call.
+            # never gets here: see `_expires_at_once`) or something else, which gets the
+            # default rather than an error in the middle of the call.
             number = isinstance(ttl, int | float) and not isinstance(ttl, bool)
             ttl = float(ttl) if number and math.isfinite(ttl) else None
         ttl = self.ttl if ttl is None else ttl
@@ -211,6 +219,8 @@ class LLMCacheBackend(BaseCache):
 
     # -- writes ----------------------------------------------------------------------------
     def set_cache(self, key: str, value: Any, **kwargs: Any) -> None:
+        if _expires_at_once(kwargs.get("ttl")):
+            return
         parsed = _parsed(value)
         self._site_for(key, kwargs.get("ttl")).put(
             {"key": key},
@@ -220,6 +230,8 @@ class LLMCacheBackend(BaseCache):
         )
 
     async def async_set_cache(self, key: str, value: Any, **kwargs: Any) -> None:
+        if _expires_at_once(kwargs.get("ttl")):
+            return
         parsed = _parsed(value)
         await self._site_for(key, kwargs.get("ttl")).aput(
             {"key": key},
