@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -291,3 +292,107 @@ def test_the_metrics_are_the_prometheus_collectors_numbers(tmp_path: Path) -> No
     assert all(value == 2 for value in tiers.values())
     provider.shutdown()
     cache.close()
+
+
+def test_without_opentelemetry_importable_both_doors_name_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # an import of it now fails
+    cache = priced_cache()
+    with pytest.raises(llmcache.ConfigError, match=r"llmcache\[otel\]"):
+        llmcache.otel.instrument()
+    with pytest.raises(llmcache.ConfigError, match=r"llmcache\[otel\]"):
+        llmcache.otel.observe(cache)
+    assert OBSERVER[0] is None
+
+
+def test_a_call_recorded_by_an_adapter_gets_a_miss_span_of_its_length(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A stream is put once complete: its span ends now and starts `latency_s` before."""
+    site = priced_cache().site("tests.stream")
+    site.put({"q": 1}, "streamed", latency_s=0.25, usage=llmcache.Usage(**USAGE))
+    (span,) = finished(spans)
+    assert span.attributes["llmcache.outcome"] == "miss"
+    assert span.attributes["gen_ai.usage.input_tokens"] == 1_000
+    assert span.end_time - span.start_time == pytest.approx(0.25e9, rel=1e-3)
+
+
+def test_bypassed_notes_are_bounded_too(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(llmcache.otel, "MAX_PENDING", 3)
+    cache = priced_cache()
+
+    @cache.cached
+    def ask(question: str) -> str:
+        return question
+
+    observer = OBSERVER[0]
+    assert observer is not None
+    with observer._lock, llmcache.options(bypass=True):  # type: ignore[union-attr]
+        for _ in range(5):
+            ask("q")
+    assert llmcache.otel.dropped() == 2
+    assert [s.attributes["llmcache.outcome"] for s in finished(spans)] == ["bypass"] * 3
+    observer._drop_oldest()  # type: ignore[union-attr]  # nothing left: a no-op
+    assert llmcache.otel.dropped() == 2
+
+
+def test_a_drain_that_fails_does_not_stop_the_thread(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    observer = OBSERVER[0]
+    assert observer is not None
+    failed = threading.Event()
+    real_drain = observer.drain  # type: ignore[union-attr]
+
+    def drain_once_broken() -> None:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("exporter exploded")
+        real_drain()
+
+    monkeypatch.setattr(observer, "drain", drain_once_broken)
+    observer._wake.set()  # type: ignore[union-attr]
+    wait_until(failed.is_set)
+    cache = priced_cache()
+
+    @cache.cached
+    def ask(question: str) -> str:
+        return question
+
+    ask("q")
+    ask("q")
+    wait_until(lambda: len(spans.get_finished_spans()) == 2, what="the thread makes spans again")
+
+
+def test_after_fork_the_child_drops_the_parents_notes_and_runs_its_own_thread(
+    spans: InMemorySpanExporter,
+) -> None:
+    observer = OBSERVER[0]
+    assert observer is not None
+    cache = priced_cache()
+
+    @cache.cached
+    def ask(question: str) -> str:
+        return question
+
+    ask("q")
+    with observer._lock:  # type: ignore[union-attr]
+        ask("q")  # a note the "parent" still holds
+        old_thread = observer._thread  # type: ignore[union-attr]
+        llmcache.otel._after_fork_in_child()  # what os.register_at_fork runs in a child
+        assert len(observer._pending) == 0  # type: ignore[union-attr]
+    assert observer._thread is not old_thread and observer._thread.is_alive()  # type: ignore[union-attr]
+
+
+def test_metrics_of_a_cache_that_is_gone_are_empty() -> None:
+    from llmcache.otel import _Reading
+
+    cache = priced_cache()
+    reading = _Reading(cache)
+    assert reading.observations("llmcache_no_such_metric", None) == []
+    del cache
+    gc.collect()
+    assert reading.observations("llmcache_hits", None) == []
