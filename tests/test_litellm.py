@@ -477,8 +477,9 @@ def test_identical_concurrent_calls_are_not_single_flight_through_basecache(
     installed: litellm.Cache, server: FakeOpenAIServer
 ) -> None:
     """LiteLLM reads, calls and writes with no "call ended without a result" signal to a
-    backend (see INTEGRATION.md): a claim taken on a miss could leak. What holds: every
-    concurrent caller gets its answer, and a call after the first write is a hit."""
+    backend (see the README's LiteLLM section): a claim taken on a miss could leak. What
+    holds: every concurrent caller gets its answer, and a call after the first write is a
+    hit."""
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
