@@ -377,25 +377,15 @@ def get(site: CallSite, request: Mapping[str, Any]) -> Any:
     call: for adapters whose framework makes the real call and stores it itself (LangChain,
     LiteLLM, DSPy). The flow's `get` takes what this does not serve.
     """
-    namespace = site.namespace
-    if current_options() is None and site.cache.enabled and namespace.loaded:
-        try:  # `fast_body`, inlined
-            body: bytes | None = None
-            if not arguments_need_tags(request):
-                body = orjson.dumps(
-                    (site.identity, site.version, request), option=FAST_OPTION, default=fast_default
-                )
-        except Exception:  # the long way canonicalises it, or names what cannot be keyed
-            body = None
-        if body is not None:
-            seed, prefix = namespace.state
-            fingerprint = xxh3_128_intdigest(body, seed)
-            hot = site.hot
-            value = hot.memory_hit(fingerprint)
-            if value is MISS:
-                value = hot.lower_hit(fingerprint, namespace, prefix)
-            return value
-    return site.sync_flow.get(request)
+    keyed = fast_key(site, request)
+    if keyed is None:
+        return site.sync_flow.get(request)
+    fingerprint, prefix = keyed
+    hot = site.hot
+    value = hot.memory_hit(fingerprint)
+    if value is MISS:
+        value = hot.lower_hit(fingerprint, site.namespace, prefix)
+    return value
 
 
 async def aget(site: CallSite, request: Mapping[str, Any]) -> Any:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import atexit
 import collections
 import functools
+import importlib
 import math
 import os
 import threading
@@ -81,14 +82,9 @@ def instrument(*, tracer_provider: Any = None) -> None:
     Raises:
         ConfigError: OpenTelemetry is not installed (``pip install "llmcache[otel]"``).
     """
-    try:
-        from opentelemetry import trace
-    except ImportError as error:
-        raise ConfigError(
-            'llmcache.otel needs OpenTelemetry: pip install "llmcache[otel]"'
-        ) from error
     from . import __version__
 
+    trace = _opentelemetry("trace")
     uninstrument()
     tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
     OBSERVER[0] = _SpanMaker(tracer)
@@ -96,6 +92,17 @@ def instrument(*, tracer_provider: Any = None) -> None:
     # handlers run last registered first, and the provider registered its own before.
     atexit.unregister(uninstrument)
     atexit.register(uninstrument)
+
+
+def _opentelemetry(part: str) -> Any:
+    """`opentelemetry.<part>`, or a ConfigError naming the extra that brings it."""
+    try:
+        importlib.import_module("opentelemetry")  # the package itself, not a cached part
+        return importlib.import_module(f"opentelemetry.{part}")
+    except ImportError as error:
+        raise ConfigError(
+            'llmcache.otel needs OpenTelemetry: pip install "llmcache[otel]"'
+        ) from error
 
 
 def observe(cache: Cache, *, meter_provider: Any = None) -> None:
@@ -107,13 +114,9 @@ def observe(cache: Cache, *, meter_provider: Any = None) -> None:
     Raises:
         ConfigError: OpenTelemetry is not installed (``pip install "llmcache[otel]"``).
     """
-    try:
-        from opentelemetry import metrics
-    except ImportError as error:
-        raise ConfigError(
-            'llmcache.otel needs OpenTelemetry: pip install "llmcache[otel]"'
-        ) from error
     from . import __version__
+
+    metrics = _opentelemetry("metrics")
     from ._metric_families import families
 
     meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)

@@ -32,10 +32,7 @@ KEYS_CACHE = llmcache.Cache(workspace="keys", tiers=["memory"])
 INPUT_PER_MTOK, OUTPUT_PER_MTOK = 0.15, 0.60
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as srv:
-        yield srv
+pytest_plugins = ["tests.openai_fixtures"]  # server (a FakeOpenAIServer per test)
 
 
 @pytest.fixture

@@ -30,10 +30,7 @@ GPT_4O_MINI = (0.15, 0.075, 0.60)
 GPT_4O = (2.50, 1.25, 10.00)
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as srv:
-        yield srv
+pytest_plugins = ["tests.openai_fixtures"]  # server (a FakeOpenAIServer per test)
 
 
 @pytest.fixture
