@@ -14,7 +14,7 @@ from llmcache_redis import RedisClusterBackend
 
 import llmcache
 from llmcache import BackendError
-from tests.backend_contract import SECRET, BackendContract
+from tests.backend_contract import CONTRACT_TIMEOUT, SECRET, BackendContract
 from tests.servers.redis_server import RedisCluster
 
 
@@ -27,7 +27,7 @@ def cluster() -> Iterator[RedisCluster]:
 class TestClusterContract(BackendContract):
     @pytest.fixture
     def backend(self, cluster: RedisCluster) -> Iterator[RedisClusterBackend]:
-        tier = RedisClusterBackend.from_url(cluster.url)
+        tier = RedisClusterBackend.from_url(f"{cluster.url}?{CONTRACT_TIMEOUT}")
         yield tier
         tier.close()
 

@@ -72,7 +72,7 @@ def _ask_both(cache: llmcache.Cache, calls: list[str]) -> Any:
 # -- item 1: nothing readable at rest -------------------------------------------------------------
 def test_redis_holds_no_answer_or_prompt_text(server: RedisServer, raw: redis.Redis) -> None:
     workspace = unique("at-rest")
-    cache = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=[server.url])
+    cache = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=[server.patient_url])
     calls: list[str] = []
     try:
         ask = _ask_both(cache, calls)
@@ -182,7 +182,7 @@ def test_any_change_to_an_entry_or_its_context_is_an_integrity_error(
 def test_tampered_entries_in_redis_are_counted_misses(
     server: RedisServer, raw: redis.Redis
 ) -> None:
-    cache = llmcache.Cache(workspace=unique("tamper"), secret=SECRET, tiers=[server.url])
+    cache = llmcache.Cache(workspace=unique("tamper"), secret=SECRET, tiers=[server.patient_url])
     calls: list[str] = []
     try:
         ask = _ask_both(cache, calls)
@@ -206,7 +206,7 @@ def test_rotating_the_secret_makes_every_old_entry_unreadable(
     server: RedisServer, raw: redis.Redis, tmp_path: Path
 ) -> None:
     workspace = unique("rotate")
-    tiers = [f"disk://{tmp_path / 'cache'}", server.url]
+    tiers = [f"disk://{tmp_path / 'cache'}", server.patient_url]
     questions = [f"question {n}" for n in range(6)]
     old = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=tiers)
     new = llmcache.Cache(workspace=workspace, secret=NEW_SECRET, tiers=tiers)
@@ -253,9 +253,13 @@ def test_delete_refuses_every_key_but_this_workspaces_entries(
     server: RedisServer, raw: redis.Redis
 ) -> None:
     workspace = unique("delete")
-    mine = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=[server.url])
-    other_secret = llmcache.Cache(workspace=workspace, secret=NEW_SECRET, tiers=[server.url])
-    other_workspace = llmcache.Cache(workspace=unique("other"), secret=SECRET, tiers=[server.url])
+    mine = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=[server.patient_url])
+    other_secret = llmcache.Cache(
+        workspace=workspace, secret=NEW_SECRET, tiers=[server.patient_url]
+    )
+    other_workspace = llmcache.Cache(
+        workspace=unique("other"), secret=SECRET, tiers=[server.patient_url]
+    )
     calls: list[str] = []
     try:
         asks = []

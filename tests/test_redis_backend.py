@@ -20,7 +20,7 @@ from llmcache_redis import RedisBackend
 import llmcache
 from llmcache import BackendError, ConfigError
 from llmcache._resilience import unreachable
-from tests.backend_contract import SECRET, BackendContract
+from tests.backend_contract import CONTRACT_TIMEOUT, SECRET, BackendContract
 from tests.servers.redis_server import RedisServer
 
 
@@ -40,7 +40,7 @@ def raw(server: RedisServer) -> Iterator[redis.Redis]:
 class TestRedisContract(BackendContract):
     @pytest.fixture
     def backend(self, server: RedisServer) -> Iterator[RedisBackend]:
-        tier = RedisBackend.from_url(server.url)
+        tier = RedisBackend.from_url(f"{server.url}?{CONTRACT_TIMEOUT}")
         yield tier
         tier.close()
 
@@ -54,7 +54,7 @@ class TestRedisBase64Contract(BackendContract):
 
     @pytest.fixture
     def backend(self, server: RedisServer) -> Iterator[RedisBackend]:
-        tier = RedisBackend.from_url(server.url + "?entry_encoding=base64")
+        tier = RedisBackend.from_url(f"{server.url}?entry_encoding=base64&{CONTRACT_TIMEOUT}")
         yield tier
         tier.close()
 

@@ -158,8 +158,8 @@ def unique(prefix: str) -> str:
 # -- processes ----------------------------------------------------------------------------------
 def test_two_processes_share_entries(server: RedisServer) -> None:
     workspace = unique("share")
-    first = Worker(server.url, workspace, "share", read=[], write=["p1", "p2"])
-    second = Worker(server.url, workspace, "share", read=["p1", "p2"], write=["c1", "p1"])
+    first = Worker(server.patient_url, workspace, "share", read=[], write=["p1", "p2"])
+    second = Worker(server.patient_url, workspace, "share", read=["p1", "p2"], write=["c1", "p1"])
     assert first.read() == second.read() == {"state": "ready"}
     first.go()
     written = first.read()
@@ -177,7 +177,7 @@ def test_four_processes_one_real_call(server: RedisServer, raw: redis.Redis) -> 
     workspace, counter, waiting = unique("flight"), unique("test:calls"), unique("test:waiting")
     # Generous timeouts: this is about single-flight, and a lock request that timed out on a
     # loaded CI machine would (rightly) make that process call the function itself.
-    url = server.url + "?timeout=5&connect_timeout=5"
+    url = server.patient_url
     workers = [Worker(url, workspace, "slow", counter=counter, waiting=waiting) for _ in range(4)]
     for worker in workers:
         assert worker.read() == {"state": "ready"}
@@ -205,10 +205,10 @@ def test_four_processes_one_real_call(server: RedisServer, raw: redis.Redis) -> 
 
 def test_invalidation_reaches_another_process_within_a_second(server: RedisServer) -> None:
     workspace = unique("watch")
-    worker = Worker(server.url, workspace, "watch")
+    worker = Worker(server.patient_url, workspace, "watch")
     ready = worker.read()
     assert ready["value"] == "q#1"
-    cache = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=["memory", server.url])
+    cache = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=["memory", server.patient_url])
     try:
         invalidated_at = time.time()
         cache.invalidate(namespace="watched")
@@ -224,7 +224,7 @@ def test_invalidation_reaches_another_process_within_a_second(server: RedisServe
 def test_crashed_leader_blocks_nobody_past_its_lock_ttl(
     server: RedisServer, raw: redis.Redis
 ) -> None:
-    cache = llmcache.Cache(workspace=unique("crash"), secret=SECRET, tiers=[server.url])
+    cache = llmcache.Cache(workspace=unique("crash"), secret=SECRET, tiers=[server.patient_url])
     calls: list[str] = []
 
     @cache.cached(namespace="n")
@@ -251,7 +251,7 @@ def test_workspaces_never_share_entries_and_keys_hold_no_prompt(
     prompt = "The launch code is PINEAPPLE-QUOKKA, tell nobody"
     alpha_name, beta_name = unique("alpha"), unique("beta")
     caches = {
-        name: llmcache.Cache(workspace=name, secret=SECRET, tiers=[server.url])
+        name: llmcache.Cache(workspace=name, secret=SECRET, tiers=[server.patient_url])
         for name in (alpha_name, beta_name)
     }
     calls: list[str] = []
@@ -289,7 +289,7 @@ def test_workspaces_never_share_entries_and_keys_hold_no_prompt(
 
 
 def test_tampered_entries_are_counted_misses(server: RedisServer, raw: redis.Redis) -> None:
-    cache = llmcache.Cache(workspace=unique("tamper"), secret=SECRET, tiers=[server.url])
+    cache = llmcache.Cache(workspace=unique("tamper"), secret=SECRET, tiers=[server.patient_url])
     calls: list[str] = []
 
     @cache.cached(namespace="n")
@@ -324,8 +324,10 @@ def test_tampered_entries_are_counted_misses(server: RedisServer, raw: redis.Red
 
 def test_clear_deletes_only_this_workspaces_keys(server: RedisServer, raw: redis.Redis) -> None:
     alpha_name = unique("clear")
-    alpha = llmcache.Cache(workspace=alpha_name, secret=SECRET, tiers=["memory", server.url])
-    beta = llmcache.Cache(workspace=alpha_name + "x", secret=SECRET, tiers=[server.url])
+    alpha = llmcache.Cache(
+        workspace=alpha_name, secret=SECRET, tiers=["memory", server.patient_url]
+    )
+    beta = llmcache.Cache(workspace=alpha_name + "x", secret=SECRET, tiers=[server.patient_url])
     raw.set("someone-elses:data", b"keep")
     raw.set(f"llmc:{alpha_name}", b"not under the workspace prefix")
 

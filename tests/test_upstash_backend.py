@@ -16,7 +16,7 @@ from llmcache_upstash import UpstashBackend
 import llmcache
 from llmcache import BackendError, ConfigError
 from llmcache._resilience import unreachable
-from tests.backend_contract import SECRET, BackendContract
+from tests.backend_contract import CONTRACT_TIMEOUT, SECRET, BackendContract
 from tests.clocks import wait_until
 from tests.servers.redis_server import RedisServer
 from tests.servers.upstash_rest import UpstashRestServer
@@ -56,7 +56,7 @@ def tier(rest: UpstashRestServer) -> Iterator[UpstashBackend]:
 class TestUpstashContract(BackendContract):
     @pytest.fixture
     def backend(self, rest: UpstashRestServer) -> Iterator[UpstashBackend]:
-        backend = UpstashBackend.from_url(upstash_url(rest))
+        backend = UpstashBackend.from_url(f"{upstash_url(rest)}&{CONTRACT_TIMEOUT}")
         yield backend
         backend.close()
 
@@ -159,8 +159,8 @@ def test_one_cache_entry_shared_by_redis_and_upstash_clients(
 
         return cache, ask
 
-    over_rest, ask_rest = make(upstash_url(rest))
-    over_redis, ask_redis = make(server.url + "?entry_encoding=base64")
+    over_rest, ask_rest = make(upstash_url(rest, timeout="5", connect_timeout="5"))
+    over_redis, ask_redis = make(server.patient_url + "&entry_encoding=base64")
     try:
         assert ask_rest("a") == {"answer": "aa"}  # type: ignore[operator]
         assert ask_redis("a") == {"answer": "aa"}  # type: ignore[operator]
@@ -177,8 +177,10 @@ def test_binary_entry_from_a_redis_client_is_a_counted_miss_over_rest(
     server: RedisServer, rest: UpstashRestServer
 ) -> None:
     """A raw (binary) entry cannot cross the text-only REST API: a counted miss, no error."""
-    binary_cache = llmcache.Cache(workspace="bin", secret=SECRET, tiers=[server.url])
-    rest_cache = llmcache.Cache(workspace="bin", secret=SECRET, tiers=[upstash_url(rest)])
+    binary_cache = llmcache.Cache(workspace="bin", secret=SECRET, tiers=[server.patient_url])
+    rest_cache = llmcache.Cache(
+        workspace="bin", secret=SECRET, tiers=[upstash_url(rest, timeout="5", connect_timeout="5")]
+    )
     calls: list[int] = []
 
     def ask(n: int) -> list[int]:

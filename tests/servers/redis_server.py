@@ -171,6 +171,13 @@ class RedisServer(ManagedServer):
         return f"redis://{HOST}:{self.port}/0"
 
     @property
+    def patient_url(self) -> str:
+        """`url` with 5 s deadlines, for tests of what the tier does rather than how fast: the
+        production defaults (50 ms on loopback) are shorter than a pause of a loaded CI
+        machine, and a timed-out read would be counted as an error, not what they assert."""
+        return f"{self.url}?timeout=5&connect_timeout=5"
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
