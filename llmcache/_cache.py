@@ -5,24 +5,27 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._backend import Backend
+from ._checks import DEFAULT_LIMIT_WAIT, install_checks
 from ._config import load_or_create_secret
 from ._errors import ConfigError
 from ._flights import Flights
 from ._fork import track_for_fork
+from ._gate import Gate
 from ._generations import WORKSPACE_FIELD, Invalidation, function_field
 from ._keys import KeySchedule, check_name
 from ._ledger import Ledger
 from ._memory import MemoryTier
 from ._namespaces import GenerationWatcher, Namespace, Namespaces
-from ._options import check_seconds
+from ._options import check_mode, check_seconds
 from ._registry import backend_from_url, load_providers
 from ._resilience import FAILED, GuardedTier
 from ._site import SiteCounters
@@ -85,6 +88,20 @@ class Cache:
             they expire, in the core and in every tier that keeps time itself (memory, disk).
             Tests pass a fake one to move time instead of waiting, like
             `cachetools.TTLCache(timer=...)`.
+        mode: "record" (the default), "replay" (every call must be a hit: a miss raises
+            `CacheMiss`; for tests, CI and notebooks that must not call a provider) or
+            "refresh" (re-record every call). Default: the LLMCACHE_MODE environment
+            variable, else "record". `options(mode=...)` overrides it for a block.
+        limits: rate limits on real calls (hits never count), by model: e.g.
+            ``{"gpt-4o-mini": "500/min; 200000 tokens/min", "*": "60/min"}``. Enforced
+            across processes through the shared tier (see the README's "Rate limits").
+        limit_wait: the longest a miss waits for a rate limit's slot before `RateLimited`
+            (seconds; 0 fails at once). `options(limit_wait=...)` overrides it.
+        budget_usd: spend budgets from the cross-process ledger: a number (per day, for the
+            workspace) or ``{"day": 5.0, "month": 100.0}``, optionally per namespace:
+            ``{"research": {"day": 2.0}, "*": {"month": 50}}``. A miss once a budget is
+            spent raises `BudgetExceeded` (or, under ``options(budget="stale")``, serves a
+            stale entry). Hits are always served.
     """
 
     def __init__(
@@ -101,8 +118,16 @@ class Cache:
         lock_wait: float | None = None,
         generation_poll: float = 0.5,
         clock: Callable[[], float] | None = None,
+        mode: str | None = None,
+        limits: Mapping[str, Any] | None = None,
+        limit_wait: float = DEFAULT_LIMIT_WAIT,
+        budget_usd: float | Mapping[str, Any] | None = None,
     ) -> None:
         check_name("workspace", workspace)
+        mode = check_mode(
+            "Cache(mode=...)" if mode is not None else "LLMCACHE_MODE",
+            mode if mode is not None else os.environ.get("LLMCACHE_MODE") or "record",
+        )
         if clock is not None and not callable(clock):
             raise ConfigError(
                 f"clock must be a function returning seconds, like time.time; got {clock!r}"
@@ -130,7 +155,11 @@ class Cache:
         self.workspace = workspace
         self.default_namespace = namespace
         self.ttl = ttl
-        self.enabled = enabled
+        self._enabled = enabled
+        self._mode = mode
+        # What the hot path reads (one attribute): serve hits here, unless the cache is
+        # disabled or re-recording. Kept current by the `enabled` and `mode` setters.
+        self._serving = enabled and mode != "refresh"
         self.compress_above = compress_above
         self.lock_ttl = _positive_seconds("lock_ttl", lock_ttl)
         self.lock_wait = (
@@ -164,6 +193,10 @@ class Cache:
         self._extension_state: dict[str, Any] = {}
         # In-flight real calls, for single-flight across threads and event loops.
         self._flights = Flights()
+        # The checks a real call passes first: replay mode, budgets, rate limits (`_gate`).
+        self._gate = Gate()
+        self.limit_wait = _positive_seconds("limit_wait", limit_wait, zero_ok=True)
+        install_checks(self, limits, budget_usd)
         track_for_fork(self)
         self._watcher: GenerationWatcher | None = None
         self._generation_poll = generation_poll
@@ -172,6 +205,26 @@ class Cache:
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     # -- configuration ---------------------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        """False: every cached call goes straight to the real function (and is counted)."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        self._serving = self._enabled and self._mode != "refresh"
+
+    @property
+    def mode(self) -> str:
+        """ "record", "replay" or "refresh" (see the class's docstring); settable."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = check_mode("Cache.mode", value)
+        self._serving = self._enabled and self._mode != "refresh"
+
     @staticmethod
     def _resolve_secret(secret: str | bytes | None, backends: Sequence[Backend]) -> bytes:
         if secret is not None:

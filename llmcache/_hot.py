@@ -230,7 +230,7 @@ def sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_options() is None and cache.enabled and namespace.loaded:
+        if current_options() is None and cache._serving and namespace.loaded:
             try:  # `fast_body`, inlined
                 arguments = bind(args, kwargs)
                 if need_tags(arguments):
@@ -248,7 +248,7 @@ def sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -
             if value is not MISS:
                 return value
             compute = lambda: function(*args, **kwargs)  # noqa: E731 (made only on a miss)
-            return flow.miss(fingerprint, namespace, prefix, compute, None)
+            return flow.miss(fingerprint, namespace, prefix, compute, None, None, body)
         return flow.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
 
     return wrapper
@@ -273,7 +273,7 @@ def async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
 
     @functools.wraps(function)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_options() is None and cache.enabled and namespace.loaded:
+        if current_options() is None and cache._serving and namespace.loaded:
             try:  # `fast_body`, inlined
                 arguments = bind(args, kwargs)
                 if need_tags(arguments):
@@ -289,8 +289,9 @@ def async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
                 value = memory_hit(fingerprint)
                 if value is not MISS:
                     return value
+            compute = lambda: function(*args, **kwargs)  # noqa: E731 (made only on a miss)
             return await flow.resolve(
-                fingerprint, namespace, prefix, lambda: function(*args, **kwargs), None, False
+                fingerprint, namespace, prefix, compute, None, False, None, body
             )
         return await flow.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
 
@@ -300,7 +301,7 @@ def async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
 def fast_key(site: CallSite, request: Mapping[str, Any]) -> tuple[int, str] | None:
     """(fingerprint, key prefix) of a request under no options; None: take the long way."""
     namespace = site.namespace
-    if current_options() is not None or not site.cache.enabled or not namespace.loaded:
+    if current_options() is not None or not site.cache._serving or not namespace.loaded:
         return None
     try:
         body = fast_body(site.identity, site.version, request)
@@ -326,7 +327,7 @@ def call(
     hit), with `fast_key` inlined.
     """
     namespace = site.namespace
-    if current_options() is None and site.cache.enabled and namespace.loaded:
+    if current_options() is None and site.cache._serving and namespace.loaded:
         try:  # `fast_body`, inlined
             body: bytes | None = None
             if not arguments_need_tags(request):
@@ -345,7 +346,7 @@ def call(
             value = hot.lower_hit(fingerprint, namespace, prefix)
             if value is not MISS:
                 return value  # type: ignore[no-any-return]
-            return site.sync_flow.miss(fingerprint, namespace, prefix, compute, None, keep)
+            return site.sync_flow.miss(fingerprint, namespace, prefix, compute, None, keep, body)
     flow = site.sync_flow
     return flow.run(lambda: flow.canonical(request), compute, keep)
 
@@ -367,7 +368,16 @@ async def acall(
     value = site.hot.memory_hit(fingerprint)
     if value is not MISS:
         return value  # type: ignore[no-any-return]
-    return await flow.resolve(fingerprint, site.namespace, prefix, compute, None, False, keep)
+    return await flow.resolve(
+        fingerprint,
+        site.namespace,
+        prefix,
+        compute,
+        None,
+        False,
+        keep,
+        lambda: flow.canonical(request),
+    )
 
 
 def get(site: CallSite, request: Mapping[str, Any]) -> Any:

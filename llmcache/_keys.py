@@ -59,6 +59,7 @@ class KeySchedule:
         "_fingerprint_key",
         "_name_hasher",
         "_name_key",
+        "argument_key",
         "entry_aead",
         "entry_key",
         "generation_key",
@@ -86,6 +87,9 @@ class KeySchedule:
         self.entry_aead: AESGCM = AESGCM(self.entry_key)
         #: Authenticates generation records, so nobody without the secret can forge one.
         self.generation_key = _subkey(key, workspace, b"llmc-generation")
+        #: Names a recorded call's arguments by keyed hashes (replay mode's "which argument
+        #: differs" hint), so an entry's metadata holds no argument value, even encrypted.
+        self.argument_key = _subkey(key, workspace, b"llmc-arguments")
         #: Protects the ledger's field names at rest.
         self.ledger_key = _subkey(key, workspace, b"llmc-ledger")
         scope_id = _subkey(key, workspace, b"llmc-scope")[:8].hex()

@@ -18,7 +18,17 @@ from typing import Any, TypedDict, Unpack
 from ._errors import ConfigError
 from ._keys import check_name
 
-__all__ = ["Options", "check_seconds", "current_options", "options", "unknown_names"]
+__all__ = [
+    "BUDGET_ACTIONS",
+    "MODES",
+    "Options",
+    "check_mode",
+    "check_seconds",
+    "current_options",
+    "options",
+    "options_for",
+    "unknown_names",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -34,6 +44,14 @@ class Options:
         namespace: use this namespace instead of the decorator's.
         sample: a sample id that enters the key (and is never sent to a provider), to ask
             for a fresh sample of a nondeterministic call on purpose.
+        mode: "record" (the default: serve hits, make and store misses), "replay" (every
+            call must be a hit: a miss raises `CacheMiss` instead of calling) or "refresh"
+            (re-record: do not read, call and store). Overrides the cache's `mode`.
+        budget: what a miss does once a spend budget is used up: "raise" (the default,
+            `BudgetExceeded`) or "stale" (serve an expired or too old entry if one is
+            still stored, else raise).
+        limit_wait: the longest a miss waits for a rate limit's slot, in seconds, before
+            `RateLimited`; 0 fails at once (default: the cache's `limit_wait`).
     """
 
     bypass: bool = False
@@ -43,12 +61,18 @@ class Options:
     max_age: float | None = None
     namespace: str | None = None
     sample: str | int | None = None
+    mode: str | None = None
+    budget: str | None = None
+    limit_wait: float | None = None
 
 
+MODES = ("record", "replay", "refresh")
+BUDGET_ACTIONS = ("raise", "stale")
 _CURRENT: contextvars.ContextVar[Options | None] = contextvars.ContextVar(
     "llmcache_options", default=None
 )
 current_options = _CURRENT.get
+_MODE_OPTIONS = {"replay": Options(mode="replay"), "refresh": Options(mode="refresh", refresh=True)}
 _NAMES = tuple(field.name for field in dataclasses.fields(Options))
 
 
@@ -62,6 +86,32 @@ class OptionArguments(TypedDict, total=False):
     max_age: float
     namespace: str
     sample: str | int
+    mode: str
+    budget: str
+    limit_wait: float
+
+
+def check_mode(label: str, value: Any) -> str:
+    """One of `MODES`, or a ConfigError that lists them."""
+    if value not in MODES:
+        raise ConfigError(
+            f"{label} must be one of {', '.join(map(repr, MODES))}, not {value!r}: 'replay' "
+            f"makes every miss an error (CacheMiss), 'refresh' re-records every call"
+        )
+    return str(value)
+
+
+def options_for(cache_mode: str) -> Options | None:
+    """The options in force for a cache whose mode is `cache_mode`: the caller's, with the
+    cache's mode when the caller set none. The flows read options through this; the hot
+    path never sees a cache in refresh mode (`Cache._serving` is off)."""
+    opts = _CURRENT.get()
+    if cache_mode == "record" or (opts is not None and opts.mode is not None):
+        return opts
+    refresh = cache_mode == "refresh"
+    if opts is None:
+        return _MODE_OPTIONS[cache_mode]
+    return dataclasses.replace(opts, mode=cache_mode, refresh=opts.refresh or refresh)
 
 
 def check_seconds(label: str, value: Any) -> float | None:
@@ -117,6 +167,17 @@ def options(**given: Unpack[OptionArguments]) -> contextlib.AbstractContextManag
             raise ConfigError(f"options({label}=...) takes True or False, not {changes[label]!r}")
     if "namespace" in changes:
         check_name("namespace", changes["namespace"])
+    if "mode" in changes:
+        changes["mode"] = check_mode("options(mode=...)", changes["mode"])
+        if changes["mode"] == "refresh":
+            changes["refresh"] = True
+    if "budget" in changes and changes["budget"] not in BUDGET_ACTIONS:
+        raise ConfigError(
+            f"options(budget=...) takes 'raise' or 'stale', not {changes['budget']!r}"
+        )
+    if "limit_wait" in changes:
+        wait = changes["limit_wait"]
+        changes["limit_wait"] = 0.0 if wait == 0 else check_seconds("options(limit_wait=...)", wait)
     sample = changes.get("sample")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, str | int)):
         raise ConfigError(f"options(sample=...) takes a str or an int, not {sample!r}")

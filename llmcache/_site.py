@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _hot
 from ._async._flow import AsyncFlow
 from ._codec import ValueCodec
+from ._gate import Tickets
 from ._info import relay, remember
 from ._record import Record
 from ._steps import MISS
@@ -100,6 +101,8 @@ class CallSite:
         self.usage = usage
         self.provider = provider
         self.counters = SiteCounters()
+        # The checks' tickets of calls claimed here (`claim`) whose result is not yet `put`.
+        self.claims: dict[int, list[Tickets]] = {}
         # Function identity and version come first in every canonical request of this
         # site: `[identity, version, {arguments}]`, one orjson call on the hit path.
         self.version = version

@@ -57,6 +57,7 @@ RENAMES = {
     "async_name": "sync_name",
     "aopen_stream": "open_stream",
     "aclaim": "claim",
+    "aenter": "enter",  # a miss check (`_gate`)
     "astore": "store",
     "_async_streams": "_sync_streams",
     "CachedAsyncStream": "CachedStream",

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._canonical import canonical_bytes, canonical_value
 from .._flights import Flight
+from .._gate import PendingCall, Substitute, Tickets, call_fields
 from .._info import remember
 from .._io import AsyncCompute, asleep, running_loop
 from .._leases import LEASES, Lease, lease_seconds
-from .._options import Options, current_options
+from .._options import Options, options_for
 from .._record import Record
 from .._steps import (
     MISS,
@@ -57,6 +58,8 @@ __all__ = ["AsyncFlow"]
 
 _T = TypeVar("_T")
 Keep = Callable[[Any], bool]  # whether a real call's result may be stored
+# A call's canonical bytes, or how to make them again (only a miss's checks read them).
+Body = bytes | Callable[[], bytes] | None
 
 
 class AsyncFlow:
@@ -75,8 +78,8 @@ class AsyncFlow:
 
     async def prepare(self, body: bytes) -> tuple[Namespace, int, str, Options | None]:
         """(namespace, fingerprint, key prefix, options) of a call's canonical body."""
-        opts = current_options()
         site = self.site
+        opts = options_for(site.cache._mode)
         namespace = site.namespace
         if opts is not None and opts.namespace:
             namespace = site.cache.namespace(opts.namespace, site.identity)
@@ -102,7 +105,7 @@ class AsyncFlow:
     ) -> _T:
         """A call the hot path did not serve: bypassed, under options, or not fast-keyable."""
         site = self.site
-        opts = current_options()
+        opts = options_for(site.cache._mode)
         if bypassed(site, opts):
             value = await compute()
             remember(value, None, None, False, site.namespace.name)  # never a stale hit
@@ -110,8 +113,9 @@ class AsyncFlow:
             if observer is not None:
                 observer.bypassed(site, site.namespace.name)
             return value
-        namespace, fingerprint, prefix, opts = await self.prepare(make_body())
-        return await self.resolve(fingerprint, namespace, prefix, compute, opts, True, keep)
+        body = make_body()
+        namespace, fingerprint, prefix, opts = await self.prepare(body)
+        return await self.resolve(fingerprint, namespace, prefix, compute, opts, True, keep, body)
 
     async def resolve(
         self,
@@ -122,11 +126,12 @@ class AsyncFlow:
         opts: Options | None,
         check_memory: bool,
         keep: Keep | None = None,
+        body: Body = None,
     ) -> _T:
         """Serve a keyed call: look it up (memory unless already checked), else call it.
 
         A keyed call is the same parameters here, in `miss` and in `lead`: the fingerprint,
-        its namespace and key prefix, the computation, the options and `keep`.
+        its namespace and key prefix, the computation, the options, `keep` and its body.
         """
         if opts is None or not opts.refresh:
             if check_memory:
@@ -136,12 +141,12 @@ class AsyncFlow:
             if found is not None:
                 value: _T = serve(self.site, found, namespace)
                 return value
-        return await self.miss(fingerprint, namespace, prefix, compute, opts, keep)
+        return await self.miss(fingerprint, namespace, prefix, compute, opts, keep, body)
 
     async def get(self, request: Mapping[str, Any]) -> Any:
         """The cached value for `request` (counted as a hit), or MISS."""
         site = self.site
-        if bypassed(site, current_options()):
+        if bypassed(site, options_for(site.cache._mode)):
             return MISS
         namespace, fingerprint, prefix, opts = await self.prepare(self.canonical(request))
         if opts is not None and opts.refresh:
@@ -159,10 +164,13 @@ class AsyncFlow:
     ) -> Record | None:
         """Record a real call the adapter made itself (e.g. a completed stream)."""
         site = self.site
-        if bypassed(site, current_options()):
+        if bypassed(site, options_for(site.cache._mode)):
             return None
-        namespace, fingerprint, prefix, opts = await self.prepare(self.canonical(request))
+        body = self.canonical(request)
+        namespace, fingerprint, prefix, opts = await self.prepare(body)
         full_meta = meta_of(site, value, latency_s, meta, usage)
+        site.cache._gate.settle(self.claimed_tickets(fingerprint), full_meta)
+        full_meta.update(call_fields(PendingCall(site, namespace, fingerprint, prefix, opts, body)))
         count_miss(site, namespace, full_meta)
         observer = OBSERVER[0]
         if observer is not None:
@@ -222,6 +230,7 @@ class AsyncFlow:
         compute: AsyncCompute[_T],
         opts: Options | None,
         keep: Keep | None = None,
+        body: Body = None,
     ) -> _T:
         """Make the real call, or wait for the identical one in flight (single-flight).
 
@@ -234,7 +243,9 @@ class AsyncFlow:
             if leading:
                 break
             if not flight.joinable(loop):  # led from this very thread: waiting would hang
-                value, _ = await self.lead(fingerprint, namespace, prefix, compute, opts, keep)
+                value, _ = await self.lead(
+                    fingerprint, namespace, prefix, compute, opts, keep, body
+                )
                 return value
             await flight.alanded()
             if not flight.abandoned:
@@ -242,7 +253,7 @@ class AsyncFlow:
             # Its leader gave up (cancelled): the first of us to look again leads anew.
         try:
             flight.value, flight.record = await self.lead(
-                fingerprint, namespace, prefix, compute, opts, keep
+                fingerprint, namespace, prefix, compute, opts, keep, body
             )
             return flight.value  # type: ignore[no-any-return]
         except Exception as error:
@@ -269,8 +280,14 @@ class AsyncFlow:
         compute: AsyncCompute[_T],
         opts: Options | None,
         keep: Keep | None,
+        body: Body = None,
     ) -> tuple[_T, Record | None]:
-        """Make the real call (unless another process is making it): (value, its record)."""
+        """Make the real call (unless another process is making it): (value, its record).
+
+        Before the call, the cache's checks (`_gate`: replay mode, budget, rate limits) are
+        entered, while this caller holds the cross-process lock: the processes waiting for
+        this call wait for its result, and spend no slot of a limit themselves.
+        """
         site = self.site
         finished = just_finished(site, fingerprint, namespace, opts)
         if finished is not None:
@@ -295,11 +312,25 @@ class AsyncFlow:
                 return follow(site, found[0], None, namespace), found[0]
         lease = self.hold(lock_key, token)
         try:
-            with real_call(site, namespace.name) as watched:  # an observer's span, if any
-                started = time.perf_counter()
-                value = await compute()
-                meta = meta_of(site, value, time.perf_counter() - started, None)
-                watched.done(meta)
+            gate = site.cache._gate
+            tickets: Tickets = []
+            pending = PendingCall(site, namespace, fingerprint, prefix, opts, body)
+            if gate.checks:
+                entered = await gate.aenter(pending)
+                if isinstance(entered, Substitute):
+                    return serve(site, entered.found, namespace), entered.found[0]
+                tickets = entered
+            try:
+                with real_call(site, namespace.name) as watched:  # an observer's span, if any
+                    started = time.perf_counter()
+                    value = await compute()
+                    meta = meta_of(site, value, time.perf_counter() - started, None)
+                    watched.done(meta)
+            except BaseException:
+                gate.settle(tickets, None)
+                raise
+            gate.settle(tickets, meta)
+            meta.update(call_fields(pending))
             store = keep is None or keep(value)
             record = record_miss(site, fingerprint, namespace, prefix, value, meta, opts, store)
             if record is not None:
@@ -365,7 +396,7 @@ class AsyncFlow:
         then a no-op.
         """
         site = self.site
-        opts = current_options()
+        opts = options_for(site.cache._mode)
         if not site.cache.enabled or (opts is not None and opts.bypass):
             return MISS, _nothing  # not counted here: the `put` that follows counts it
         loop = running_loop()
@@ -386,13 +417,67 @@ class AsyncFlow:
                 _, fingerprint, _, _ = await self.prepare(self.canonical(request))
             flight, leading = flights.join(fingerprint, loop)
             if leading:
-                return MISS, functools.partial(flights.land, fingerprint, flight)
+                return await self.admit(
+                    request, functools.partial(flights.land, fingerprint, flight)
+                )
             left = deadline - time.monotonic()
             if not flight.joinable(loop) or left <= 0:
                 # Our own thread leads it, or its stream outlived `lock_wait`: call unclaimed.
-                return MISS, _nothing
+                return await self.admit(request, _nothing)
             await flight.alanded(left)
             waited = True
+
+    async def admit(
+        self, request: Mapping[str, Any], land: Callable[[], None]
+    ) -> tuple[Any, Callable[[], None]]:
+        """A claimed call about to be made by the adapter: enter the cache's checks (as
+        `lead` does), which may refuse it or offer an entry to serve instead. Their tickets
+        are settled by the `put` of its result, or by `release()` if none comes."""
+        site = self.site
+        gate = site.cache._gate
+        if not gate.checks:
+            return MISS, land
+        namespace, fingerprint, prefix, opts = await self.prepare(self.canonical(request))
+        pending = PendingCall(
+            site, namespace, fingerprint, prefix, opts, lambda: self.canonical(request)
+        )
+        try:
+            entered = await gate.aenter(pending)
+        except BaseException:
+            land()
+            raise
+        if isinstance(entered, Substitute):
+            land()
+            return serve(site, entered.found, namespace), _nothing
+        claims = site.claims.setdefault(fingerprint, [])
+        claims.append(entered)
+        return MISS, functools.partial(_release_claim, site, fingerprint, entered, land)
+
+    def claimed_tickets(self, fingerprint: int) -> Tickets:
+        """The checks' tickets of the claimed call whose result `put` records, if any."""
+        claims = self.site.claims.get(fingerprint)
+        if not claims:
+            return []
+        tickets = claims.pop(0)
+        if not claims:
+            self.site.claims.pop(fingerprint, None)
+        return tickets
+
+
+def _release_claim(
+    site: CallSite, fingerprint: int, tickets: Tickets, land: Callable[[], None]
+) -> None:
+    """The release of a claimed call: settle its checks as failed if no `put` did (the
+    stream was abandoned), then wake the identical calls waiting for it."""
+    claims = site.claims.get(fingerprint)
+    try:
+        if claims is not None and any(t is tickets for t in claims):
+            claims[:] = [t for t in claims if t is not tickets]
+            if not claims:
+                site.claims.pop(fingerprint, None)
+            site.cache._gate.settle(tickets, None)
+    finally:
+        land()
 
 
 def _nothing() -> None:
