@@ -23,10 +23,14 @@ from ._config import get_default_cache, set_default_cache
 from ._decorator import CachedFunction, CacheInfo
 from ._errors import (
     BackendError,
+    BudgetExceeded,
+    CacheMiss,
+    CallRefused,
     ConfigError,
     KeyDerivationError,
     LLMCacheError,
     MissingDependencyError,
+    RateLimited,
 )
 from ._generations import Invalidation
 from ._info import info, last_info
@@ -59,11 +63,14 @@ __all__ = [
     "MISS",
     "Backend",
     "BackendError",
+    "BudgetExceeded",
     "Cache",
     "CacheInfo",
+    "CacheMiss",
     "CacheStats",
     "CachedFunction",
     "CallInfo",
+    "CallRefused",
     "CallSite",
     "ConfigError",
     "Health",
@@ -73,6 +80,7 @@ __all__ = [
     "MissingDependencyError",
     "Options",
     "PerLoop",
+    "RateLimited",
     "TierHealth",
     "TierStats",
     "Usage",

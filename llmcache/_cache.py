@@ -32,6 +32,7 @@ from ._site import SiteCounters
 from ._usage import UsageHook
 
 if TYPE_CHECKING:
+    from ._budget import BudgetCheck
     from ._decorator import CachedDecorator, CachedFunction
     from ._report import Report
     from ._site import CallSite
@@ -195,6 +196,7 @@ class Cache:
         self._flights = Flights()
         # The checks a real call passes first: replay mode, budgets, rate limits (`_gate`).
         self._gate = Gate()
+        self._budget: BudgetCheck | None = None  # set by install_checks, with `budget_usd`
         self.limit_wait = _positive_seconds("limit_wait", limit_wait, zero_ok=True)
         install_checks(self, limits, budget_usd)
         track_for_fork(self)
@@ -426,6 +428,13 @@ class Cache:
         from ._report import build_report
 
         return build_report(self, since=since, by=by)
+
+    def budgets(self) -> list[dict[str, Any]]:
+        """Each spend budget (`budget_usd`) and its use now: one dict per budget with scope
+        ("*" for the workspace, else a namespace), period ("day" or "month", UTC), name
+        (e.g. "day:2026-12-02"), limit_usd, spent_usd, left_usd and used (a fraction).
+        Read from every process's spend. Empty without budgets."""
+        return self._budget.status() if self._budget is not None else []
 
     def report_hours(self, hours: int = 48) -> list[dict[str, Any]]:
         """The workspace's totals per UTC hour, the last `hours` (this one included).

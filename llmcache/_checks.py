@@ -30,7 +30,8 @@ def install_checks(
     if budget_usd is not None:
         from ._budget import BudgetCheck
 
-        cache._gate.add(BudgetCheck(cache, budget_usd))
+        cache._budget = BudgetCheck(cache, budget_usd)
+        cache._gate.add(cache._budget)
     if limits:
         from ._limits import LimitCheck
 
