@@ -4,9 +4,9 @@ A backend stores opaque bytes under string keys with a TTL. It knows nothing of 
 MACs or codecs; the core signs and verifies everything it reads. Backends raise on failure
 (any exception); the core's resilience layer turns failures into misses, so a backend need
 not be defensive. Only `get`, `set`, `delete`, `delete_prefix`, `incr_counters`,
-`read_counters` and `close` must be written; the async methods default to running the sync
-ones on a small thread pool (never on the event loop), and a backend with a native async
-client overrides them.
+`read_counters` and `close` must be written (`scan`, which export needs, is optional); the
+async methods default to running the sync ones on a small thread pool (never on the event
+loop), and a backend with a native async client overrides them.
 
 Third-party backends are written exactly like ours: subclass `Backend`, implement
 `from_url`, and register the class under the ``llmcache.backends`` entry point group with the
@@ -19,7 +19,7 @@ import abc
 import functools
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
@@ -131,6 +131,17 @@ class Backend(abc.ABC):
         taken for a long fixed time instead, so a crashed leader blocks the others longer.
         """
         return False
+
+    def scan(self, prefix: str) -> Iterator[str]:
+        """Every key that starts with `prefix` (never the whole store: `prefix` is not empty),
+        lazily, in batches: a store of any size is walked in bounded memory.
+
+        Keys present for the whole walk are yielded at least once (a Redis SCAN may yield one
+        twice; callers that care deduplicate); keys written or removed meanwhile may or may
+        not be. What `llmcache export` walks a namespace's entries with. Optional: the
+        default raises NotImplementedError, and export then says which tier cannot be read.
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} cannot list its keys (scan)")
 
     def size(self) -> tuple[int, int] | None:
         """(entries, bytes) held, if the backend can tell cheaply."""

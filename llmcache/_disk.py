@@ -84,6 +84,7 @@ _UPSERT = (
 _SELECT = "SELECT CAST(value AS BLOB), CAST(expires AS REAL) FROM entries WHERE key = ?"
 _TOTAL = "SELECT CAST(bytes AS INTEGER) FROM totals WHERE id = 0"
 _COMPANIONS = ("-wal", "-shm")
+_SCAN_PAGE = 500  # keys per query of `scan`
 # Entries the byte bound may evict: all but the meta records (a range test on the key).
 _EVICTABLE = "NOT (key >= 'llmc-meta:' AND key < 'llmc-meta;')"
 # How often a read that polls (get_many: generations) may stat the file to notice that it was
@@ -474,6 +475,30 @@ class DiskTier(Backend):
             (prefix, _prefix_upper_bound(prefix)),
         )
         return cursor.rowcount
+
+    def scan(self, prefix: str) -> Iterator[str]:
+        if not prefix:
+            raise ValueError("scan needs a non-empty prefix")
+        # Pages of keys in key order, each page its own query from the last key seen: no
+        # cursor stays open across the caller's work (a writer may run meanwhile), and
+        # memory is one page whatever the store's size. Expired entries are left out, as
+        # `get` would not return them.
+        low, high, after = prefix, _prefix_upper_bound(prefix), None
+        while True:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT key FROM entries WHERE key >= ? AND key < ? AND key > ? "
+                    "AND (expires IS NULL OR expires > ?) ORDER BY key LIMIT ?",
+                    (low, high, "" if after is None else after, self.clock(), _SCAN_PAGE),
+                )
+                .fetchall()
+            )
+            for (key,) in rows:
+                yield key
+            if len(rows) < _SCAN_PAGE:
+                return
+            after = rows[-1][0]
 
     def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
         # Counters (the ledger, generations) are written off the call path, by the flusher or

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -256,6 +256,22 @@ class MemoryTier(Backend):
             for key in doomed:
                 self._remove(key)
         return len(doomed)
+
+    def scan(self, prefix: str) -> Iterator[str]:
+        """The byte entries' keys (the records the core keeps by fingerprint have none)."""
+        if not prefix:
+            raise ValueError("scan needs a non-empty prefix")
+        now = self.clock()
+        with self._lock:  # a snapshot: the dict may change while the caller walks it
+            keys = [
+                k
+                for k, item in self._entries.items()
+                if isinstance(k, str)
+                and isinstance(item, _Blob)
+                and k.startswith(prefix)
+                and item.expires > now
+            ]
+        return iter(keys)
 
     def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
         with self._lock:

@@ -35,6 +35,15 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
 
 
+def _scan_or_skip(backend: Backend, prefix: str) -> list[str]:
+    """`backend.scan(prefix)` as a list; skip the test for a backend without scan (an
+    optional method: the example's toy backend has none)."""
+    try:
+        return list(backend.scan(prefix))
+    except NotImplementedError:
+        pytest.skip(f"{type(backend).__name__} has no scan (optional)")
+
+
 class BackendContract:
     """Behaviour every `llmcache.Backend` must have."""
 
@@ -122,6 +131,32 @@ class BackendContract:
         assert backend.delete_prefix(base + ":") == 25
         assert all(v is None for v in backend.get_many(keys))
         assert backend.get(other) == b"keep"
+
+    def test_scan_lists_every_key_of_a_prefix_and_only_those(self, backend: Backend) -> None:
+        base = _unique("llmc:scan")
+        keys = {f"{base}:ns:{i}" for i in range(1200)}  # more than one batch of every tier
+        for key in keys:
+            backend.set(key, b"v", None)
+        backend.set(base + "X:ns:0", b"other", None)  # shares a string prefix only
+        backend.set(base + "*[?]:ns", b"glob", None)  # glob characters are literal in a prefix
+        assert set(_scan_or_skip(backend, base + ":")) == keys
+        assert list(backend.scan(base + "*[?]")) == [base + "*[?]:ns"]
+        assert list(backend.scan(base + "-none:")) == []
+        with pytest.raises(ValueError):
+            list(backend.scan(""))
+
+    def test_scan_leaves_out_expired_keys(
+        self, backend: Backend, clock: FakeClock, server_pttl: Callable[[str], int] | None
+    ) -> None:
+        base = _unique("llmc:scan-ttl")
+        backend.set(base + ":short", b"s", 1.0)
+        backend.set(base + ":long", b"l", 60)
+        _scan_or_skip(backend, base + ":")
+        if server_pttl is None:  # a server's clock cannot be moved: its expiry is its own
+            clock.advance(1.5)
+            assert list(backend.scan(base + ":")) == [base + ":long"]
+        else:
+            assert set(backend.scan(base + ":")) == {base + ":short", base + ":long"}
 
     def test_counters_accumulate(self, backend: Backend) -> None:
         key = _unique("llmc-ledger:contract")

@@ -17,7 +17,7 @@ import asyncio
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis.asyncio.cluster
@@ -164,6 +164,12 @@ class RedisClusterBackend(RedisBackend):
         with self._errors:
             found = await abounded(self.options.async_timeout, client.mget_nonatomic(list(keys)))
         return [None if data is None else from_stored(data) for data in found]
+
+    def _scan_matching(self, pattern: str) -> Iterator[bytes | str]:
+        """SCAN MATCH on every primary in turn: each holds its own slots' keys."""
+        client = self._sync_client()
+        for node in client.get_primaries():
+            yield from client.get_redis_connection(node).scan_iter(match=pattern, count=SCAN_COUNT)
 
     def _delete_matching(self, pattern: str) -> int:
         """SCAN every primary; UNLINK what each holds, one key per command, pipelined."""

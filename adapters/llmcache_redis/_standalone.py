@@ -13,7 +13,7 @@ import contextlib
 import math
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import redis
@@ -271,6 +271,17 @@ class RedisBackend(Backend):
         if batch:
             removed += client.unlink(*batch)
         return removed
+
+    def scan(self, prefix: str) -> Iterator[str]:
+        if not prefix:
+            raise ValueError("scan needs a prefix: it never lists the whole store")
+        with self._errors:  # each round trip has its own deadline, as in delete_prefix
+            for key in self._scan_matching(glob_escape(prefix) + "*"):
+                yield key.decode() if isinstance(key, bytes) else key
+
+    def _scan_matching(self, pattern: str) -> Iterator[bytes | str]:
+        """SCAN MATCH, a batch per round trip (never KEYS)."""
+        yield from self._sync_client().scan_iter(match=pattern, count=SCAN_COUNT)
 
     def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
         if not deltas:

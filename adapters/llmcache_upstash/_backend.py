@@ -20,7 +20,7 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -277,6 +277,17 @@ class UpstashBackend(Backend):
                 removed += int(self._run(["DEL", *keys[start : start + DELETE_BATCH]]))
             if int(cursor) == 0:
                 return removed
+
+    def scan(self, prefix: str) -> Iterator[str]:
+        if not prefix:
+            raise ValueError("scan needs a prefix: it never lists the whole store")
+        pattern = _glob_escape(prefix) + "*"
+        cursor = 0
+        while True:  # one REST request per batch, each with its own deadline
+            cursor, keys = self._run(["SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT])
+            yield from (str(key) for key in keys)
+            if int(cursor) == 0:
+                return
 
     def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
         if not deltas:
