@@ -26,10 +26,13 @@ exists, and raises otherwise.
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ._errors import BudgetExceeded, ConfigError
 from ._gate import Substitute
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from ._cache import Cache
     from ._gate import PendingCall
 
-__all__ = ["WORKSPACE", "BudgetCheck", "parse_budgets"]
+__all__ = ["WORKSPACE", "BudgetCheck", "budget_status", "parse_budgets"]
 
 PERIODS = ("day", "month")
 WORKSPACE = "*"  # the budget of the whole workspace, all namespaces together
@@ -127,12 +130,57 @@ def period_of(period: str, now: float) -> tuple[str, list[int]]:
     return f"month:{first:%Y-%m}", list(range(first_day, epoch_day + 1))
 
 
+_DECLARED_TTL = 40 * 86400.0  # a declaration outlives a month's budget, then goes
+
+
+def _declared_key(cache: Cache) -> str:
+    return f"llmc-ledger:{cache.ledger.scope}:budget:declared"
+
+
+def declare(cache: Cache, budgets: dict[str, dict[str, float]]) -> None:
+    """Keep the budgets in the shared tier, encrypted, so that a report or dashboard of the
+    workspace in another process (which was not given them) shows them too."""
+    if cache._authority is None:
+        return
+    key = _declared_key(cache)
+    nonce = os.urandom(12)
+    sealed = nonce + cache._entry_aead.encrypt(nonce, orjson.dumps(budgets), key.encode())
+    cache._authority.call("set", key, sealed, _DECLARED_TTL)
+
+
+def declared(cache: Cache) -> dict[str, dict[str, float]] | None:
+    """The budgets some process of the workspace declared, if any (and authentic)."""
+    if cache._authority is None:
+        return None
+    key = _declared_key(cache)
+    data = cache._authority.call("get", key)
+    if not isinstance(data, bytes) or len(data) < 28:
+        return None
+    try:
+        plain = cache._entry_aead.decrypt(data[:12], data[12:], key.encode())
+        return parse_budgets(orjson.loads(plain))
+    except Exception:  # forged, damaged, or from another secret: not ours to show
+        return None
+
+
+def budget_status(cache: Cache) -> list[dict[str, Any]]:
+    """`Cache.budgets()`: this cache's budgets, else those another process declared."""
+    if cache._budget is not None:
+        return cache._budget.status()
+    budgets = declared(cache)
+    if not budgets:
+        return []
+    return BudgetCheck(cache, budgets, declare_them=False).status()
+
+
 class BudgetCheck:
     """The `MissCheck` of `Cache(budget_usd=...)`."""
 
-    def __init__(self, cache: Cache, spec: Any) -> None:
+    def __init__(self, cache: Cache, spec: Any, declare_them: bool = True) -> None:
         self.cache = cache
         self.budgets = parse_budgets(spec)
+        if declare_them:
+            declare(cache, self.budgets)
         self._lock = threading.Lock()
         # The ledger's spend per (period name, scope), when it was read, and what this
         # process spent since (so a lagging or unreadable ledger still counts our own).

@@ -433,8 +433,11 @@ class Cache:
         """Each spend budget (`budget_usd`) and its use now: one dict per budget with scope
         ("*" for the workspace, else a namespace), period ("day" or "month", UTC), name
         (e.g. "day:2026-12-02"), limit_usd, spent_usd, left_usd and used (a fraction).
-        Read from every process's spend. Empty without budgets."""
-        return self._budget.status() if self._budget is not None else []
+        Read from every process's spend. A cache given no budgets shows those another
+        process of the workspace declared. Empty when there are none."""
+        from ._budget import budget_status
+
+        return budget_status(self)
 
     def report_hours(self, hours: int = 48) -> list[dict[str, Any]]:
         """The workspace's totals per UTC hour, the last `hours` (this one included).

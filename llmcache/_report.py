@@ -204,6 +204,7 @@ class Report:
         rows: one `ReportRow` per group of `by` (e.g. per namespace and model).
         totals: all rows together.
         daily: one row per day from `first_day` to `last_day`, for the savings-over-time plot.
+        budgets: the workspace's spend budgets and their use now (`Cache.budgets()`).
     """
 
     def __init__(
@@ -216,6 +217,7 @@ class Report:
         totals: ReportRow,
         daily: list[ReportRow],
         raw: Sequence[Mapping[str, Any]] = (),
+        budgets: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         # Constructor arguments kept as attributes (as `Breaker.__init__` keeps its own).
         self.workspace = workspace
@@ -228,6 +230,7 @@ class Report:
         # The ledger's rows (one per day, namespace and model), so that `regroup` can show
         # other breakdowns of the very same counts without reading the ledger again.
         self.raw = raw
+        self.budgets = list(budgets)
 
     def regroup(self, by: Sequence[str]) -> list[ReportRow]:
         """The same counts grouped another way (e.g. ``("model",)``), one row per group."""
@@ -279,6 +282,7 @@ class Report:
             notes.append(_NO_USAGE_NOTE)
         if show_cache:
             notes.append(_CACHE_NOTE)
+        notes.extend(budget_line(budget) for budget in self.budgets)
         optional = [
             first_numeric + headers.index(name)
             for name in _OPTIONAL
@@ -336,6 +340,7 @@ class Report:
             "rows": [row.to_dict() for row in self.rows],
             "totals": self.totals.to_dict(),
             "daily": [row.to_dict() for row in self.daily],
+            "budgets": [dict(budget) for budget in self.budgets],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -454,4 +459,15 @@ def build_report(
             for day in range(start, today + 1)
         ],
         raw=raw,
+        budgets=cache.budgets(),
+    )
+
+
+def budget_line(budget: Mapping[str, Any]) -> str:
+    """One budget's use, for the report's notes: whose, which period, spent of the limit."""
+    scope = "workspace" if budget["scope"] == "*" else f"namespace {budget['scope']}"
+    period = str(budget["name"]).replace(":", " ", 1)
+    return (
+        f"budget of {scope}, {period} (UTC): ${budget['spent_usd']:,.2f} of "
+        f"${budget['limit_usd']:,.2f} spent ({budget['used']:.0%})"
     )

@@ -125,9 +125,11 @@ def test_the_page_the_panels_and_the_report_agree_with_cache_report(shop: llmcac
         "hourly",
         "namespaces",
         "models",
+        "budgets",
         "tiers",
         "updated",
     }
+    assert "No spend budget" in panels["budgets"] and data["report"]["budgets"] == []
     assert ">support<" in panels["namespaces"] and ">OpenAI<" in panels["models"]
     assert "disk://" in panels["tiers"] and ">closed<" in panels["tiers"]
     assert data["report"]["totals"]["hits"] == report.totals.hits == 2
@@ -135,6 +137,38 @@ def test_the_page_the_panels_and_the_report_agree_with_cache_report(shop: llmcac
     assert "fetch(" in script.text and script.headers["content-type"].startswith("text/javascript")
     assert ".figures" in style.text
     assert missing.status_code == 404
+
+
+def test_budgets_declared_by_another_process_show_on_the_dashboard(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    spender = llmcache.Cache(
+        workspace=WORKSPACE,
+        tiers=["memory", f"disk://{folder}"],
+        budget_usd={"*": {"day": 2.0}, "support": {"month": 1.0}},
+    )
+
+    @spender.cached(namespace="support", usage=lambda r: {"model": MODEL, "cost_usd": 0.5})
+    def ask(question: str) -> str:
+        return question.upper()
+
+    ask("one")
+    spender.close()
+    viewer = llmcache.Cache(workspace=WORKSPACE, tiers=["memory", f"disk://{folder}"])
+    try:
+        with running(viewer) as url, httpx.Client(base_url=url) as client:
+            panels = client.get("/api/panels").json()["panels"]
+            data = client.get("/api/report").json()
+        text = str(viewer.report())
+    finally:
+        viewer.close()
+    budgets = data["report"]["budgets"]
+    assert [(b["scope"], b["period"], b["spent_usd"]) for b in budgets] == [
+        ("*", "day", 0.5),
+        ("support", "month", 0.5),
+    ]
+    assert ">workspace<" in panels["budgets"] and ">support<" in panels["budgets"]
+    assert ">$2.00<" in panels["budgets"] and ">50%<" in panels["budgets"]
+    assert "budget of namespace support, month" in text and "$0.50 of $1.00 spent (50%)" in text
 
 
 def test_a_token_is_required_from_every_request(shop: llmcache.Cache) -> None:

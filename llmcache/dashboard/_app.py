@@ -39,6 +39,7 @@ _SECTIONS = (
     ("hourly", f"Per hour, the last {SHOWN_HOURS} hours (UTC)"),
     ("namespaces", "By namespace"),
     ("models", "By model (provider from the model's name)"),
+    ("budgets", "Spend budgets"),
     ("tiers", "Tiers"),
 )
 _PAGE_CSS = """

@@ -20,7 +20,7 @@ from ._snapshot import Snapshot
 
 __all__ = ["PANELS", "render_panels"]
 
-PANELS = ("headline", "daily", "hourly", "namespaces", "models", "tiers", "updated")
+PANELS = ("headline", "daily", "hourly", "namespaces", "models", "budgets", "tiers", "updated")
 
 
 def render_panels(snapshot: Snapshot) -> dict[str, str]:
@@ -33,6 +33,7 @@ def render_panels(snapshot: Snapshot) -> dict[str, str]:
         "hourly": _hourly(snapshot.hours),
         "namespaces": _table(_breakdown(report, "namespace")),
         "models": _table(_with_providers(_breakdown(report, "model"))),
+        "budgets": _budgets(report),
         "tiers": _tiers(snapshot),
         "updated": html.escape(
             f"{report.first_day} to {report.last_day} (UTC) · updated {taken:%H:%M:%S} UTC"
@@ -92,6 +93,33 @@ def _hourly(hours: list[HourBar]) -> str:
         f"<div class=charts><div class=chart><h3>money saved per hour</h3>{saved}</div>"
         f"<div class=chart><h3>hits per hour</h3>{hits}</div></div>"
     )
+
+
+def _budgets(report: Report) -> str:
+    """Each spend budget (`Cache.budgets()`), its use now and what is left."""
+    if not report.budgets:
+        return (
+            "<p><small>No spend budget: set one with Cache(budget_usd=...), and every "
+            "process's dashboard of the workspace shows it.</small></p>"
+        )
+    rows = [
+        [
+            "workspace" if budget["scope"] == "*" else str(budget["scope"]),
+            str(budget["name"]).replace(":", " ", 1),
+            format_usd(budget["limit_usd"]),
+            format_usd(budget["spent_usd"]),
+            format_usd(budget["left_usd"]),
+            f"{budget['used']:.0%}",
+        ]
+        for budget in report.budgets
+    ]
+    grid = Grid(
+        "",
+        headers=("budget of", "period (UTC)", "limit", "spent", "left", "used"),
+        rows=rows,
+        numeric=frozenset(range(2, 6)),
+    )
+    return _table(grid)
 
 
 def _tiers(snapshot: Snapshot) -> str:
