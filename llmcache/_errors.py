@@ -61,7 +61,25 @@ class CallRefused(LLMCacheError):
 class CacheMiss(CallRefused, LookupError):
     """Replay mode: a call had no recorded entry. The message names the function or
     endpoint, its namespace and, when one was recorded, the arguments that differ from the
-    nearest recorded call; `record` or `refresh` mode records it."""
+    nearest recorded call; `record` or `refresh` mode records it.
+
+    Attributes: identity (the function or endpoint), namespace, differs (the names of the
+    arguments that differ from the nearest recorded call; [] if one has the same arguments;
+    None when no call of that function was recorded or none could be compared).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        identity: str | None = None,
+        namespace: str | None = None,
+        differs: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.identity = identity
+        self.namespace = namespace
+        self.differs = differs
 
 
 class BudgetExceeded(CallRefused):

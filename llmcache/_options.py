@@ -171,6 +171,8 @@ def options(**given: Unpack[OptionArguments]) -> contextlib.AbstractContextManag
         changes["mode"] = check_mode("options(mode=...)", changes["mode"])
         if changes["mode"] == "refresh":
             changes["refresh"] = True
+        elif "refresh" not in changes:  # an inner mode ends an outer block's refresh mode
+            changes["refresh"] = False
     if "budget" in changes and changes["budget"] not in BUDGET_ACTIONS:
         raise ConfigError(
             f"options(budget=...) takes 'raise' or 'stale', not {changes['budget']!r}"
