@@ -38,6 +38,7 @@ from ._errors import BudgetExceeded, ConfigError
 from ._gate import Substitute
 from ._ledger import day_of
 from ._record import Record, decode_entry
+from ._render import format_usd
 from ._resilience import FAILED
 
 if TYPE_CHECKING:
@@ -266,7 +267,7 @@ class BudgetCheck:
                 adjective = "daily" if row["period"] == "day" else "monthly"
                 return BudgetExceeded(
                     f"the {adjective} budget of {scope} is spent: "
-                    f"${row['spent_usd']:.4f} of ${row['limit_usd']:.2f} "
+                    f"{format_usd(row['spent_usd'], 1e-6)} of {format_usd(row['limit_usd'], 1e-6)} "
                     f"({row['name'].split(':', 1)[1]}, UTC). Hits are still served. Raise it "
                     f"with Cache(budget_usd=...), or serve stale entries under "
                     f"llmcache.options(budget='stale')",

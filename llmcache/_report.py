@@ -468,6 +468,6 @@ def budget_line(budget: Mapping[str, Any]) -> str:
     scope = "workspace" if budget["scope"] == "*" else f"namespace {budget['scope']}"
     period = str(budget["name"]).replace(":", " ", 1)
     return (
-        f"budget of {scope}, {period} (UTC): ${budget['spent_usd']:,.2f} of "
-        f"${budget['limit_usd']:,.2f} spent ({budget['used']:.0%})"
+        f"budget of {scope}, {period} (UTC): {format_usd(budget['spent_usd'], 1e-6)} of "
+        f"{format_usd(budget['limit_usd'], 1e-6)} spent ({budget['used']:.0%})"
     )

@@ -107,7 +107,13 @@ COST_REPORT = [
         "    raw = OpenAI(base_url=server.base_url, api_key='local', max_retries=0)\n"
         "    print('using the local OpenAI-compatible server at', server.base_url)\n\n"
         "folder = tempfile.mkdtemp(prefix='llmcache-report-')\n"
-        "cache = llmcache.Cache(workspace='notebook', tiers=['memory', f'disk://{folder}'])\n"
+        "# Spend budgets per UTC day: $1 for the workspace, and a tiny one for 'research',\n"
+        "# to watch it hold (a miss once it is spent raises BudgetExceeded; hits still serve).\n"
+        "cache = llmcache.Cache(\n"
+        "    workspace='notebook',\n"
+        "    tiers=['memory', f'disk://{folder}'],\n"
+        "    budget_usd={'*': {'day': 1.00}, 'research': {'day': 0.00004}},\n"
+        ")\n"
         "client = cache.wrap(raw, provider='openai')  # the local server imitates OpenAI",
     ),
     (
@@ -120,15 +126,25 @@ COST_REPORT = [
         "    'What should a model card contain?',\n"
         "]\n"
         "rng = random.Random(3)\n"
+        "refused = []\n"
         "for _ in range(60):\n"
         "    namespace, model = rng.choice([('research', 'gpt-4o-mini'), "
         "('support', 'gpt-4.1-mini')])\n"
-        "    with llmcache.options(namespace=namespace):\n"
-        "        response = client.chat.completions.create(\n"
-        "            model=model,\n"
-        "            messages=[{'role': 'user', 'content': rng.choice(questions)}],\n"
-        "            max_tokens=40,\n"
-        "        )\n"
+        "    try:\n"
+        "        with llmcache.options(namespace=namespace):\n"
+        "            response = client.chat.completions.create(\n"
+        "                model=model,\n"
+        "                messages=[{'role': 'user', 'content': rng.choice(questions)}],\n"
+        "                max_tokens=40,\n"
+        "            )\n"
+        "    except llmcache.BudgetExceeded as error:\n"
+        "        refused.append(error)\n"
+        "print(f'{len(refused)} new calls refused by a budget; the first said:')\n"
+        "print(refused[0] if refused else '(none)')",
+    ),
+    ("code", "cache.budgets()  # each budget, what it allows and what is spent"),
+    (
+        "code",
         "llmcache.info(response)",
     ),
     ("code", "report = cache.report(by=('namespace', 'model'))\nreport"),
