@@ -15,6 +15,7 @@ whatever goes wrong only makes the hint vaguer; it never hides the `CacheMiss`.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -43,10 +44,12 @@ Difference = tuple[list[str] | None, int]
 class ReplayCheck:
     """Refuses a real call when the mode in force is "replay"."""
 
-    __slots__ = ("cache",)
+    __slots__ = ("cache", "refusals")
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
+        # The latest refusals: the pytest plugin fails a test whose code caught one.
+        self.refusals: collections.deque[CacheMiss] = collections.deque(maxlen=8)
 
     def mode(self, call: PendingCall) -> str:
         opts = call.opts
@@ -58,7 +61,7 @@ class ReplayCheck:
         if self.mode(call) == "replay":
             fields = _fields_of(call)
             recorded = RecordedCalls(self.cache, call.prefix, call.identity)
-            raise self.refusal(call, fields, recorded.nearest(fields))
+            raise self.refused(call, fields, recorded.nearest(fields))
 
     async def aenter(self, call: PendingCall) -> None:
         if self.mode(call) == "replay":
@@ -67,15 +70,16 @@ class ReplayCheck:
             fields = _fields_of(call)
             recorded = RecordedCalls(self.cache, call.prefix, call.identity)
             # The tiers below memory are read with blocking calls: off the event loop.
-            raise self.refusal(call, fields, await run_in_thread(recorded.nearest, fields))
+            raise self.refused(call, fields, await run_in_thread(recorded.nearest, fields))
 
     def settle(self, ticket: Any, meta: Mapping[str, Any] | None) -> None:
         """Nothing to settle: replay refuses or lets through."""
 
-    def refusal(
+    def refused(
         self, call: PendingCall, fields: Mapping[str, Any] | None, nearest: Difference
     ) -> CacheMiss:
-        """The `CacheMiss` of `call`: what was refused, how it differs, what to do."""
+        """The `CacheMiss` of `call` (kept in `refusals`): what was refused, how it
+        differs, what to do."""
         differs, compared = nearest
         identity = call.identity
         if call.opts is not None and call.opts.refresh:
@@ -94,7 +98,7 @@ class ReplayCheck:
                 "a recorded call has the same arguments, but its entry has expired, is older "
                 "than max_age, or was recorded under another sample or version"
             )
-        return CacheMiss(
+        error = CacheMiss(
             f"replay mode: no recorded entry for {identity} in namespace "
             f"{call.namespace.name!r} of workspace {self.cache.workspace!r}: {hint}. Run it "
             f"once in 'record' mode (LLMCACHE_MODE=record, options(mode='record'), or pytest "
@@ -103,6 +107,8 @@ class ReplayCheck:
             namespace=call.namespace.name,
             differs=differs,
         )
+        self.refusals.append(error)
+        return error
 
 
 def _fields_of(call: PendingCall) -> dict[str, Any] | None:
