@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._budget import BudgetCheck
     from ._decorator import CachedDecorator, CachedFunction
     from ._report import Report
+    from ._sharing import ExportSummary, ImportSummary
     from ._site import CallSite
     from ._stats import CacheStats, Health
 
@@ -398,6 +399,37 @@ class Cache:
             count = tier.call("delete_prefix", self._keys.workspace_prefix())
             removed += count if isinstance(count, int) else 0
         return removed
+
+    def export_bundle(
+        self,
+        path: str | os.PathLike[str],
+        namespace: str | None = None,
+        *,
+        key: str | bytes | None = None,
+        progress: bool = False,
+    ) -> ExportSummary:
+        """Write `namespace`'s live entries (default: the default namespace) to one bundle
+        file, sealed for a bundle key: `key`, else a new one (the summary's `key`). Whoever
+        has the file and its key can import it; it holds nothing of this cache's secret."""
+        from ._sharing import export_namespace
+
+        return export_namespace(self, path, namespace, key, progress)
+
+    def import_bundle(
+        self,
+        path: str | os.PathLike[str],
+        key: str | bytes,
+        *,
+        tier: str | None = None,
+        namespace: str | None = None,
+        progress: bool = False,
+    ) -> ImportSummary:
+        """Import a bundle made by `export_bundle` (in any workspace) into this one: checked
+        whole before anything is written, then re-sealed under this cache's secret in `tier`
+        (default: every tier below memory). Its requests are then hits. Idempotent."""
+        from ._sharing import import_into
+
+        return import_into(self, path, key, tier, namespace, progress)
 
     def stats(self) -> CacheStats:
         """Calls, hits and misses in this process, and each tier's counters and size."""

@@ -1,7 +1,9 @@
 """The checks a cache's real calls pass (`_gate`), built from its configuration.
 
-Replay mode is always installed (it asks the mode in force at each miss, which
-`options(mode=...)` may change for a block); a budget and rate limits only when configured.
+The check that serves imported entries (`_imported`: cheap until something was imported
+into a namespace) and replay mode are always installed (replay asks the mode in force at
+each miss, which `options(mode=...)` may change for a block); a budget and rate limits only
+when configured.
 Each lives in its own module, imported only by a cache that uses it.
 """
 
@@ -23,9 +25,13 @@ def install_checks(
     limits: Mapping[str, Any] | None,
     budget_usd: float | Mapping[str, Any] | None,
 ) -> None:
-    """Put the replay check, then the budget's, then the rate limits' in `cache._gate`."""
+    """Put the imported entries' check, then replay's, then the budget's, then the rate
+    limits' in `cache._gate`. Imported entries come first: a miss they serve is a hit (in
+    replay mode too) and spends nothing."""
+    from ._imported import ImportedCheck
     from ._replay import ReplayCheck
 
+    cache._gate.add(ImportedCheck(cache))
     cache._gate.add(ReplayCheck(cache))
     if budget_usd is not None:
         from ._budget import BudgetCheck

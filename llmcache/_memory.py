@@ -257,6 +257,11 @@ class MemoryTier(Backend):
                 self._remove(key)
         return len(doomed)
 
+    def records(self) -> list[Record]:
+        """The records the core keeps here (by fingerprint), as they are now."""
+        with self._lock:
+            return [item for item in self._entries.values() if isinstance(item, Record)]
+
     def scan(self, prefix: str) -> Iterator[str]:
         """The byte entries' keys (the records the core keeps by fingerprint have none)."""
         if not prefix:
