@@ -42,15 +42,23 @@ from ._site import MISS, CallSite
 from ._usage import Usage, UsageHook
 
 if TYPE_CHECKING:
+    from ._bundle import BundleError
     from ._jupyter import load_ipython_extension
+    from ._sharing import ExportSummary, ImportSummary, export_bundle, import_bundle
     from ._stats import CacheStats, CallInfo, Health, TierHealth, TierStats
 
 __version__ = "0.1.0"
 
 # Public names whose module is imported only when one is first asked for: the pydantic
 # models (building them is most of what `import llmcache` would otherwise cost), and the
-# Jupyter extension (argparse), which `%load_ext llmcache` asks for by name.
+# Jupyter extension (argparse), which `%load_ext llmcache` asks for by name; sharing a cache
+# (export and import: the bundle format and its cryptography).
 _LAZY = {
+    "BundleError": "._bundle",
+    "ExportSummary": "._sharing",
+    "ImportSummary": "._sharing",
+    "export_bundle": "._sharing",
+    "import_bundle": "._sharing",
     "CacheStats": "._stats",
     "CallInfo": "._stats",
     "Health": "._stats",
@@ -64,6 +72,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BudgetExceeded",
+    "BundleError",
     "Cache",
     "CacheInfo",
     "CacheMiss",
@@ -73,7 +82,9 @@ __all__ = [
     "CallRefused",
     "CallSite",
     "ConfigError",
+    "ExportSummary",
     "Health",
+    "ImportSummary",
     "Invalidation",
     "KeyDerivationError",
     "LLMCacheError",
@@ -87,7 +98,9 @@ __all__ = [
     "__version__",
     "cached",
     "current_options",
+    "export_bundle",
     "get_default_cache",
+    "import_bundle",
     "info",
     "last_info",
     "load_ipython_extension",
