@@ -189,6 +189,9 @@ class BudgetCheck:
         self._spent_since: dict[tuple[str, str], float] = {}
         self._ledger_read_at = -_LEDGER_REFRESH_S
 
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # a thread that held it at the fork is not here
+
     # -- the check -------------------------------------------------------------------------
     def enter(self, call: PendingCall) -> str | Substitute:
         """The call's namespace (the ticket `settle` adds its cost under), or a stale entry

@@ -511,6 +511,7 @@ class Cache:
         self._watcher = None
         self._namespaces.after_fork_in_child()
         self.ledger.forget_after_fork()
+        self._gate.after_fork_in_child()  # the checks' locks and in-process windows
 
     @property
     def backends(self) -> tuple[Backend, ...]:

@@ -34,7 +34,6 @@ __all__ = ["Gate", "MissCheck", "PendingCall", "Substitute", "Tickets", "call_fi
 log = logging.getLogger("llmcache")
 
 
-
 class PendingCall:
     """A miss about to make its real call, as the checks see it."""
 
@@ -225,6 +224,14 @@ class Gate:
             self.settle(tickets, None)
             raise
         return tickets
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: each check that keeps locks or per-process state renews it
+        (its optional ``after_fork_in_child``)."""
+        for check in self.checks:
+            renew = getattr(check, "after_fork_in_child", None)
+            if renew is not None:
+                renew()
 
     @staticmethod
     def settle(tickets: Tickets, meta: Mapping[str, Any] | None) -> None:

@@ -258,3 +258,30 @@ def test_shared_tier_down_falls_back_to_this_process_ledger() -> None:
         with pytest.raises(BudgetExceeded):
             ask(3)
         cache.close()
+
+
+def test_a_forked_child_keeps_the_budget(tmp_path: Any) -> None:
+    cache = llmcache.Cache(tiers=[f"disk://{tmp_path}"], secret=SECRET, budget_usd=0.15)
+
+    @cache.cached(usage=priced(0.1))
+    def ask(n: int) -> int:
+        return n
+
+    ask(1)
+    cache._budget._lock.acquire()  # type: ignore[union-attr]  # held at the fork, as by a thread
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: its own lock, and the parent's spend still counts
+            code = 1
+            try:
+                ask(2)  # $0.20 spent: the next miss is refused
+                try:
+                    ask(3)
+                except BudgetExceeded:
+                    code = 0
+            finally:
+                os._exit(code)
+    finally:
+        cache._budget._lock.release()  # type: ignore[union-attr]
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
