@@ -44,6 +44,7 @@ from ._usage import Usage, UsageHook
 if TYPE_CHECKING:
     from ._bundle import BundleError
     from ._jupyter import load_ipython_extension
+    from ._limits import Limit
     from ._sharing import ExportSummary, ImportSummary, export_bundle, import_bundle
     from ._stats import CacheStats, CallInfo, Health, TierHealth, TierStats
 
@@ -62,6 +63,7 @@ _LAZY = {
     "CacheStats": "._stats",
     "CallInfo": "._stats",
     "Health": "._stats",
+    "Limit": "._limits",
     "TierHealth": "._stats",
     "TierStats": "._stats",
     "load_ipython_extension": "._jupyter",
@@ -88,6 +90,7 @@ __all__ = [
     "Invalidation",
     "KeyDerivationError",
     "LLMCacheError",
+    "Limit",
     "MissingDependencyError",
     "Options",
     "PerLoop",

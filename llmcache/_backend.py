@@ -62,6 +62,9 @@ class Backend(abc.ABC):
     persistent: ClassVar[bool] = True
     #: Can take a cross-process lock (`try_lock`), for single-flight across processes.
     supports_locks: ClassVar[bool] = False
+    #: Keeps rate limits' sliding windows (`window_take`, `window_settle`) atomically for
+    #: every process that uses it; without it, limits are enforced per process.
+    supports_windows: ClassVar[bool] = False
 
     #: A display name without credentials, e.g. ``redis://127.0.0.1:6379/0``.
     name: str = "backend"
@@ -143,6 +146,24 @@ class Backend(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__qualname__} cannot list its keys (scan)")
 
+    def window_take(
+        self, key: str, window_s: float, limit: float, cost: float, member: str
+    ) -> float:
+        """Take `cost` from the sliding window `key` if what the last `window_s` seconds
+        took, plus `cost`, stays within `limit`: 0.0 when taken (recorded under `member`, a
+        name unique to the call), else the seconds until enough of it has slid out.
+
+        Atomic for every process of every machine that uses the tier (a rate limit's
+        slot is never given twice); times are the tier's own clock. The window expires
+        once `window_s` passes without a take. Set `supports_windows` with it.
+        """
+        raise NotImplementedError
+
+    def window_settle(self, key: str, member: str, cost: float | None) -> None:
+        """Replace what `member` took from the window `key` by `cost` (its real usage),
+        keeping when it was taken; None removes it. Nothing if it is no longer there."""
+        raise NotImplementedError
+
     def size(self) -> tuple[int, int] | None:
         """(entries, bytes) held, if the backend can tell cheaply."""
         return None
@@ -173,6 +194,14 @@ class Backend(abc.ABC):
 
     async def aunlock(self, key: str, token: str) -> None:
         await run_in_thread(self.unlock, key, token)
+
+    async def awindow_take(
+        self, key: str, window_s: float, limit: float, cost: float, member: str
+    ) -> float:
+        return await run_in_thread(self.window_take, key, window_s, limit, cost, member)
+
+    async def awindow_settle(self, key: str, member: str, cost: float | None) -> None:
+        await run_in_thread(self.window_settle, key, member, cost)
 
     async def aclose(self) -> None:
         await run_in_thread(self.close)

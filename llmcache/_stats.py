@@ -188,17 +188,22 @@ class Health(_Table):
     """Every tier's state; `ok` is True when no breaker is open.
 
     `pending_invalidations`: invalidations applied in this process that the shared tier has
-    not taken yet (it was down); they are re-published until it does.
+    not taken yet (it was down); they are re-published until it does. `notes`: what else
+    works degraded, e.g. rate limits enforced per process while the shared tier is down.
     """
 
     ok: bool
     tiers: list[TierHealth]
     pending_invalidations: int = 0
+    # What else runs degraded, in words: e.g. rate limits enforced per process only.
+    notes: list[str] = []
 
     def _grid(self) -> Grid:
         title = "llmcache health: " + ("ok" if self.ok else "DEGRADED")
         if self.pending_invalidations:
             title += f" ({self.pending_invalidations} invalidation(s) not yet published)"
+        for note in self.notes:
+            title += f"; {note}"
         return _per_tier(title, self.tiers, essential=2)
 
 

@@ -116,8 +116,15 @@ def health_of(cache: Cache, pending_invalidations: int) -> Health:
                 max_queue_bytes=tier.max_queue_bytes,
             )
         )
+    # A check that works degraded says so (`health_note`): rate limits without shared windows.
+    notes = [getattr(check, "health_note", _no_note)() for check in cache._gate.checks]
     return Health(
         ok=all(t.state == "closed" for t in tiers),
         tiers=tiers,
         pending_invalidations=pending_invalidations,
+        notes=[note for note in notes if note],
     )
+
+
+def _no_note() -> None:
+    return None

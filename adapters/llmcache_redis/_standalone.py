@@ -36,6 +36,7 @@ from ._deadline import (
 from ._errors import REDIS_ERRORS, RedisErrors, backend_error
 from ._options import RedisOptions, parse_options
 from ._stored import from_stored, to_stored
+from ._windows import SETTLE_SCRIPT, TAKE_SCRIPT, settle_args, sha1, take_args
 
 __all__ = ["RedisBackend"]
 
@@ -71,6 +72,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_TAKE_SHA, _SETTLE_SHA = sha1(TAKE_SCRIPT), sha1(SETTLE_SCRIPT)
 _monotonic = time.monotonic
 SCAN_COUNT = 1000  # keys per SCAN step: big steps, few round trips, no long server stall
 UNLINK_BATCH = 500
@@ -119,6 +121,7 @@ class RedisBackend(Backend):
     shared: ClassVar[bool] = True
     persistent: ClassVar[bool] = True
     supports_locks: ClassVar[bool] = True
+    supports_windows: ClassVar[bool] = True
     cluster: ClassVar[bool] = False
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
@@ -313,6 +316,25 @@ class RedisBackend(Backend):
             renewed = self._sync_client().eval(RENEW_SCRIPT, 1, key, token, milliseconds(ttl))
         return bool(renewed)
 
+    # -- rate limits' sliding windows (see _windows) -----------------------------------
+    def window_take(
+        self, key: str, window_s: float, limit: float, cost: float, member: str
+    ) -> float:
+        args = take_args(window_s, limit, cost, member)
+        return int(self._script(TAKE_SCRIPT, _TAKE_SHA, key, args)) / 1_000_000
+
+    def window_settle(self, key: str, member: str, cost: float | None) -> None:
+        self._script(SETTLE_SCRIPT, _SETTLE_SHA, key, settle_args(member, cost))
+
+    def _script(self, script: str, sha: str, key: str, args: list[str]) -> Any:
+        """EVALSHA, then EVAL if the server does not have the script (yet, or any more)."""
+        with self._errors, self._operation():  # one deadline for both
+            client = self._sync_client()
+            try:
+                return client.execute_command("EVALSHA", sha, 1, key, *args)
+            except redis.exceptions.NoScriptError:
+                return client.execute_command("EVAL", script, 1, key, *args)
+
     def describe(self) -> dict[str, Any]:
         with self._errors, self._operation():
             info = self._sync_client().info()
@@ -388,6 +410,22 @@ class RedisBackend(Backend):
         with self._errors:
             await abounded(self.options.async_timeout, client.eval(UNLOCK_SCRIPT, 1, key, token))
 
+    async def awindow_take(
+        self, key: str, window_s: float, limit: float, cost: float, member: str
+    ) -> float:
+        args = take_args(window_s, limit, cost, member)
+        return int(await self._ascript(TAKE_SCRIPT, _TAKE_SHA, key, args)) / 1_000_000
+
+    async def awindow_settle(self, key: str, member: str, cost: float | None) -> None:
+        await self._ascript(SETTLE_SCRIPT, _SETTLE_SHA, key, settle_args(member, cost))
+
+    async def _ascript(self, script: str, sha: str, key: str, args: list[str]) -> Any:
+        client = await self._aclient()
+        with self._errors:
+            return await abounded(
+                self.options.async_timeout, _aevalsha(client, script, sha, key, args)
+            )
+
     async def aclose(self) -> None:
         """Close this loop's client now; the sync client and other loops' too."""
         await self._async.close_current()
@@ -396,6 +434,13 @@ class RedisBackend(Backend):
 
 async def _close_async_client(client: Any) -> None:
     await client.aclose()
+
+
+async def _aevalsha(client: Any, script: str, sha: str, key: str, args: list[str]) -> Any:
+    try:
+        return await client.execute_command("EVALSHA", sha, 1, key, *args)
+    except redis.exceptions.NoScriptError:
+        return await client.execute_command("EVAL", script, 1, key, *args)
 
 
 def server_facts(info: Mapping[str, Any]) -> dict[str, Any]:
