@@ -61,7 +61,7 @@ class ReplayCheck:
         if self.mode(call) == "replay":
             fields = _fields_of(call)
             recorded = RecordedCalls(self.cache, call.prefix, call.identity)
-            raise self.refused(call, fields, recorded.nearest(fields))
+            raise self.refused(call, fields, recorded.nearest(fields), recorded.incomplete)
 
     async def aenter(self, call: PendingCall) -> None:
         if self.mode(call) == "replay":
@@ -70,22 +70,33 @@ class ReplayCheck:
             fields = _fields_of(call)
             recorded = RecordedCalls(self.cache, call.prefix, call.identity)
             # The tiers below memory are read with blocking calls: off the event loop.
-            raise self.refused(call, fields, await run_in_thread(recorded.nearest, fields))
+            nearest = await run_in_thread(recorded.nearest, fields)
+            raise self.refused(call, fields, nearest, recorded.incomplete)
 
     def settle(self, ticket: Any, meta: Mapping[str, Any] | None) -> None:
         """Nothing to settle: replay refuses or lets through."""
 
     def refused(
-        self, call: PendingCall, fields: Mapping[str, Any] | None, nearest: Difference
+        self,
+        call: PendingCall,
+        fields: Mapping[str, Any] | None,
+        nearest: Difference,
+        incomplete: bool = False,
     ) -> CacheMiss:
         """The `CacheMiss` of `call` (kept in `refusals`): what was refused, how it
-        differs, what to do."""
+        differs, what to do. `incomplete`: not every recorded entry could be read."""
         differs, compared = nearest
         identity = call.identity
         if call.opts is not None and call.opts.refresh:
             hint = "options(refresh=True) is in force, which reads no recorded entry"
         elif fields is None or "args" not in fields:
             hint = "its arguments could not be compared with recorded calls"
+        elif differs is None and incomplete:
+            hint = (
+                f"no recorded call of {identity} was found among the entries that could be "
+                f"read (a tier cannot list its entries or is down, or the search stopped "
+                f"after {HINT_ENTRIES} entries or {HINT_SECONDS} s)"
+            )
         elif differs is None:
             hint = f"no call of {identity} was recorded in this namespace"
         elif differs:
@@ -125,7 +136,8 @@ def nearest_difference(
 ) -> Difference:
     """(names of the arguments that differ from the nearest recorded call, calls compared).
 
-    Nearest: the most argument hashes equal to the refused call's. The names come in the
+    Nearest: the most argument hashes equal to the refused call's, then the fewest that
+    differ (an argument only one of them has differs). The names come in the
     refused call's order, then those only the recorded call had. None when nothing was
     recorded. An empty list: a recorded call has the same arguments (its entry is gone or
     unusable, or it differs in what is not an argument: a sample id, a version).
@@ -133,20 +145,19 @@ def nearest_difference(
     args = fields.get("args")
     mine: Mapping[str, Any] = args if isinstance(args, Mapping) else {}
     best: list[str] | None = None
-    best_equal = -1
+    best_score = (-1, 0)
     compared = 0
     for other in recorded:
         theirs = other.get("args")
         if not isinstance(theirs, Mapping):
             continue
         compared += 1
-        equal = sum(1 for name, value in mine.items() if theirs.get(name) == value)
-        if equal > best_equal:
-            best_equal = equal
-            best = [name for name, value in mine.items() if theirs.get(name) != value]
-            best += [name for name in theirs if name not in mine]
-            if not best:
-                break  # the same arguments: none can be nearer
+        differs = [name for name, value in mine.items() if theirs.get(name) != value]
+        differs += [name for name in theirs if name not in mine]
+        # The most equal arguments; of those, the fewest differences.
+        score = (sum(1 for name, value in mine.items() if theirs.get(name) == value), -len(differs))
+        if score > best_score:
+            best_score, best = score, differs
     return best, compared
 
 
@@ -154,7 +165,7 @@ class RecordedCalls:
     """The recorded calls of one function or endpoint in one namespace generation: the
     `meta["call"]` of its entries in memory and in the tiers below, within the bounds."""
 
-    __slots__ = ("cache", "deadline", "identity", "left", "prefix", "seen")
+    __slots__ = ("cache", "deadline", "identity", "incomplete", "left", "prefix", "seen")
 
     def __init__(self, cache: Cache, prefix: str, identity: str) -> None:
         self.cache = cache
@@ -163,6 +174,7 @@ class RecordedCalls:
         self.left = HINT_ENTRIES
         self.deadline = 0.0
         self.seen: set[str] = set()  # digests already given (an entry is in several tiers)
+        self.incomplete = False  # a tier could not be read, or the bounds were reached
 
     def nearest(self, fields: Mapping[str, Any] | None) -> Difference:
         """`nearest_difference` among the recorded calls (None if nothing can be compared)."""
@@ -186,7 +198,10 @@ class RecordedCalls:
     def spend(self) -> bool:
         """Count one more entry read; False once the bounds are reached."""
         self.left -= 1
-        return self.left >= 0 and time.monotonic() < self.deadline
+        if self.left >= 0 and time.monotonic() < self.deadline:
+            return True
+        self.incomplete = True
+        return False
 
     def in_memory(self) -> Iterator[Record]:
         """The memory tier's records of this namespace generation (expired ones too: a
@@ -208,7 +223,8 @@ class RecordedCalls:
     def in_tier(self, tier: GuardedTier) -> Iterator[Record]:
         """The entries of this namespace generation in one tier below memory, decrypted;
         nothing from a tier that is down, fails, or cannot list its keys."""
-        if tier.reads.is_open():
+        if tier.reads.is_open() or self.left <= 0 or time.monotonic() >= self.deadline:
+            self.incomplete = True
             return
         backend = tier.backend
         aead = self.cache._entry_aead
@@ -229,4 +245,5 @@ class RecordedCalls:
                     except Exception:  # not authentic, or not ours: never a candidate
                         continue
         except Exception:  # NotImplementedError, a tier that is down: no candidates here
+            self.incomplete = True
             return
