@@ -305,7 +305,7 @@ class BundleReader:
                 return
             else:
                 raise self._malformed(chunk, f"an item is of unknown kind {kind!r}")
-        raise self._malformed(self._index - 1, "it has no trailer")  # pragma: no cover
+        raise self._malformed(self._index - 1, "it has no trailer")
 
     def _chunk_items(self) -> Iterator[tuple[int, bytes]]:
         while not self._final:

@@ -1,4 +1,5 @@
-"""The `llmcache` command line: inspect, report on, invalidate and clear a cache.
+"""The `llmcache` command line: inspect, report on, invalidate, clear, export and import a
+cache.
 
 Configured by the same LLMCACHE_* variables as the library, or by flags. Every failure the
 user can meet (unknown tier URL, unreachable server, wrong token, missing secret, a bad
@@ -291,6 +292,98 @@ def clear(
             )
         removed = cache.clear()
         console.print(f"removed {removed:,} entries of workspace {cache.workspace!r}")
+
+
+BundleKey = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="LLMCACHE_BUNDLE_KEY",
+        help="The bundle's key, as `llmcache export` printed it (default: LLMCACHE_BUNDLE_KEY).",
+    ),
+]
+
+
+@app.command()
+def export(
+    # the four cache options, as in every command (see the note above `stats`)
+    output: Annotated[Path, typer.Option("--output", "-o", help="The bundle file to write.")],
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Namespace to export (default: the default)."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Seal it with this bundle key (default: a new random one)."),
+    ] = None,
+    workspace: Workspace = None,
+    tiers: Tiers = None,
+    secret: Secret = None,
+    directory: Directory = None,
+) -> None:
+    """Write a namespace's entries, their metadata and its ledger to one sealed bundle file."""
+    output = writable_file(output, "--output")
+    with _open(workspace, tiers, secret, directory) as cache:
+        done = cache.export_bundle(output, namespace, key=key, progress=errors.is_terminal)
+    cost = f"; they cost ${done.cost_usd:,.4f} to make" if done.cost_usd else ""
+    console.print(
+        f"exported {done.entries:,} entries of namespace {done.namespace!r} to {done.path} "
+        f"({done.bytes:,} bytes{cost})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if done.without_digest:
+        console.print(
+            f"left out {done.without_digest:,} entries recorded by an llmcache that did not "
+            f"keep request digests: they cannot be matched in another workspace (record "
+            f"them again to share them)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if key is None:
+        console.print(
+            "bundle key (give it to whoever imports the file, by another channel; it is "
+            "stored nowhere):",
+            highlight=False,
+            soft_wrap=True,
+        )
+        print(done.key)
+
+
+@app.command("import")
+def import_(
+    # the four cache options, as in every command (see the note above `stats`)
+    bundle: Annotated[Path, typer.Argument(help="The bundle file (.llmc) to import.")],
+    key: BundleKey = None,
+    tier: Annotated[
+        str | None,
+        typer.Option("--tier", help="Import into this tier only (its URL, or e.g. 'disk')."),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Namespace to import into (default: the bundle's)."),
+    ] = None,
+    workspace: Workspace = None,
+    tiers: Tiers = None,
+    secret: Secret = None,
+    directory: Directory = None,
+) -> None:
+    """Check a bundle whole, then load its entries into this workspace (idempotent)."""
+    if not key:
+        _fail("import needs the bundle's key: pass --key, or set LLMCACHE_BUNDLE_KEY")
+    with _open(workspace, tiers, secret, directory) as cache:
+        done = cache.import_bundle(
+            bundle, key, tier=tier, namespace=namespace, progress=errors.is_terminal
+        )
+    cost = f", which cost ${done.cost_usd:,.4f} to make" if done.cost_usd else ""
+    expired = f" ({done.expired:,} expired, left out)" if done.expired else ""
+    console.print(
+        f"imported {done.entries:,} entries{cost}{expired} from workspace "
+        f"{done.exported_from!r} into namespace {done.namespace!r} of workspace "
+        f"{cache.workspace!r} ({', '.join(done.tiers)})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
