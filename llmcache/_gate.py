@@ -133,7 +133,10 @@ def call_fields(call: PendingCall) -> dict[str, Any]:
 
     ``site``: the function or endpoint; ``digest``: see `PendingCall.digest`; ``args``: a
     keyed 8-byte hash of each top-level argument or request field, so replay mode can say
-    which differ from the nearest recorded call without storing any value.
+    which differ from the nearest recorded call without storing any value. A field that is
+    itself a small mapping (an adapter's ``{"call": {...}, "client": {...}}``, a function's
+    dict argument) is hashed field by field instead, as ``name.field``: the hint then names
+    ``call.max_tokens``, not ``call``.
     """
     digest = call.digest
     if digest is None:
@@ -142,13 +145,23 @@ def call_fields(call: PendingCall) -> dict[str, Any]:
     request = call.request
     if isinstance(request, Mapping):
         key = call.site.cache._keys.argument_key
-        fields["args"] = {
-            str(name): hashlib.blake2b(
-                orjson.dumps(value, option=orjson.OPT_SORT_KEYS), key=key, digest_size=8
-            ).hexdigest()
-            for name, value in request.items()
-        }
+        args: dict[str, str] = {}
+        for name, value in request.items():
+            if isinstance(value, Mapping) and 0 < len(value) <= _SPLIT_FIELDS:
+                for inner, part in value.items():
+                    args[f"{name}.{inner}"] = _argument_hash(part, key)
+            else:
+                args[str(name)] = _argument_hash(value, key)
+        fields["args"] = args
     return {"call": fields}
+
+
+_SPLIT_FIELDS = 32  # a mapping argument with at most this many fields is hashed by field
+
+
+def _argument_hash(value: Any, key: bytes) -> str:
+    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(data, key=key, digest_size=8).hexdigest()
 
 
 class Substitute:

@@ -29,6 +29,7 @@ from ._backend import Backend, run_in_thread
 from ._cache import Cache
 from ._errors import (
     BackendError,
+    CallRefused,
     ConfigError,
     KeyDerivationError,
     LLMCacheError,
@@ -45,6 +46,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "Cache",
+    "CallRefused",
     "CallSite",
     "ConfigError",
     "KeyDerivationError",

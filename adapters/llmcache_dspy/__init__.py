@@ -25,7 +25,7 @@ from typing import Any
 
 from dspy.clients.cache import Cache as _DSPyCacheBase  # type: ignore[import-untyped]
 
-from llmcache.ext import MISS, Cache, CallSite, extension_state
+from llmcache.ext import MISS, Cache, CallRefused, CallSite, extension_state
 
 from ._values import MARK, decode, encode, usage_of
 
@@ -157,7 +157,9 @@ class DSPyCache(_DSPyCacheBase):  # type: ignore[misc]
     def get(
         self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None
     ) -> Any:
-        """The cached value for `request`, or None (DSPy's miss); never raises."""
+        """The cached value for `request`, or None (DSPy's miss). Raises only what the
+        user's own limits refuse (`CallRefused`: replay mode, a spent budget, a rate limit),
+        which DSPy passes to the caller; nothing else."""
         held = self._thread.held
         if held:
             # This thread is asking again: the call it led ended without a `put` (it
@@ -168,6 +170,8 @@ class DSPyCache(_DSPyCacheBase):  # type: ignore[misc]
             found = self.site.get(params)
             if found is MISS:
                 found = self._miss(params)
+        except CallRefused:  # replay mode, a spent budget, a rate limit: the caller's limits
+            raise
         except Exception as exc:  # a request we cannot key, or a bug: never DSPy's problem
             log.debug("llmcache_dspy: uncached request (%s: %s)", type(exc).__name__, exc)
             return None
