@@ -58,7 +58,7 @@ _ENTRY_HEAD = struct.Struct("<I")
 _FINAL = 1
 _TAG_SIZE = 16
 #: Plaintext gathered before a chunk is sealed: memory use is about twice this.
-CHUNK_TARGET = 1 << 20
+CHUNK_TARGET = 256 << 10
 #: The most a chunk may hold once decompressed (one entry larger than the target makes a
 #: larger chunk; this bounds what a reader allocates).
 MAX_CHUNK_PLAIN = 256 << 20

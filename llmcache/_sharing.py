@@ -54,7 +54,7 @@ __all__ = [
     "import_into",
 ]
 
-_READ_BATCH = 256  # keys read per get_many while exporting a tier
+_READ_BATCH = 64  # keys read per get_many while exporting a tier (bounded: values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,11 +230,11 @@ class _Gathered:
         self.now = cache.clock()
         self.without_digest = 0
         self.cost_usd = 0.0
-        # Keys already read (the same entry is in several tiers) and requests already
-        # written (an imported entry may also be under its call's own key): a few dozen
+        # The requests written so far (an entry may be in several tiers, and an imported one
+        # under its call's own key too), by the first 128 bits of their digest: about 70
         # bytes per entry, the one thing an export keeps that grows with the namespace.
-        self._keys_seen: set[str] = set()
-        self._digests: set[str] = set()
+        self._digests: set[int] = set()
+        self._digestless: set[str] = set()  # entries of an older llmcache (rare), by key
         self._scopes = _Scopes(cache, name)
         # What the namespace's own records (workspace, namespace) are now: an entry without
         # a digest is counted only if it is of the current generation as far as they say.
@@ -244,7 +244,7 @@ class _Gathered:
         batch: list[str] = []
         try:
             for key in backend.scan(self.prefix):
-                if key not in self._keys_seen and not key.endswith(":lock"):
+                if not key.endswith(":lock"):
                     batch.append(key)
                 if len(batch) >= _READ_BATCH:
                     self._read(backend, batch)
@@ -273,9 +273,8 @@ class _Gathered:
 
     def consider(self, record: Record) -> None:
         key = record.signed_key
-        if not key.startswith(self.prefix) or key in self._keys_seen:
+        if not key.startswith(self.prefix):
             return
-        self._keys_seen.add(key)
         if record.expires != NO_EXPIRY and record.expires <= self.now:
             return
         meta = record.meta
@@ -284,12 +283,18 @@ class _Gathered:
         digest = call.get("digest") if isinstance(call, dict) else None
         if not isinstance(site, str) or not isinstance(digest, str):
             label = key[len(self.prefix) :].split(":", 1)[0]
-            if ".".join(label.split("-")[0].split(".")[:2]) == self._current:
+            current = ".".join(label.split("-")[0].split(".")[:2]) == self._current
+            if current and key not in self._digestless:
+                self._digestless.add(key)
                 self.without_digest += 1
             return
-        if not key.startswith(self._scopes.get(site).state[1]) or digest in self._digests:
+        try:
+            seen = int(digest[:32], 16)
+        except ValueError:
+            return  # not a digest llmcache wrote
+        if not key.startswith(self._scopes.get(site).state[1]) or seen in self._digests:
             return  # of an older generation, or written already
-        self._digests.add(digest)
+        self._digests.add(seen)
         exported = dict(meta)
         exported["call"] = {"site": site, "digest": digest}  # keyed argument hashes: useless
         cost = meta.get("cost_usd")
