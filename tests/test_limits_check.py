@@ -17,7 +17,7 @@ from llmcache import Limit, RateLimited, Usage
 from llmcache._limits import LimitCheck
 from llmcache._limits._check import DEFAULT_OUTPUT_TOKENS, margin
 from llmcache.testing import FakeOpenAIServer
-from tests.clocks import FakeClock
+from tests.clocks import FakeClock, wait_until
 
 
 def limit_check(cache: llmcache.Cache) -> LimitCheck:
@@ -291,3 +291,56 @@ def test_openai_calls_settle_the_tokens_the_server_reported() -> None:
         assert tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
         assert requests == 1.0
         assert ":gpt-4o-mini:" in next(iter(totals))
+
+
+async def test_async_calls_give_back_settle_and_skip_unlimited_models() -> None:
+    limits = {"gpt-4o": "2/min; 1000 tokens/min", "research": {"gpt-4o": "1/min"}}
+    with llmcache.Cache(tiers=["memory"], limits=limits, limit_wait=0) as cache:
+
+        def usage(result: Any) -> Usage:
+            return Usage(model="gpt-4o", input_tokens=10, output_tokens=20)
+
+        @cache.cached(namespace="research", usage=usage)
+        async def research(n: int, model: str = "gpt-4o", max_tokens: int = 100) -> int:
+            return n
+
+        assert await research(1) == 1
+        # Settled off the event loop, on llmcache's I/O threads.
+        wait_until(lambda: 30.0 in window_total(cache).values(), 5, "settled")
+        with pytest.raises(RateLimited):
+            await research(2)  # the namespace's 1/min, after the workspace's slot was taken
+        assert sorted(window_total(cache).values()) == [1.0, 1.0, 30.0]  # and given back
+        for n in range(5):
+            assert await research(n, model="gpt-4o-mini") == n  # no limit for that model
+        assert len(window_total(cache)) == 3  # no window was made for it
+
+
+def test_backends_without_windows_refuse_them() -> None:
+    from llmcache._memory import MemoryTier
+
+    tier = MemoryTier()
+    assert not tier.supports_windows
+    with pytest.raises(NotImplementedError):
+        tier.window_take("k", 1.0, 1, 1, "m")
+    with pytest.raises(NotImplementedError):
+        tier.window_settle("k", "m", None)
+
+    async def in_a_loop() -> None:
+        with pytest.raises(NotImplementedError):
+            await tier.awindow_take("k", 1.0, 1, 1, "m")
+        with pytest.raises(NotImplementedError):
+            await tier.awindow_settle("k", "m", None)
+
+    asyncio.run(in_a_loop())
+
+
+def test_calls_no_limit_applies_to_take_nothing() -> None:
+    with llmcache.Cache(tiers=["memory"], limits={"gpt-4o": "1/min"}, limit_wait=0) as cache:
+
+        @cache.cached
+        def ask(n: int, model: str = "gpt-4o-mini") -> int:
+            return n
+
+        assert [ask(n) for n in range(3)] == [0, 1, 2]
+        assert window_total(cache) == {}
+        limit_check(cache).settle(None, {"input_tokens": 5})  # nothing was taken
