@@ -332,6 +332,14 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+    if not done.entries and not done.without_digest:
+        errors.print(
+            f"no live entries in namespace {done.namespace!r} of workspace "
+            f"{cache.workspace!r}: check --namespace, --workspace, --tiers and --secret (the "
+            f"secret they were recorded with)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if done.without_digest:
         console.print(
             f"left out {done.without_digest:,} entries recorded by an llmcache that did not "

@@ -144,7 +144,7 @@ def test_an_imported_entry_is_promoted_under_the_calls_own_key(
     again.close()
 
 
-def test_round_trip_into_a_real_redis_shared_by_two_processes(
+def test_round_trip_into_a_real_redis_read_by_another_cache(
     tmp_path: Path, exported: tuple[Path, str], redis_server: RedisServer
 ) -> None:
     path, key = exported
@@ -159,6 +159,24 @@ def test_round_trip_into_a_real_redis_shared_by_two_processes(
     assert b.computed == []
     assert reader.stats().hits == 3
     reader.close()
+
+
+def test_export_from_a_real_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    tiers = ["memory", redis_server.patient_url]
+    recorder, a = workspace(tmp_path, "team-a-redis", SECRET_A, tiers)
+    for question in QUESTIONS:
+        a.ask(question)
+    recorder.close()
+    exporter, _ = workspace(tmp_path, "team-a-redis", SECRET_A, tiers)  # nothing in memory
+    summary = exporter.export_bundle(tmp_path / "r.llmc", "research")
+    assert summary.entries == 3
+    importer, b = workspace(tmp_path, "team-b", SECRET_B)
+    importer.import_bundle(summary.path, summary.key)
+    assert [b.ask(q)["answer"] for q in QUESTIONS] == [q.upper() for q in QUESTIONS]
+    assert b.computed == []
+    exporter.clear()
+    exporter.close()
+    importer.close()
 
 
 def test_import_into_a_memory_only_cache(tmp_path: Path, exported: tuple[Path, str]) -> None:

@@ -114,6 +114,16 @@ def test_left_out_entries_and_costs_are_reported(
     assert "which cost $0.2500 to make" in imported.stdout
 
 
+def test_an_empty_export_says_what_to_check(tmp_path: Path) -> None:
+    run = llmcache_main(
+        "export", "-o", str(tmp_path / "e.llmc"), "-n", "nothing-here",
+        *options(tmp_path / "a", "team-a", SECRET_A),
+    )  # fmt: skip
+    assert run.code == 0
+    assert "exported 0 entries" in run.stdout
+    assert "no live entries in namespace 'nothing-here' of workspace 'team-a'" in run.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
