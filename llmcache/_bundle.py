@@ -317,18 +317,18 @@ class BundleReader:
                     f"final one; nothing was imported: copy the whole file again"
                 )
             if len(head) < _CHUNK_HEAD.size:
-                raise self._damaged(index, "it is cut inside a chunk")
+                raise self._damaged(f"it is cut inside chunk {index}")
             flags, length = _CHUNK_HEAD.unpack(head)
             if flags & ~_FINAL or not _TAG_SIZE <= length <= _MAX_CHUNK_SEALED:
-                raise self._damaged(index, "a chunk header is invalid")
+                raise self._damaged(f"the header of chunk {index} is invalid")
             sealed = self._read(length)
             if len(sealed) < length:
-                raise self._damaged(index, "it is cut inside a chunk")
+                raise self._damaged(f"it is cut inside chunk {index}")
             plain = self._open(index, flags, sealed)
             self._index += 1
             self._final = bool(flags & _FINAL)
             if self._final and self._read(1):
-                raise self._damaged(index, "there are bytes after its final chunk")
+                raise self._damaged("there are bytes after its final chunk")
             yield from self._split(index, plain)
 
     def _open(self, index: int, flags: int, sealed: bytes) -> bytes:
@@ -339,7 +339,7 @@ class BundleReader:
                 _nonce(index), sealed, _associated(self._header, index, flags)
             )
         except InvalidTag:
-            raise self._damaged(index, f"chunk {index} does not authenticate") from None
+            raise self._damaged(f"chunk {index} does not authenticate") from None
         size = int.from_bytes(compressed[:4], "little")
         try:
             if size > MAX_CHUNK_PLAIN:
@@ -369,10 +369,10 @@ class BundleReader:
             raise self._malformed(chunk, "an item is not a JSON object")
         return value
 
-    def _damaged(self, index: int, what: str) -> BundleError:
+    def _damaged(self, what: str) -> BundleError:
         return BundleError(
-            f"{self.name} is damaged or was altered ({what}, at chunk {index}); nothing was "
-            f"imported: copy the file again from whoever exported it"
+            f"{self.name} is damaged or was altered ({what}); nothing was imported: copy "
+            f"the file again from whoever exported it"
         )
 
     def _malformed(self, index: int, what: str) -> BundleError:

@@ -383,10 +383,11 @@ def import_(
         done = cache.import_bundle(
             bundle, key, tier=tier, namespace=namespace, progress=errors.is_terminal
         )
-    cost = f", which cost ${done.cost_usd:,.4f} to make" if done.cost_usd else ""
-    expired = f" ({done.expired:,} expired, left out)" if done.expired else ""
+    notes = [f"they cost ${done.cost_usd:,.4f} to make"] if done.cost_usd else []
+    notes += [f"{done.expired:,} expired, left out"] if done.expired else []
     console.print(
-        f"imported {done.entries:,} entries{cost}{expired} from workspace "
+        f"imported {done.entries:,} entries{' (' + '; '.join(notes) + ')' if notes else ''} "
+        f"from workspace "
         f"{done.exported_from!r} into namespace {done.namespace!r} of workspace "
         f"{cache.workspace!r} ({', '.join(done.tiers)})",
         highlight=False,

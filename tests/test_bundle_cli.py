@@ -111,7 +111,7 @@ def test_left_out_entries_and_costs_are_reported(
         "import", str(tmp_path / "x.llmc"), "--key", key,
         *options(tmp_path / "b", "team-b", SECRET_B),
     )  # fmt: skip
-    assert "which cost $0.2500 to make" in imported.stdout
+    assert "imported 1 entries (they cost $0.2500 to make) from" in imported.stdout
 
 
 def test_an_empty_export_says_what_to_check(tmp_path: Path) -> None:

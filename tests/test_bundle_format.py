@@ -241,17 +241,17 @@ def test_a_chunk_header_out_of_bounds_is_refused() -> None:
     data = bytearray(make())
     start, _ = next(iter(chunks(bytes(data))))
     struct.pack_into("<BI", data, start, 0, 3)  # shorter than a tag
-    with pytest.raises(BundleError, match="chunk header is invalid"):
+    with pytest.raises(BundleError, match=r"header of chunk \d+ is invalid"):
         read(bytes(data))
     struct.pack_into("<BI", data, start, 4, 100)  # an unknown flag
-    with pytest.raises(BundleError, match="chunk header is invalid"):
+    with pytest.raises(BundleError, match=r"header of chunk \d+ is invalid"):
         read(bytes(data))
 
 
 def test_a_cut_inside_a_chunk_header_is_refused() -> None:
     data = make()
     start, _ = next(iter(chunks(data)))
-    with pytest.raises(BundleError, match="cut inside a chunk"):
+    with pytest.raises(BundleError, match="cut inside chunk 0"):
         read(data[: start + 2])
 
 
