@@ -46,15 +46,26 @@ MARKER_REFRESH_S = 5.0
 class PortableNames:
     """The portable keys and the import marker of one workspace (and secret)."""
 
-    __slots__ = ("_hasher", "marker")
+    __slots__ = ("_fields", "_hasher", "marker")
 
     def __init__(self, keys: KeySchedule) -> None:
         # A subkey of its own (a keyed BLAKE2b of the entry key): a portable name says
         # nothing of the digest to whoever reads the shared tier without the secret.
         subkey = hashlib.blake2b(key=keys.entry_key, person=b"llmc-portable").digest()
         self._hasher = hashlib.blake2b(key=subkey, digest_size=16)
-        #: The counter record whose fields are the namespaces entries were imported into.
+        #: The counter record whose fields name the namespaces entries were imported into.
         self.marker = f"llmc-imports:{keys.scope}"
+        self._fields: dict[str, str] = {}
+
+    def field(self, namespace: str) -> str:
+        """The marker's field for `namespace`: a keyed hash, as the ledger keeps namespace
+        names from whoever reads the shared tier without the secret."""
+        field = self._fields.get(namespace)
+        if field is None:
+            hasher = self._hasher.copy()
+            hasher.update(b"\x00namespace:" + namespace.encode())
+            field = self._fields[namespace] = hasher.hexdigest()
+        return field
 
     def key(self, prefix: str, digest: str) -> str:
         """Where an entry of the call scope `prefix` with request `digest` is imported."""
@@ -76,7 +87,7 @@ class ImportedCheck:
 
     def mark(self, namespace: str) -> None:
         """This process imported into `namespace`: look there from now on."""
-        self._marked = self._marked | {namespace}
+        self._marked = self._marked | {self.names.field(namespace)}
 
     def _stale(self) -> bool:
         now = time.monotonic()
@@ -92,7 +103,9 @@ class ImportedCheck:
         """The portable key to look up for `call`, or None when there is nothing to look for
         (nothing imported into its namespace, a refresh, no digest)."""
         opts = call.opts
-        if (opts is not None and opts.refresh) or call.namespace.name not in self._marked:
+        if (opts is not None and opts.refresh) or not self._marked:
+            return None
+        if self.names.field(call.namespace.name) not in self._marked:
             return None
         digest = call.digest
         return None if digest is None else self.names.key(call.prefix, digest)

@@ -392,7 +392,7 @@ def import_into(
     names = PortableNames(cache._keys)
     # Marked first, so entries are looked for as soon as they land (a mark with no entry
     # costs a look-up per miss, an entry with no mark would never be found).
-    if not cache._write_counters(names.marker, {name: 1.0}):
+    if not cache._write_counters(names.marker, {names.field(name): 1.0}):
         raise ConfigError(
             f"could not mark namespace {name!r} as imported in the shared tier: nothing was "
             f"imported; check the tier (llmcache doctor) and try again"

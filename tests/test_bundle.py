@@ -124,6 +124,26 @@ def test_round_trip_disk_to_disk_serves_hits_that_compute_nothing(
     cache.close()
 
 
+def test_the_shared_tier_shows_no_namespace_name_or_digest(
+    tmp_path: Path, exported: tuple[Path, str]
+) -> None:
+    path, key = exported
+    cache, _ = workspace(tmp_path, "team-b", SECRET_B)
+    cache.import_bundle(path, key)
+    disk = cache._tiers[0].backend
+    marker = disk.read_counters(PortableNames(cache._keys).marker)
+    assert len(marker) == 1 and "research" not in next(iter(marker))
+    with open(path, "rb") as source:
+        digests = [
+            item.digest
+            for kind, item in BundleReader(source, parse_key(key), "b").items()
+            if kind == llmcache._bundle.ENTRY
+        ]
+    names = " ".join(disk.scan(cache._keys.workspace_prefix()))
+    assert not any(digest[:16] in names for digest in digests)
+    cache.close()
+
+
 def test_an_imported_entry_is_promoted_under_the_calls_own_key(
     tmp_path: Path, exported: tuple[Path, str]
 ) -> None:
