@@ -159,9 +159,10 @@ class Backend(abc.ABC):
         """
         raise NotImplementedError
 
-    def window_settle(self, key: str, member: str, cost: float | None) -> None:
-        """Replace what `member` took from the window `key` by `cost` (its real usage),
-        keeping when it was taken; None removes it. Nothing if it is no longer there."""
+    def window_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
+        """Replace what `member` took from the window `key` (`taken`, the cost it took) by
+        `cost` (its real usage), keeping when it was taken; None removes it. Nothing if it
+        is no longer there."""
         raise NotImplementedError
 
     def size(self) -> tuple[int, int] | None:
@@ -200,8 +201,8 @@ class Backend(abc.ABC):
     ) -> float:
         return await run_in_thread(self.window_take, key, window_s, limit, cost, member)
 
-    async def awindow_settle(self, key: str, member: str, cost: float | None) -> None:
-        await run_in_thread(self.window_settle, key, member, cost)
+    async def awindow_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
+        await run_in_thread(self.window_settle, key, member, taken, cost)
 
     async def aclose(self) -> None:
         await run_in_thread(self.close)

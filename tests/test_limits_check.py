@@ -323,13 +323,13 @@ def test_backends_without_windows_refuse_them() -> None:
     with pytest.raises(NotImplementedError):
         tier.window_take("k", 1.0, 1, 1, "m")
     with pytest.raises(NotImplementedError):
-        tier.window_settle("k", "m", None)
+        tier.window_settle("k", "m", 1, None)
 
     async def in_a_loop() -> None:
         with pytest.raises(NotImplementedError):
             await tier.awindow_take("k", 1.0, 1, 1, "m")
         with pytest.raises(NotImplementedError):
-            await tier.awindow_settle("k", "m", None)
+            await tier.awindow_settle("k", "m", 1, None)
 
     asyncio.run(in_a_loop())
 

@@ -134,10 +134,10 @@ def test_windows_of_every_shared_backend(server: RedisServer, cluster: RedisClus
             key = unique("llmc-limit:test")
             assert tier.window_take(key, 60.0, 100, 70, "a") == 0.0
             assert 59.0 < tier.window_take(key, 60.0, 100, 70, "b") <= 60.0
-            tier.window_settle(key, "a", 20)  # its real usage
+            tier.window_settle(key, "a", 70, 20)  # its real usage
             assert tier.window_take(key, 60.0, 100, 70, "b") == 0.0
-            tier.window_settle(key, "b", None)  # gone
-            tier.window_settle(key, "missing", 5)  # nothing to settle: nothing happens
+            tier.window_settle(key, "b", 70, None)  # gone
+            tier.window_settle(key, "missing", 1, 5)  # nothing to settle: nothing happens
             redis = cluster.client() if isinstance(tier, RedisClusterBackend) else server.client()
             redis.script_flush()  # the scripts are sent again (EVAL)
 
@@ -146,10 +146,10 @@ def test_windows_of_every_shared_backend(server: RedisServer, cluster: RedisClus
             ) -> list[float]:
                 taken = [await tier.awindow_take(key, 60.0, 100, 90, "c")]  # 20 + 90 > 100
                 redis.script_flush()
-                await tier.awindow_settle(key, "a", None)
+                await tier.awindow_settle(key, "a", 20, None)
                 redis.script_flush()
                 taken.append(await tier.awindow_take(key, 60.0, 100, 90, "c"))
-                await tier.awindow_settle(key, "c", 10)
+                await tier.awindow_settle(key, "c", 90, 10)
                 return taken
 
             first, second = asyncio.run(in_a_loop())
@@ -238,7 +238,7 @@ async def test_async_calls_take_and_give_back_through_redis(server: RedisServer)
         workspace_key = limit_check(cache)._key(
             None, "gpt-4o", limit_check(cache).rules[(None, "gpt-4o")][0]
         )
-        assert server.client().zcard(workspace_key) == 2
+        assert server.client().zcount(workspace_key, "(0", "+inf") == 2  # and "#", the total
 
 
 def test_tokens_settle_in_the_shared_window(server: RedisServer) -> None:
@@ -257,8 +257,11 @@ def test_tokens_settle_in_the_shared_window(server: RedisServer) -> None:
         ask(1)
         ask(2)  # fits only because the first settled to 42 tokens
         tokens_key = next(k for k in limit_check(cache)._keys.values() if k.endswith("t"))
-        members = [str(m) for m in server.client(decode_responses=True).zrange(tokens_key, 0, -1)]
-        assert [member.rsplit(":", 1)[1] for member in members] == ["42", "42"]
+        raw = server.client(decode_responses=True)
+        window: list[tuple[str, float]] = raw.zrange(tokens_key, 0, -1, withscores=True)  # type: ignore[assignment]
+        calls = sorted(member.rsplit(":", 1)[1] for member, at in window if at > 0)
+        assert calls == ["42", "42"]
+        assert ("#", -84.0) in window  # the running total
 
 
 def test_redis_down_falls_back_to_this_process_and_says_so(
@@ -301,3 +304,16 @@ def test_redis_down_falls_back_to_this_process_and_says_so(
         assert cache.health().notes == []
         assert redis_server.client().keys("llmc-limit:*")
         cache.close()
+
+
+def test_what_slides_out_leaves_the_running_total(server: RedisServer) -> None:
+    tier, key = RedisBackend(server.patient_url), unique("llmc-limit:slide")
+    assert tier.window_take(key, 0.2, 2, 1, "a") == tier.window_take(key, 0.2, 2, 1, "b") == 0.0
+    retry = tier.window_take(key, 0.2, 2, 1, "c")
+    assert 0 < retry <= 0.2
+    time.sleep(retry + 0.01)  # (the one real wait: the server's clock decides)
+    assert tier.window_take(key, 0.2, 2, 1, "c") == 0.0
+    raw = server.client(decode_responses=True)
+    assert raw.zscore(key, "#") == -1.0  # "a" and "b" left the total with the window
+    assert raw.zcount(key, "(0", "+inf") == 1
+    tier.close()

@@ -32,43 +32,69 @@ def test_costs_settle_to_real_usage_or_go() -> None:
     windows = LocalWindows(clock)
     assert windows.take("t", 60.0, 1000, 900, "a") == 0.0
     assert windows.take("t", 60.0, 1000, 200, "b") == pytest.approx(60.0)
-    windows.settle("t", "a", 100)  # it used 100 tokens, not the 900 reserved
+    windows.settle("t", "a", 900, 100)  # it used 100 tokens, not the 900 reserved
     assert windows.take("t", 60.0, 1000, 200, "b") == 0.0
-    windows.settle("t", "a", None)
+    windows.settle("t", "a", 100, None)
     assert windows.take("t", 60.0, 1000, 700, "c") == 0.0  # 200 + 700
-    windows.settle("t", "missing", 5)  # gone or never there: nothing happens
-    windows.settle("no-window", "a", 5)
+    windows.settle("t", "missing", 1, 5)  # gone or never there: nothing happens
+    windows.settle("no-window", "a", 1, 5)
     assert windows.take("t", 60.0, 1000, 101, "d") == pytest.approx(60.0)
 
 
-# A sequence of takes: (seconds after the previous one, cost).
+# A sequence of takes: (seconds after the previous one, cost, settled to (None: kept)).
 takes_strategy = st.lists(
-    st.tuples(st.floats(0, 3, allow_nan=False), st.integers(1, 5)), min_size=1, max_size=60
+    st.tuples(
+        st.floats(0, 3, allow_nan=False),
+        st.integers(1, 5),
+        st.one_of(st.none(), st.integers(0, 5)),
+    ),
+    min_size=1,
+    max_size=60,
 )
 
 
 @settings(max_examples=150, deadline=None)
 @given(takes=takes_strategy, limit=st.integers(5, 12), window=st.sampled_from([1.0, 2.5, 7.0]))
 def test_no_window_ever_holds_more_than_the_limit(
-    takes: list[tuple[float, int]], limit: int, window: float
+    takes: list[tuple[float, int, int | None]], limit: int, window: float
 ) -> None:
     clock = FakeClock(0.0)
     windows = LocalWindows(clock)
-    granted: list[tuple[float, int]] = []
-    for n, (gap, cost) in enumerate(takes):
+    granted: dict[str, tuple[float, int]] = {}  # member: (when, cost now)
+    for n, (gap, cost, settled) in enumerate(takes):
         clock.advance(gap)
-        retry = windows.take("k", window, limit, cost, f"m{n}")
+        member = f"m{n}"
+        retry = windows.take("k", window, limit, cost, member)
+        inside = sum(c for t, c in granted.values() if t > clock.now - window)
         if retry == 0:
-            granted.append((clock.now, cost))
+            assert inside + cost <= limit
+            granted[member] = (clock.now, cost)
+            if settled is not None and settled <= cost:  # a smaller real usage
+                windows.settle("k", member, cost, settled)
+                granted[member] = (clock.now, settled)
             continue
         # Refused: it would not fit now, and it fits after the time it was told.
-        inside = sum(c for t, c in granted if t > clock.now - window)
         assert inside + cost > limit
         later = clock.now + retry + 1e-9  # (float rounding)
-        assert sum(c for t, c in granted if t > later - window) + cost <= limit
+        assert sum(c for t, c in granted.values() if t > later - window) + cost <= limit
+        # The window's running total is what its entries hold.
+        (kept,) = windows._windows.values()
+        assert kept.total == pytest.approx(sum(e.cost for e in kept.entries))
     # Every window (they are fullest where one starts at a take) holds at most the limit.
-    for start, _ in granted:
-        assert sum(c for t, c in granted if start <= t < start + window) <= limit
+    for start, _ in granted.values():
+        assert sum(c for t, c in granted.values() if start <= t < start + window) <= limit
+
+
+def test_a_retried_take_keeps_its_own_entry() -> None:
+    clock = FakeClock(0.0)
+    windows = LocalWindows(clock)
+    assert windows.take("k", 10.0, 2, 1, "a") == 0.0
+    windows.settle("k", "a", 1, None)  # given back (another limit refused the call)
+    clock.advance(5)
+    assert windows.take("k", 10.0, 2, 1, "a") == 0.0  # the same call, tried again
+    clock.advance(6)  # the given-back entry slides out; the retried one stays
+    windows.settle("k", "a", 1, 2)
+    assert windows.take("k", 10.0, 2, 1, "b") == pytest.approx(4.0)
 
 
 def test_threads_never_take_more_than_the_limit() -> None:

@@ -323,8 +323,8 @@ class RedisBackend(Backend):
         args = take_args(window_s, limit, cost, member)
         return int(self._script(TAKE_SCRIPT, _TAKE_SHA, key, args)) / 1_000_000
 
-    def window_settle(self, key: str, member: str, cost: float | None) -> None:
-        self._script(SETTLE_SCRIPT, _SETTLE_SHA, key, settle_args(member, cost))
+    def window_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
+        self._script(SETTLE_SCRIPT, _SETTLE_SHA, key, settle_args(member, taken, cost))
 
     def _script(self, script: str, sha: str, key: str, args: list[str]) -> Any:
         """EVALSHA, then EVAL if the server does not have the script (yet, or any more)."""
@@ -416,8 +416,8 @@ class RedisBackend(Backend):
         args = take_args(window_s, limit, cost, member)
         return int(await self._ascript(TAKE_SCRIPT, _TAKE_SHA, key, args)) / 1_000_000
 
-    async def awindow_settle(self, key: str, member: str, cost: float | None) -> None:
-        await self._ascript(SETTLE_SCRIPT, _SETTLE_SHA, key, settle_args(member, cost))
+    async def awindow_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
+        await self._ascript(SETTLE_SCRIPT, _SETTLE_SHA, key, settle_args(member, taken, cost))
 
     async def _ascript(self, script: str, sha: str, key: str, args: list[str]) -> Any:
         client = await self._aclient()

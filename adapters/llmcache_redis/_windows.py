@@ -2,10 +2,14 @@
 
 A window is a sorted set: one member per call, ``<call id>:<cost>``, scored by when it was
 taken in microseconds of the server's clock (``TIME``), so every process of every machine
-goes by one clock. A take drops what slid out, sums what is left and adds the call if it
-fits, in one script: no two processes can both take the last slot. Its reply is 0 (taken)
-or the microseconds until enough has slid out. A settle replaces a call's cost (a token
-estimate by the real usage), keeping its time. The key expires a window after its last take.
+goes by one clock; and the member ``#``, scored by minus the costs in the window (a running
+total: scores of calls are positive, its own never is). A take drops what slid out (and
+its cost from the total) and adds the call if the total stays within the limit, in one
+script: no two processes can both take the last slot. Its reply is 0 (taken) or the
+microseconds until enough has slid out. So a granted take costs O(log n) plus what slid
+out, whatever the window holds; only a refused one walks the oldest calls. A settle
+replaces a call's cost (a token estimate by the real usage), keeping its time. The key
+expires a window after its last take.
 
 Scores are written with ``%.0f``: Lua 5.1 turns numbers into text with 14 significant digits,
 which would round microseconds since 1970 (16 digits) to hundreds.
@@ -20,6 +24,9 @@ import hashlib
 
 __all__ = ["SETTLE_SCRIPT", "TAKE_SCRIPT", "settle_args", "sha1", "take_args"]
 
+# Where a cost sits in a member's name: after its last ':'.
+_COST = "(tonumber(string.match({}, ':([^:]*)$')) or 0)"
+
 TAKE_SCRIPT = """
 local key = KEYS[1]
 local window = tonumber(ARGV[1])
@@ -27,40 +34,60 @@ local limit = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window))
-local taken = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-local total = 0
-for i = 1, #taken, 2 do
-    total = total + (tonumber(string.match(taken[i], ':([^:]*)$')) or 0)
+local since = string.format('%.0f', now - window)
+local gone = redis.call('ZRANGEBYSCORE', key, '(0', since)
+if #gone > 0 then
+    local freed = 0
+    for i = 1, #gone do
+        freed = freed + COST(gone[i])
+    end
+    redis.call('ZREMRANGEBYSCORE', key, '(0', since)
+    redis.call('ZINCRBY', key, freed, '#')
+end
+local total = -(tonumber(redis.call('ZSCORE', key, '#')) or 0)
+if total ~= 0 and redis.call('ZCARD', key) == 1 then
+    total = 0  -- nothing left in the window: no rounding carried over
 end
 if total + cost <= limit then
     redis.call('ZADD', key, string.format('%.0f', now), ARGV[4] .. ':' .. ARGV[3])
+    redis.call('ZADD', key, string.format('%.17g', -(total + cost)), '#')
     redis.call('PEXPIRE', key, math.ceil(window / 1000) + 1)
     return 0
 end
 local needed = total + cost - limit
-for i = 1, #taken, 2 do
-    needed = needed - (tonumber(string.match(taken[i], ':([^:]*)$')) or 0)
-    if needed <= 0 then
-        return math.max(tonumber(taken[i + 1]) + window - now, 1)
+local offset = 0
+while true do
+    local taken = redis.call(
+        'ZRANGEBYSCORE', key, '(0', '+inf', 'WITHSCORES', 'LIMIT', offset, 64)
+    if #taken == 0 then
+        return window
     end
+    for i = 1, #taken, 2 do
+        needed = needed - COST(taken[i])
+        if needed <= 0 then
+            return math.max(tonumber(taken[i + 1]) + window - now, 1)
+        end
+    end
+    offset = offset + 64
 end
-return window
-"""
+""".replace("COST(gone[i])", _COST.format("gone[i]")).replace(
+    "COST(taken[i])", _COST.format("taken[i]")
+)
 
 SETTLE_SCRIPT = """
-local prefix = ARGV[1] .. ':'
-local taken = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-for i = 1, #taken, 2 do
-    if string.sub(taken[i], 1, #prefix) == prefix then
-        redis.call('ZREM', KEYS[1], taken[i])
-        if ARGV[2] ~= '' then
-            redis.call('ZADD', KEYS[1], taken[i + 1], prefix .. ARGV[2])
-        end
-        return 1
-    end
+local old = ARGV[1] .. ':' .. ARGV[2]
+local at = redis.call('ZSCORE', KEYS[1], old)
+if not at then
+    return 0
 end
-return 0
+redis.call('ZREM', KEYS[1], old)
+local change = -tonumber(ARGV[2])
+if ARGV[3] ~= '' then
+    redis.call('ZADD', KEYS[1], at, ARGV[1] .. ':' .. ARGV[3])
+    change = change + tonumber(ARGV[3])
+end
+redis.call('ZINCRBY', KEYS[1], -change, '#')
+return 1
 """
 
 
@@ -77,6 +104,6 @@ def take_args(window_s: float, limit: float, cost: float, member: str) -> list[s
     return [str(max(1, round(window_s * 1_000_000))), _number(limit), _number(cost), member]
 
 
-def settle_args(member: str, cost: float | None) -> list[str]:
-    """SETTLE_SCRIPT's ARGV: the call's id and its new cost ('' removes it)."""
-    return [member, "" if cost is None else _number(cost)]
+def settle_args(member: str, taken: float, cost: float | None) -> list[str]:
+    """SETTLE_SCRIPT's ARGV: the call's id, what it took, its new cost ('' removes it)."""
+    return [member, _number(taken), "" if cost is None else _number(cost)]

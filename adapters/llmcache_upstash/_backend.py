@@ -333,8 +333,8 @@ class UpstashBackend(Backend):
             waited = self._run(["EVAL", TAKE_SCRIPT, 1, key, *args])
         return int(waited) / 1_000_000
 
-    def window_settle(self, key: str, member: str, cost: float | None) -> None:
-        args = settle_args(member, cost)
+    def window_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
+        args = settle_args(member, taken, cost)
         try:
             self._run(["EVALSHA", _SETTLE_SHA, 1, key, *args])
         except BackendError as error:
@@ -397,8 +397,8 @@ class UpstashBackend(Backend):
             waited = await self._arun(["EVAL", TAKE_SCRIPT, 1, key, *args])
         return int(waited) / 1_000_000
 
-    async def awindow_settle(self, key: str, member: str, cost: float | None) -> None:
-        args = settle_args(member, cost)
+    async def awindow_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
+        args = settle_args(member, taken, cost)
         try:
             await self._arun(["EVALSHA", _SETTLE_SHA, 1, key, *args])
         except BackendError as error:

@@ -245,9 +245,9 @@ class LimitCheck:
             if retry_s > 0:
                 for given, where in taken:
                     if isinstance(where, GuardedTier):
-                        await where.acall("window_settle", given.key, member, None)
+                        await where.acall("window_settle", given.key, member, given.cost, None)
                     else:
-                        where.settle(given.key, member, None)
+                        where.settle(given.key, member, given.cost, None)
                 return [], _Denied(take, retry_s)
             taken.append((take, store))
         return taken, None
@@ -269,9 +269,9 @@ class LimitCheck:
     def _settle_all(taken: list[tuple[_Take, Store]], member: str, cost: float | None) -> None:
         for take, store in taken:
             if isinstance(store, GuardedTier):
-                store.call("window_settle", take.key, member, cost)
+                store.call("window_settle", take.key, member, take.cost, cost)
             else:
-                store.settle(take.key, member, cost)
+                store.settle(take.key, member, take.cost, cost)
 
     # -- the shared tier's state ---------------------------------------------------------------
     def _shared_failed(self, shared: GuardedTier) -> None:

@@ -7,7 +7,8 @@ sliding-window counter would estimate the previous period's share and can let th
 than the limit over some windows), and bounded: a window holds at most one entry per call
 in it, and entries that slid out are dropped by the next take.
 
-One lock for every window of the process: takes are microseconds and never wait inside it,
+A take or a settle costs O(1) (plus what slid out); only a refused take walks the oldest
+entries. One lock for every window of the process: takes are microseconds and never wait,
 so threads and event loops alike see each take whole. After `os.fork` a child starts with
 empty windows of its own (its parent's calls are not its own).
 """
@@ -36,11 +37,12 @@ class _Entry:
 
 
 class _Window:
-    __slots__ = ("entries", "total")
+    __slots__ = ("entries", "members", "total")
 
     def __init__(self) -> None:
         self.entries: collections.deque[_Entry] = collections.deque()  # oldest first
-        self.total = 0.0
+        self.members: dict[str, _Entry] = {}  # the same entries by member, for settling
+        self.total = 0.0  # their costs added up
 
 
 class LocalWindows:
@@ -63,11 +65,15 @@ class LocalWindows:
             entries = window.entries
             since = now - window_s
             while entries and entries[0].at <= since:
-                window.total -= entries.popleft().cost
+                gone = entries.popleft()
+                window.total -= gone.cost
+                if window.members.get(gone.member) is gone:  # not a later take's, retried
+                    del window.members[gone.member]
             if not entries:
                 window.total = 0.0  # no float drift carried over
             if window.total + cost <= limit:
-                entries.append(_Entry(now, member, cost))
+                entry = window.members[member] = _Entry(now, member, cost)
+                entries.append(entry)
                 window.total += cost
                 return 0.0
             # The oldest entries slide out first: wait until enough of them have.
@@ -78,21 +84,17 @@ class LocalWindows:
                     return max(entry.at + window_s - now, 1e-6)
             return window_s  # pragma: no cover - cost > limit: the caller clamps it
 
-    def settle(self, key: str, member: str, cost: float | None) -> None:
-        """`member`'s take becomes `cost` (None: removed), if it is still in the window."""
+    def settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
+        """`member`'s take (of `taken`) becomes `cost` (None: given back), if it is still in
+        the window. A take given back stays in it at no cost until it slides out."""
         with self._lock:
             window = self._windows.get(key)
-            if window is None:
+            entry = window.members.get(member) if window is not None else None
+            if window is None or entry is None:
                 return
-            for index, entry in enumerate(window.entries):
-                if entry.member == member:
-                    window.total -= entry.cost
-                    if cost is None:
-                        del window.entries[index]
-                    else:
-                        entry.cost = cost
-                        window.total += cost
-                    return
+            new = 0.0 if cost is None else cost
+            window.total += new - entry.cost
+            entry.cost = new
 
     def forget(self) -> None:
         """Start over, with a new lock (after a fork: no thread of the parent holds it)."""
