@@ -144,7 +144,8 @@ def nearest_difference(
     """
     args = fields.get("args")
     mine: Mapping[str, Any] = args if isinstance(args, Mapping) else {}
-    best: list[str] | None = None
+    mine_items = mine.items()
+    nearest: Mapping[str, Any] | None = None
     best_score = (-1, 0)
     compared = 0
     for other in recorded:
@@ -152,12 +153,16 @@ def nearest_difference(
         if not isinstance(theirs, Mapping):
             continue
         compared += 1
-        differs = [name for name, value in mine.items() if theirs.get(name) != value]
-        differs += [name for name in theirs if name not in mine]
-        # The most equal arguments; of those, the fewest differences.
-        score = (sum(1 for name, value in mine.items() if theirs.get(name) == value), -len(differs))
+        # The most equal arguments; of those, the fewest differences (set operations on
+        # the (name, hash) pairs: this runs for up to `HINT_ENTRIES` recorded calls).
+        equal = len(mine_items & theirs.items())
+        score = (equal, 2 * equal - len(mine) - len(theirs))
         if score > best_score:
-            best_score, best = score, differs
+            best_score, nearest = score, theirs
+    if nearest is None:
+        return None, compared
+    best = [name for name, value in mine_items if nearest.get(name) != value]
+    best += [name for name in nearest if name not in mine]
     return best, compared
 
 
