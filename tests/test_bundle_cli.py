@@ -155,11 +155,11 @@ def test_mistakes_are_one_line_errors(tmp_path: Path, args: list[str], message: 
 
 # -- a large bundle: streamed, in bounded memory ---------------------------------------------------
 ENTRIES = 5000
-VALUE_BYTES = 1500
+VALUE_BYTES = 2000
 
 
 def test_a_large_bundle_streams_in_bounded_memory(tmp_path: Path) -> None:
-    """5,000 entries of 1.5 KB (incompressible) each: export and import each hold about a
+    """5,000 entries of 2 KB (incompressible) each: export and import each hold about a
     chunk or two at a time (and about 70 bytes per entry to deduplicate), far less than
     the bundle."""
     cache = Cache("big-a", secret=SECRET_A, tiers=[f"disk://{tmp_path / 'a'}"])
