@@ -48,8 +48,8 @@ def node_key_counts(cluster: RedisCluster, pattern: str) -> list[int]:
 
 
 def test_entries_spread_over_every_node_and_clear_reaches_all(cluster: RedisCluster) -> None:
-    cache = llmcache.Cache(workspace="spread", secret=SECRET, tiers=["memory", cluster.url])
-    other = llmcache.Cache(workspace="spread2", secret=SECRET, tiers=[cluster.url])
+    cache = llmcache.Cache(workspace="spread", secret=SECRET, tiers=["memory", cluster.patient_url])
+    other = llmcache.Cache(workspace="spread2", secret=SECRET, tiers=[cluster.patient_url])
 
     @cache.cached(namespace="n")
     def square(n: int) -> int:
@@ -79,7 +79,7 @@ def test_entries_spread_over_every_node_and_clear_reaches_all(cluster: RedisClus
 
 
 def test_get_many_across_slots_and_nodes(cluster: RedisCluster) -> None:
-    tier = RedisClusterBackend.from_url(cluster.url)
+    tier = RedisClusterBackend.from_url(cluster.patient_url)
     try:
         keys = [f"llmc:many:{i}" for i in range(40)]  # no hash tag: many slots, all nodes
         for i, key in enumerate(keys):
@@ -146,7 +146,7 @@ def test_a_child_forked_while_another_thread_discovers_the_cluster_is_not_stuck(
     cluster: RedisCluster,
 ) -> None:
     """The thread that held the discovery lock at the fork is not in the child."""
-    tier = RedisClusterBackend.from_url(cluster.url)
+    tier = RedisClusterBackend.from_url(cluster.patient_url)
     holding, release = threading.Event(), threading.Event()
 
     def discovering() -> None:

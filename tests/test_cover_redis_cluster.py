@@ -56,7 +56,7 @@ def test_clearing_many_entries_reaches_every_node(cluster: RedisCluster) -> None
 
 
 async def test_awaited_calls_take_and_release_the_lock(cluster: RedisCluster) -> None:
-    tier = RedisClusterBackend.from_url(cluster.url)
+    tier = RedisClusterBackend.from_url(cluster.patient_url)
     try:
         await tier.aunlock("llmc:no-such-lock", "token")  # a first async call: connects
         await tier.aset("llmc:a", b"1", 30)
@@ -83,7 +83,7 @@ async def test_awaited_calls_take_and_release_the_lock(cluster: RedisCluster) ->
 
 
 def test_a_closed_tier_says_it_is_closed(cluster: RedisCluster) -> None:
-    tier = RedisClusterBackend.from_url(cluster.url)
+    tier = RedisClusterBackend.from_url(cluster.patient_url)
     tier.close()
     with pytest.raises(BackendError, match="the tier is closed"):
         tier.get("llmc:anything")

@@ -137,7 +137,7 @@ def test_the_child_sees_an_invalidation_made_in_the_parent(server: RedisServer) 
     cache = llmcache.Cache(
         workspace=f"fork-{uuid.uuid4().hex[:8]}",
         secret=SECRET,
-        tiers=["memory", server.url],
+        tiers=["memory", server.patient_url],
         generation_poll=POLL,
     )
     calls: list[str] = []
@@ -189,7 +189,7 @@ def test_parent_and_child_counts_add_up_exactly_in_the_shared_ledger(server: Red
     cache = llmcache.Cache(
         workspace=f"fork-{uuid.uuid4().hex[:8]}",
         secret=SECRET,
-        tiers=["memory", server.url],
+        tiers=["memory", server.patient_url],
         generation_poll=POLL,
     )
 
@@ -254,7 +254,7 @@ def test_what_another_thread_held_at_the_fork_is_free_in_the_child(
     cache = llmcache.Cache(
         workspace=f"fork-{uuid.uuid4().hex[:8]}",
         secret=SECRET,
-        tiers=["memory", server.url],
+        tiers=["memory", server.patient_url],
         generation_poll=POLL,
     )
     (tier,) = cache._tiers

@@ -418,7 +418,7 @@ def test_workspaces_on_one_redis_do_not_see_each_others_entries(
     server: FakeOpenAIServer,
 ) -> None:
     with RedisServer() as redis_server:
-        tiers = [redis_server.url]  # no memory tier: every read goes to the shared Redis
+        tiers = [redis_server.patient_url]  # no memory tier: every read goes to the shared Redis
         with (
             llmcache.Cache(workspace="team", secret=SECRET, tiers=tiers) as one,
             llmcache.Cache(workspace="team", secret=SECRET + "-other", tiers=tiers) as other,

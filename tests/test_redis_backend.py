@@ -65,7 +65,7 @@ class TestRedisBase64Contract(BackendContract):
 
 # -- URLs and registration -------------------------------------------------------------------
 def test_registered_for_its_schemes(server: RedisServer) -> None:
-    cache = llmcache.Cache(workspace="reg", secret=SECRET, tiers=["memory", server.url])
+    cache = llmcache.Cache(workspace="reg", secret=SECRET, tiers=["memory", server.patient_url])
     try:
         assert isinstance(cache._tiers[0].backend, RedisBackend)
         assert cache._tiers[0].name == f"redis://127.0.0.1:{server.port}/0"
@@ -183,7 +183,7 @@ def test_a_refused_operation_is_a_backend_error_that_leaves_the_tier_reachable(
     """A server's refusal (here WRONGTYPE) is translated too, with its own cause, and does not
     read as an unreachable tier."""
     raw.set("llmc:not-a-hash", b"text")
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     try:
         with pytest.raises(BackendError, match="WRONGTYPE") as info:
             tier.read_counters("llmc:not-a-hash")
@@ -197,7 +197,7 @@ def test_a_refused_operation_is_a_backend_error_that_leaves_the_tier_reachable(
 
 def test_an_error_that_is_not_the_clients_passes_through(server: RedisServer) -> None:
     """Only redis-py's errors become BackendError: a bug in our own code stays visible."""
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     try:
         with pytest.raises(ValueError, match="could not convert"):
             tier.incr_counters("llmc:c", {"a": "x"})  # type: ignore[dict-item]
@@ -209,7 +209,7 @@ def test_an_error_that_is_not_the_clients_passes_through(server: RedisServer) ->
 def test_idle_connections_past_the_cap_are_closed_on_release(
     server: RedisServer, raw: redis.Redis
 ) -> None:
-    tier = RedisBackend.from_url(server.url + "?max_connections=3")
+    tier = RedisBackend.from_url(server.patient_url + "&max_connections=3")
     stack = tier._connections
     assert stack is not None
     try:
@@ -248,7 +248,7 @@ def test_idle_connections_past_the_cap_are_closed_on_release(
 
 
 def test_the_default_cap_is_the_pool_size_option(server: RedisServer) -> None:
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     try:
         assert tier._connections is not None
         assert tier._connections._max_idle == tier.options.max_connections == 64
@@ -257,7 +257,7 @@ def test_the_default_cap_is_the_pool_size_option(server: RedisServer) -> None:
 
 
 def test_describe_and_ping(server: RedisServer) -> None:
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     try:
         tier.ping()
         facts = tier.describe()
@@ -270,8 +270,8 @@ def test_describe_and_ping(server: RedisServer) -> None:
 
 # -- what is stored -----------------------------------------------------------------------------
 def test_binary_by_default_and_text_form_on_request(server: RedisServer, raw: redis.Redis) -> None:
-    binary = RedisBackend.from_url(server.url)
-    text = RedisBackend.from_url(server.url + "?entry_encoding=base64")
+    binary = RedisBackend.from_url(server.patient_url)
+    text = RedisBackend.from_url(server.patient_url + "&entry_encoding=base64")
     try:
         binary.set("llmc:form:bin", b"\x01\x00raw", 60)
         text.set("llmc:form:txt", b"\x01\x00raw", 60)
@@ -291,7 +291,7 @@ def test_binary_by_default_and_text_form_on_request(server: RedisServer, raw: re
 
 
 def test_ttl_is_set_in_milliseconds(server: RedisServer, raw: redis.Redis) -> None:
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     try:
         tier.set("llmc:ttl:ms", b"v", 1.5)
         assert 1400 <= raw.pttl("llmc:ttl:ms") <= 1500
@@ -304,7 +304,7 @@ def test_ttl_is_set_in_milliseconds(server: RedisServer, raw: redis.Redis) -> No
 def test_delete_prefix_treats_glob_characters_literally(
     server: RedisServer, raw: redis.Redis
 ) -> None:
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     try:
         for key in ("glob*[a]?:1", "glob*[a]?:2", "globX[a]?:1", "glob*a?:1", "glob*[a]!:1"):
             raw.set(key, b"v")
@@ -317,7 +317,7 @@ def test_delete_prefix_treats_glob_characters_literally(
 
 
 def test_delete_prefix_in_batches(server: RedisServer, raw: redis.Redis) -> None:
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     try:
         raw.mset({f"llmc:batch:{i}": b"v" for i in range(2500)})
         raw.set("llmc:batchX", b"keep")
@@ -328,7 +328,7 @@ def test_delete_prefix_in_batches(server: RedisServer, raw: redis.Redis) -> None
 
 
 def test_unlock_only_with_the_holders_token(server: RedisServer, raw: redis.Redis) -> None:
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     try:
         token = tier.try_lock("llmc:lock:x", 5)
         assert token is not None and raw.get("llmc:lock:x") == token.encode()
@@ -342,7 +342,7 @@ def test_unlock_only_with_the_holders_token(server: RedisServer, raw: redis.Redi
 # -- asyncio --------------------------------------------------------------------------------------
 def test_async_from_several_loops_and_threads(server: RedisServer) -> None:
     """The same backend from asyncio.run twice, and from loops in other threads at once."""
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
     errors: list[BaseException] = []
 
     async def work(tag: str) -> None:
@@ -377,7 +377,7 @@ def test_async_from_several_loops_and_threads(server: RedisServer) -> None:
 
 
 def test_aclose_and_close_release_async_clients(server: RedisServer) -> None:
-    tier = RedisBackend.from_url(server.url)
+    tier = RedisBackend.from_url(server.patient_url)
 
     async def scenario() -> Any:
         await tier.aset("llmc:aclose", b"v", 30)
@@ -393,7 +393,7 @@ def test_aclose_and_close_release_async_clients(server: RedisServer) -> None:
 
 
 def test_async_cache_hits_through_redis(server: RedisServer) -> None:
-    cache = llmcache.Cache(workspace="asynchits", secret=SECRET, tiers=[server.url])
+    cache = llmcache.Cache(workspace="asynchits", secret=SECRET, tiers=[server.patient_url])
     calls: list[str] = []
 
     @cache.cached(namespace="a")

@@ -44,7 +44,7 @@ def out_of_memory(raw: redis.Redis) -> None:
 def test_a_redis_that_cannot_store_still_serves_its_hits(server: RedisServer) -> None:
     raw = server.client()
     cache = llmcache.Cache(
-        workspace=f"oom-{uuid.uuid4().hex[:6]}", secret=SECRET, tiers=[server.url]
+        workspace=f"oom-{uuid.uuid4().hex[:6]}", secret=SECRET, tiers=[server.patient_url]
     )
     real_calls: list[int] = []
 

@@ -377,6 +377,11 @@ class RedisCluster(ManagedServer):
         """``redis+cluster://127.0.0.1:P1`` (the first node is the seed)."""
         return f"redis+cluster://{HOST}:{self.ports[0]}"
 
+    @property
+    def patient_url(self) -> str:
+        """`url` with 5 s deadlines (see `RedisServer.patient_url`)."""
+        return f"{self.url}?timeout=5&connect_timeout=5"
+
     def start(self) -> Self:
         """Start the nodes, create the cluster and wait until every node says it is ok."""
         if self.nodes:
