@@ -42,12 +42,13 @@ if #gone > 0 then
         freed = freed + COST(gone[i])
     end
     redis.call('ZREMRANGEBYSCORE', key, '(0', since)
-    redis.call('ZINCRBY', key, freed, '#')
+    if redis.call('ZCARD', key) <= 1 then
+        redis.call('ZADD', key, 0, '#')  -- nothing left: no rounding carried over
+    else
+        redis.call('ZINCRBY', key, freed, '#')
+    end
 end
 local total = -(tonumber(redis.call('ZSCORE', key, '#')) or 0)
-if total ~= 0 and redis.call('ZCARD', key) == 1 then
-    total = 0  -- nothing left in the window: no rounding carried over
-end
 if total + cost <= limit then
     redis.call('ZADD', key, string.format('%.0f', now), ARGV[4] .. ':' .. ARGV[3])
     redis.call('ZADD', key, string.format('%.17g', -(total + cost)), '#')
