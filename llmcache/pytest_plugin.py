@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class CassettePlugin:
         self.mode: str = given
         self._environ: str | None = None
         self._default_mode: tuple[Cache, str] | None = None
+        self._session: tuple[Cache, Path] | None = None  # the run's own default cache
 
     @classmethod
     def of(cls, config: pytest.Config) -> CassettePlugin:
@@ -108,7 +110,37 @@ class CassettePlugin:
             self._default_mode = (default, default.mode)
             default.mode = self.mode
 
+    def open_session(self) -> None:
+        """With the ``llmcache_session`` ini option: a recordings folder (under the root
+        folder) as the default cache of the whole run, so that functions decorated with
+        ``@llmcache.cached`` when their module is imported (collected after this) record
+        and replay too. Not if a default cache is built already (a conftest.py imported
+        one): those functions are bound to it, so that is said once, as a warning."""
+        name = str(self.config.getini("llmcache_session") or "")
+        if not name:
+            return
+        if _config._DEFAULT is not None:
+            self.config.issue_config_time_warning(
+                pytest.PytestConfigWarning(
+                    f"llmcache_session = {name}: the default cache was built before the "
+                    f"plugin started (by a conftest.py import?), so the functions decorated "
+                    f"then keep it; import them from the test modules instead"
+                ),
+                stacklevel=2,
+            )
+            return
+        scratch = Path(tempfile.mkdtemp(prefix="llmcache-session-"))
+        cache = open_cassette(self.config.rootpath / name, self.mode, scratch)
+        self._session = (cache, scratch)
+        _config.set_default_cache(cache)
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._session is not None:
+            cache, scratch = self._session
+            if _config._DEFAULT is cache:
+                _config.set_default_cache(None)
+            close_cassette(cache)
+            shutil.rmtree(scratch, ignore_errors=True)
         if self._default_mode is not None:
             cache, mode = self._default_mode
             cache.mode = mode
@@ -162,8 +194,10 @@ _FOLDER = pytest.StashKey[Path]()
 
 def activate(config: pytest.Config) -> None:
     """A run given ``--llmcache`` (or the ini option): register the plugin, give the mode
-    to every cache of the run."""
-    CassettePlugin.of(config).apply_everywhere()
+    to every cache of the run, open the session's recordings if the ini asks for them."""
+    plugin = CassettePlugin.of(config)
+    plugin.apply_everywhere()
+    plugin.open_session()
 
 
 def open_cassette(folder: Path, mode: str, scratch: Path) -> Cache:

@@ -1,11 +1,12 @@
 """llmcache's pytest plugin, as pytest loads it (the ``pytest11`` entry point "llmcache").
 
 Off unless used: this module declares the options, the marker and the fixture, and imports
-nothing of llmcache. Only a run given ``--llmcache=MODE`` (or the ``llmcache`` ini option),
-or a test that asks for the ``llmcache_cache`` fixture or carries the ``llmcache`` marker,
-loads the plugin's work, `llmcache.pytest_plugin`. Why a module of its own: pytest imports
-entry-point plugins before anything else of the run (coverage measurement included), and
-every run of every project that has llmcache installed would otherwise pay for importing it.
+nothing of llmcache. Only a run given ``--llmcache=MODE`` (or the ``llmcache`` or
+``llmcache_session`` ini option), or a test that asks for the ``llmcache_cache`` fixture or
+carries the ``llmcache`` marker, loads the plugin's work, `llmcache.pytest_plugin`. Why a
+module of its own: pytest imports entry-point plugins before anything else of the run
+(coverage measurement included), and every run of every project that has llmcache installed
+would otherwise pay for importing it.
 
 Disable it with ``-p no:llmcache``.
 """
@@ -49,6 +50,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="llm_cassettes",
     )
     parser.addini(
+        "llmcache_session",
+        "a recordings folder (relative to the root folder, e.g. tests/llm_cassettes/session) "
+        "used as the default cache of a run given --llmcache: functions decorated with "
+        "@llmcache.cached at import time record and replay there (default: none)",
+        default="",
+    )
+    parser.addini(
         "llmcache_scope",
         "one recording folder per 'module' (the default) or per 'test'",
         default="module",
@@ -57,7 +65,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
-    if config.getoption("llmcache_mode") or config.getini("llmcache"):
+    if (
+        config.getoption("llmcache_mode")
+        or config.getini("llmcache")
+        or config.getini("llmcache_session")
+    ):
         from llmcache import pytest_plugin
 
         pytest_plugin.activate(config)

@@ -244,3 +244,47 @@ def test_the_mode_reaches_every_cache_of_the_run_and_is_put_back(
         assert os.environ["LLMCACHE_MODE"] == "refresh"
     finally:
         del os.environ["LLMCACHE_MODE"]
+
+
+def test_a_session_folder_records_functions_decorated_at_import(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini(INI + "llmcache_session = tests/llm_cassettes/session\n")
+    pytester.makepyfile(
+        test_app="""
+        import os
+        import pytest
+        import llmcache
+
+        @llmcache.cached  # decorated at import, as application code is
+        def summarize(text):
+            if os.environ.get("LLM_OFFLINE"):
+                raise AssertionError("the provider was called")
+            return text[:3]
+
+        def test_summarize():
+            assert summarize("abcdef") == "abc"
+
+        @pytest.mark.llmcache
+        def test_marked_tests_still_get_their_own():
+            assert llmcache.get_default_cache() is not summarize.cache  # its own folder
+            assert summarize("abcdef") == "abc"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)  # record, the default mode
+    assert (pytester.path / "tests" / "llm_cassettes" / "session" / "cache.sqlite3").is_file()
+    monkeypatch.setenv("LLM_OFFLINE", "1")
+    pytester.runpytest("--llmcache=replay").assert_outcomes(passed=2)
+    assert llmcache._config._DEFAULT is None or "session" not in repr(llmcache._config._DEFAULT)
+
+
+def test_a_default_cache_built_before_the_session_folder_is_kept_with_a_warning(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI + "llmcache_session = recordings\n")
+    pytester.makeconftest("import llmcache\nllmcache.get_default_cache()\n")
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest("-W", "always::pytest.PytestConfigWarning")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*llmcache_session = recordings: the default cache was built*"])
+    assert not (pytester.path / "recordings").exists()
