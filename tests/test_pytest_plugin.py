@@ -66,6 +66,9 @@ def test_record_then_replay_offline_then_a_new_call_fails_with_the_hint_then_ref
     ignored = (pytester.path / "llm_cassettes" / ".gitignore").read_text()
     assert "*-wal" in ignored and "*.reopen-lock" in ignored
     recorded = _digest(folder)
+    # A record run that records nothing new leaves the file as it was (counts stay in memory).
+    pytester.runpytest("--llmcache=record").assert_outcomes(passed=1)
+    assert _digest(folder) == recorded
 
     # Offline: the recorded call is served, and replaying does not change the recording.
     monkeypatch.setenv("LLM_OFFLINE", "1")
