@@ -132,14 +132,15 @@ def test_windows_of_every_shared_backend(server: RedisServer, cluster: RedisClus
         for tier in backends(server, rest, cluster):
             assert tier.supports_windows
             key = unique("llmc-limit:test")
+            redis = cluster.client() if isinstance(tier, RedisClusterBackend) else server.client()
+            redis.script_flush()  # each script is sent whole once (EVAL), then by its SHA
             assert tier.window_take(key, 60.0, 100, 70, "a") == 0.0
             assert 59.0 < tier.window_take(key, 60.0, 100, 70, "b") <= 60.0
             tier.window_settle(key, "a", 70, 20)  # its real usage
             assert tier.window_take(key, 60.0, 100, 70, "b") == 0.0
             tier.window_settle(key, "b", 70, None)  # gone
             tier.window_settle(key, "missing", 1, 5)  # nothing to settle: nothing happens
-            redis = cluster.client() if isinstance(tier, RedisClusterBackend) else server.client()
-            redis.script_flush()  # the scripts are sent again (EVAL)
+            redis.script_flush()  # and again
 
             async def in_a_loop(
                 tier: Backend = tier, key: str = key, redis: Any = redis
@@ -317,3 +318,23 @@ def test_what_slides_out_leaves_the_running_total(server: RedisServer) -> None:
     assert raw.zscore(key, "#") == -1.0  # "a" and "b" left the total with the window
     assert raw.zcount(key, "(0", "+inf") == 1
     tier.close()
+
+
+def test_an_upstash_failure_is_not_mistaken_for_a_missing_script(server: RedisServer) -> None:
+    with UpstashRestServer(server.url) as rest:
+        tier = UpstashBackend.from_url(f"upstash://{rest.token}@127.0.0.1:{rest.port}?tls=0")
+        rest.mode = "error"  # every request fails: not NOSCRIPT, so no EVAL follows
+        with pytest.raises(llmcache.BackendError, match="injected failure"):
+            tier.window_take("k", 1.0, 1, 1, "m")
+        with pytest.raises(llmcache.BackendError, match="injected failure"):
+            tier.window_settle("k", "m", 1, None)
+
+        async def in_a_loop() -> None:
+            with pytest.raises(llmcache.BackendError, match="injected failure"):
+                await tier.awindow_take("k", 1.0, 1, 1, "m")
+            with pytest.raises(llmcache.BackendError, match="injected failure"):
+                await tier.awindow_settle("k", "m", 1, None)
+
+        asyncio.run(in_a_loop())
+        assert [command[0] for command in rest.commands] == []  # none reached Redis
+        tier.close()
