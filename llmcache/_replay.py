@@ -48,8 +48,9 @@ class ReplayCheck:
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        # The latest refusals: the pytest plugin fails a test whose code caught one.
-        self.refusals: collections.deque[CacheMiss] = collections.deque(maxlen=8)
+        # The latest refusals' messages (not the exceptions: their tracebacks would keep the
+        # callers' frames alive): the pytest plugin fails a test whose code caught one.
+        self.refusals: collections.deque[str] = collections.deque(maxlen=8)
 
     def mode(self, call: PendingCall) -> str:
         opts = call.opts
@@ -118,7 +119,7 @@ class ReplayCheck:
             namespace=call.namespace.name,
             differs=differs,
         )
-        self.refusals.append(error)
+        self.refusals.append(str(error))
         return error
 
 
@@ -156,7 +157,8 @@ def nearest_difference(
         # The most equal arguments; of those, the fewest differences (set operations on
         # the (name, hash) pairs: this runs for up to `HINT_ENTRIES` recorded calls).
         equal = len(mine_items & theirs.items())
-        score = (equal, 2 * equal - len(mine) - len(theirs))
+        named = len(mine.keys() | theirs.keys())  # each name that differs, counted once
+        score = (equal, equal - named)
         if score > best_score:
             best_score, nearest = score, theirs
     if nearest is None:

@@ -164,6 +164,11 @@ class CassettePlugin:
     def explain(self, folder: Path) -> str:
         """What a failed test's report says about its recordings."""
         state = "holds recordings" if (folder / _FILE_NAME).exists() else "is missing"
+        if state != "is missing" and self.mode == "replay" and not _secret_of(folder):
+            state += (
+                f", but not their secret: commit {folder / 'secret'} or set "
+                f"{SECRET_VARIABLE} as when they were recorded"
+            )
         return (
             f"mode {self.mode}; recordings folder {folder} ({state}). To record the new "
             f"call: pytest --llmcache=record (or refresh to re-record every call), then "
@@ -198,6 +203,11 @@ def activate(config: pytest.Config) -> None:
     plugin = CassettePlugin.of(config)
     plugin.apply_everywhere()
     plugin.open_session()
+
+
+def _secret_of(folder: Path) -> bool:
+    """Whether the recordings in `folder` come with the secret that reads them."""
+    return bool(os.environ.get(SECRET_VARIABLE)) or (folder / "secret").is_file()
 
 
 def open_cassette(folder: Path, mode: str, scratch: Path) -> Cache:

@@ -94,6 +94,16 @@ def test_record_then_replay_offline_then_a_new_call_fails_with_the_hint_then_ref
     )
     assert "0.5" not in output.split("CacheMiss:", 1)[1].split("\n", 1)[0]
 
+    # Recordings without their secret cannot be read: the report says what is missing.
+    secret = (folder / "secret").read_bytes()
+    (folder / "secret").unlink()
+    monkeypatch.delenv("LLM_TEMPERATURE")
+    unread = pytester.runpytest("--llmcache=replay")
+    unread.assert_outcomes(failed=1)
+    unread.stdout.fnmatch_lines(["*holds recordings, but not their secret: commit*secret*"])
+    (folder / "secret").write_bytes(secret)
+    monkeypatch.setenv("LLM_TEMPERATURE", "0")
+
     # refresh makes the call again and records its new answer, which replay then serves.
     monkeypatch.delenv("LLM_TEMPERATURE")
     monkeypatch.delenv("LLM_OFFLINE")
