@@ -112,6 +112,7 @@ __all__ = [
     "register_type",
     "set_default_cache",
     "set_price",
+    "wrap",
 ]
 
 
@@ -137,6 +138,7 @@ if TYPE_CHECKING:  # what `cached(namespace=...)` returns; not a name users need
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_C = TypeVar("_C")
 
 
 # The same overloads as `Cache.cached`: type checkers need each signature spelled out, and
@@ -171,3 +173,10 @@ def cached(
         namespace=namespace, ttl=ttl, ignore=ignore, version=version, usage=usage
     )
     return decorator(function) if function is not None else decorator
+
+
+def wrap(client: _C, **options: Any) -> _C:
+    """A caching wrapper of a provider client in the default cache, e.g.
+    ``llmcache.wrap(OpenAI())``: `Cache.wrap` of `get_default_cache()`, taken when called
+    (inside a test marked ``llmcache``, that test's recordings)."""
+    return get_default_cache().wrap(client, **options)

@@ -194,3 +194,18 @@ def test_litellm_cannot_refuse_so_replay_serves_hits_and_lets_misses_through(
         assert server.requests == 2
     finally:
         litellm.disable_cache()
+
+
+def test_llmcache_wrap_wraps_into_the_default_cache(
+    cache: llmcache.Cache, server: FakeOpenAIServer
+) -> None:
+    llmcache.set_default_cache(cache)
+    with OpenAI(base_url=server.base_url, api_key="t", max_retries=0) as raw:
+        client = llmcache.wrap(raw, provider="openai")
+        recorded = _chat(client)
+        cache.mode = "replay"
+        assert _chat(client).model_dump() == recorded.model_dump()
+        with pytest.raises(CacheMiss, match="in: seed"):
+            _chat(client, seed=1)
+    assert server.requests == 1
+    assert cache.stats().hits == 1
