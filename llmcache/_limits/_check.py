@@ -286,7 +286,7 @@ class LimitCheck:
     def _shared_works(self, shared: GuardedTier) -> None:
         if self.degraded is not None:
             self.degraded = None
-            log.warning("llmcache: rate limits are enforced through %s again", shared.name)
+            log.info("llmcache: rate limits are enforced through %s again", shared.name)
 
     # -- waiting and refusing ----------------------------------------------------------------
     def _wait(self, opts: Options | None) -> float:
