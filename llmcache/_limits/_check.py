@@ -53,8 +53,10 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.\-/@]{1,100}")
 
 
 def margin(window_s: float) -> float:
-    """How long after its window a slot frees: 1% of it, at most 0.25 s."""
-    return min(window_s * 0.01, 0.25)
+    """How long after its window a slot frees: 1% of it, at least 20 ms (a call's trip to
+    the provider varies by milliseconds, whatever the window) but at most 10% of a short
+    window, and at most 0.25 s."""
+    return min(max(window_s * 0.01, 0.02), window_s * 0.1, 0.25)
 
 
 class _Take:
