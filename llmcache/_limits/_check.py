@@ -120,10 +120,11 @@ class LimitCheck:
         takes = self.plan(call)
         if not takes:
             return None
-        member = secrets.token_hex(8)
         wait = self._wait(call.opts)
         deadline = self.clock() + wait
         while True:
+            # A new name each try: what a failed give-back left behind is never taken for it.
+            member = secrets.token_hex(8)
             taken, denied = self._take_all(takes, member)
             if denied is None:
                 return _Ticket(member, taken)
@@ -135,10 +136,11 @@ class LimitCheck:
         takes = self.plan(call)
         if not takes:
             return None
-        member = secrets.token_hex(8)
         wait = self._wait(call.opts)
         deadline = self.clock() + wait
         while True:
+            # A new name each try: what a failed give-back left behind is never taken for it.
+            member = secrets.token_hex(8)
             taken, denied = await self._atake_all(takes, member)
             if denied is None:
                 return _Ticket(member, taken)
