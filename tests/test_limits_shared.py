@@ -22,6 +22,7 @@ from llmcache_upstash import UpstashBackend
 import llmcache
 from llmcache import Backend, RateLimited
 from llmcache._limits import LimitCheck
+from llmcache._resilience import FAILED
 from tests.clocks import wait_until
 from tests.servers.redis_server import RedisCluster, RedisServer
 from tests.servers.upstash_rest import UpstashRestServer
@@ -295,6 +296,10 @@ def test_redis_down_falls_back_to_this_process_and_says_so(
             f"{redis_server.url} is unavailable"
         ]
         redis_server.start()  # back (empty): the shared windows are used again
+        tier = cache._tiers[0]
+        wait_until(lambda: tier.call("ping") is not FAILED, 20, "Redis answers again")
+        assert cache.health().notes == []  # so the next call takes its slots there
+        assert limit_check(cache).degraded is not None  # (none has yet)
 
         def shared_again() -> bool:
             with contextlib.suppress(RateLimited):
