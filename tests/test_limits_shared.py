@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from llmcache_redis import RedisBackend, RedisClusterBackend
 from llmcache_upstash import UpstashBackend
 
 import llmcache
 from llmcache import Backend, RateLimited
 from llmcache._limits import LimitCheck
+from llmcache._limits._window import LocalWindows
 from llmcache._resilience import FAILED
 from tests.clocks import wait_until
 from tests.servers.redis_server import RedisCluster, RedisServer
@@ -343,3 +346,39 @@ def test_an_upstash_failure_is_not_mistaken_for_a_missing_script(server: RedisSe
         asyncio.run(in_a_loop())
         assert [command[0] for command in rest.commands] == []  # none reached Redis
         tier.close()
+
+
+# Operations on one window within a few milliseconds (an hour-long window: nothing slides
+# out): take (cost, or None to settle the last granted take to a new cost instead).
+operations = st.lists(
+    st.tuples(st.integers(1, 40), st.one_of(st.none(), st.integers(0, 40))),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=operations, limit=st.integers(40, 120))
+def test_the_redis_window_decides_as_the_in_process_one(
+    server: RedisServer, steps: list[tuple[int, int | None]], limit: int
+) -> None:
+    tier, key = RedisBackend(server.patient_url), unique("llmc-limit:model")
+    local = LocalWindows(lambda: 0.0)
+    granted: list[tuple[str, int]] = []
+    for n, (cost, settle_to) in enumerate(steps):
+        if settle_to is not None and granted:
+            member, taken = granted.pop()
+            tier.window_settle(key, member, taken, settle_to)
+            local.settle("k", member, taken, settle_to)
+            granted.append((member, settle_to))
+            continue
+        member = f"m{n}"
+        shared = tier.window_take(key, 3600.0, limit, cost, member)
+        assert (shared == 0.0) == (local.take("k", 3600.0, limit, cost, member) == 0.0)
+        if shared == 0.0:
+            granted.append((member, cost))
+    total = server.client().zscore(key, "#")
+    assert -(total or 0.0) == sum(cost for _, cost in granted)
+    tier.close()
