@@ -380,6 +380,11 @@ def import_(
     if not key:
         _fail("import needs the bundle's key: pass --key, or set LLMCACHE_BUNDLE_KEY")
     with _open(workspace, tiers, secret, directory) as cache:
+        if not any(tier.backend.persistent for tier in cache._tiers):
+            _fail(
+                "no shared or persistent tier is configured, so what this command imports "
+                "would vanish when it exits: pass --tiers (or set LLMCACHE_TIERS)"
+            )
         done = cache.import_bundle(
             bundle, key, tier=tier, namespace=namespace, progress=errors.is_terminal
         )

@@ -132,6 +132,7 @@ def test_an_empty_export_says_what_to_check(tmp_path: Path) -> None:
         (["import", "{bundle}", "--key", "{wrong}"], "the key given does not open"),
         (["import", "{missing}", "--key", "{wrong}"], "cannot read the bundle"),
         (["export", "-n", "research", "-o", "{nofolder}"], "does not exist"),
+        (["import", "{bundle}", "--key", "{wrong}", "--tiers", "memory"], "would vanish"),
         (["export", "-n", "bad name!", "-o", "{out}"], "namespace name 'bad name!' is not valid"),
     ],
 )
@@ -148,7 +149,10 @@ def test_mistakes_are_one_line_errors(tmp_path: Path, args: list[str], message: 
         "out": str(tmp_path / "out.llmc"),
     }
     argv = [a.format(**values) for a in args]
-    run = llmcache_main(*argv, *options(tmp_path / "a", "team-a", SECRET_A))
+    given = options(tmp_path / "a", "team-a", SECRET_A)
+    if "--tiers" in argv:
+        given = given[2:]  # the case's own tiers
+    run = llmcache_main(*argv, *given)
     assert run.code == 2
     assert message in run.one_line_failure()
 
