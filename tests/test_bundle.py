@@ -14,7 +14,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import llmcache
 from llmcache import BundleError, Cache, CacheMiss, ConfigError
@@ -532,3 +535,59 @@ def test_the_default_cache_functions(tmp_path: Path, exported: tuple[Path, str])
     summary = llmcache.export_bundle(tmp_path / "b.llmc", "research", key=key)
     assert summary.key == key and summary.entries == 3  # imported entries export again
     cache.close()
+
+
+# -- every kind of value comes back as it was ----------------------------------------------------
+class Answer(pydantic.BaseModel):
+    text: str
+    score: float
+    tags: list[str] = []
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+values = (
+    json_values
+    | st.binary(max_size=40)
+    | st.tuples(st.integers(-(2**53), 2**53), st.text(max_size=5))
+    | st.builds(
+        Answer,
+        text=st.text(max_size=20),
+        score=st.floats(-1e6, 1e6),
+        tags=st.lists(st.text(max_size=4), max_size=2),
+    )
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(answers=st.lists(values, min_size=1, max_size=6))
+def test_every_kind_of_value_round_trips(tmp_path: Path, answers: list[Any]) -> None:
+    folder = tmp_path / os.urandom(4).hex()
+    a = Cache("team-a", secret=SECRET_A, tiers=["memory"])
+    b = Cache("team-b", secret=SECRET_B, tiers=["memory"])
+    computed: list[int] = []
+
+    def define(cache: Cache) -> Any:
+        @cache.cached(namespace="values")
+        def produce(i: int) -> Any:
+            computed.append(i)
+            return answers[i]
+
+        return produce
+
+    produce = define(a)
+    stored = [produce(i) for i in range(len(answers))]
+    folder.mkdir()
+    summary = a.export_bundle(folder / "v.llmc", "values")
+    b.import_bundle(summary.path, summary.key)
+    computed.clear()
+    produce = define(b)
+    assert [produce(i) for i in range(len(answers))] == stored
+    assert computed == []
