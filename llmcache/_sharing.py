@@ -400,37 +400,24 @@ def import_into(
     for check in cache._gate.checks:
         if isinstance(check, ImportedCheck):
             check.mark(name)
-    written = expired = 0
     scopes = _Scopes(cache, name)
-    with _open_bundle(source, raw_key) as reader, _progress(progress, "importing", size) as moved:
-        for kind, item in reader.items():
-            if kind != ENTRY:
-                continue
-            now = cache.clock()
-            if item.expires is not None and item.expires <= now:
-                expired += 1
-                continue
-            portable = names.key(scopes.get(item.site).state[1], item.digest)
-            record = Record(
-                item.value_json,
-                item.tag,
-                dict(item.meta),
-                item.created,
-                NO_EXPIRY if item.expires is None else item.expires,
-                portable,
-            )
-            data = encode_entry(record, cache._entry_aead, cache.compress_above)
-            ttl = None if item.expires is None else item.expires - now
-            for backend in targets:
-                try:
-                    backend.set(portable, data, ttl)
-                except Exception as error:
-                    raise ConfigError(
-                        f"tier {backend.name} failed while importing ({error!r}) after "
-                        f"{written} entries; importing again is safe (it is idempotent)"
-                    ) from None
-            written += 1
-            moved(reader.position)
+    counts = _Counts()
+    try:
+        with (
+            _open_bundle(source, raw_key) as reader,
+            _progress(progress, "importing", size) as moved,
+        ):
+            for kind, item in reader.items():
+                if kind == ENTRY:
+                    _write(cache, targets, names, scopes, item, counts)
+                    moved(reader.position)
+    except BundleError:
+        # It read whole a moment ago: the file was changed (or replaced) since.
+        raise BundleError(
+            f"{source} changed while it was being imported, after {counts.written} entries "
+            f"were written: import it again once it is complete (importing is idempotent)"
+        ) from None
+    written, expired = counts.written, counts.expired
     return ImportSummary(
         path=source,
         namespace=name,
@@ -443,6 +430,44 @@ def import_into(
         cost_usd=cost,
         ledger=tuple(ledger),
     )
+
+
+class _Counts:
+    """What an import has written so far, and left out as expired."""
+
+    __slots__ = ("expired", "written")
+
+    def __init__(self) -> None:
+        self.written = self.expired = 0
+
+
+def _write(
+    cache: Cache,
+    targets: list[Backend],
+    names: PortableNames,
+    scopes: _Scopes,
+    item: Entry,
+    counts: _Counts,
+) -> None:
+    """Write one entry, sealed under `cache`'s secret, under its portable key in `targets`."""
+    now = cache.clock()
+    if item.expires is not None and item.expires <= now:
+        counts.expired += 1
+        return
+    portable = names.key(scopes.get(item.site).state[1], item.digest)
+    expires = NO_EXPIRY if item.expires is None else item.expires
+    record = Record(item.value_json, item.tag, dict(item.meta), item.created, expires, portable)
+    data = encode_entry(record, cache._entry_aead, cache.compress_above)
+    ttl = None if item.expires is None else item.expires - now
+    for backend in targets:
+        try:
+            backend.set(portable, data, ttl)
+        except Exception as error:
+            raise ConfigError(
+                f"tier {backend.name} failed while importing ({error!r}) after "
+                f"{counts.written} entries; importing again is safe (it is idempotent)"
+            ) from None
+    counts.written += 1
 
 
 @contextlib.contextmanager

@@ -275,6 +275,27 @@ def test_a_bad_bundle_is_a_clear_error_and_imports_nothing(
     cache.close()
 
 
+def test_a_bundle_changed_between_the_check_and_the_writing_says_so(
+    tmp_path: Path, exported: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, key = exported
+    cache, _ = workspace(tmp_path, "team-b", SECRET_B)
+    data = path.read_bytes()
+    opened: list[int] = []
+    real_init = BundleReader.__init__
+
+    def cut_before_the_second_read(self: BundleReader, *args: Any) -> None:
+        opened.append(1)
+        if len(opened) == 2:  # the file is truncated by someone between the two passes
+            path.write_bytes(data[:-7])
+        real_init(self, *args)
+
+    monkeypatch.setattr(BundleReader, "__init__", cut_before_the_second_read)
+    with pytest.raises(BundleError, match=r"changed while it was being imported, after \d+ "):
+        cache.import_bundle(path, key)
+    cache.close()
+
+
 def test_what_is_not_there_or_not_a_tier_is_a_config_error(
     tmp_path: Path, exported: tuple[Path, str]
 ) -> None:
