@@ -83,3 +83,49 @@ def test_round_trip_through_a_redis_cluster(tmp_path: Path, cluster: RedisCluste
 def test_round_trip_through_upstash_rest(tmp_path: Path, upstash: UpstashRestServer) -> None:
     url = f"upstash://{upstash.token}@127.0.0.1:{upstash.port}?tls=0&{PATIENT}"
     round_trip(tmp_path, url, "upstash")
+
+
+def test_a_wrapped_openai_client_is_served_from_an_import(tmp_path: Path) -> None:
+    """The OpenAI adapter's entries (pydantic responses, priced from their usage) match in
+    another workspace: the importing client sends the provider nothing, sync or streamed."""
+    from openai import OpenAI
+
+    from llmcache.testing import FakeOpenAIServer
+
+    messages = [{"role": "user", "content": "Say hello to the bundle."}]
+    with (
+        FakeOpenAIServer() as server,
+        OpenAI(base_url=server.base_url, api_key="test", max_retries=0) as raw,
+    ):
+        a = Cache("openai-a", secret=SECRET_A, tiers=["memory", f"disk://{tmp_path}/a"])
+        first = a.wrap(raw, provider="openai").chat.completions.create(
+            model="gpt-4o-mini", messages=messages
+        )
+        summary = a.export_bundle(tmp_path / "openai.llmc", "default")
+        assert summary.entries == 1 and summary.cost_usd > 0
+        b = Cache("openai-b", secret=SECRET_B, tiers=["memory", f"disk://{tmp_path}/b"])
+        b.import_bundle(summary.path, summary.key)
+        before = server.requests
+        again = b.wrap(raw, provider="openai").chat.completions.create(
+            model="gpt-4o-mini", messages=messages
+        )
+        assert server.requests == before
+        assert again.choices[0].message.content == first.choices[0].message.content
+        assert b.report().totals.saved_usd == pytest.approx(summary.cost_usd)
+
+        streamed = [{"role": "user", "content": "Stream it, please."}]
+        with a.wrap(raw, provider="openai").chat.completions.create(
+            model="gpt-4o-mini", messages=streamed, stream=True
+        ) as stream:
+            said = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        b.import_bundle(
+            a.export_bundle(tmp_path / "s.llmc", "default", key=summary.key).path, summary.key
+        )
+        before = server.requests
+        with b.wrap(raw, provider="openai").chat.completions.create(
+            model="gpt-4o-mini", messages=streamed, stream=True
+        ) as stream:
+            replayed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert said and (replayed, server.requests) == (said, before)
+        a.close()
+        b.close()
