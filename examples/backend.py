@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -91,6 +91,19 @@ class ToyBackend(Backend):
             for key in doomed:
                 del server.entries[key]
         return len(doomed)
+
+    def scan(self, prefix: str) -> Iterator[str]:
+        # Optional: `llmcache export` lists a namespace's keys with it.
+        if not prefix:
+            raise ValueError("scan needs a prefix: it never lists the whole store")
+        server, now = self._reach(), self.clock()
+        with server.lock:  # a snapshot: the store may change while the caller walks it
+            keys = [
+                key
+                for key, (_, expires) in server.entries.items()
+                if key.startswith(prefix) and (expires is None or now < expires)
+            ]
+        return iter(keys)
 
     def incr_counters(self, key: str, deltas: Mapping[str, float]) -> None:
         server = self._reach()
