@@ -355,3 +355,16 @@ def test_recorded_calls_without_arguments_are_not_compared(memory_cache: llmcach
     assert nearest_difference({"args": {"a": "1"}}, [{"site": "x"}, {"args": None}]) == (None, 0)
     found = RecordedCalls(memory_cache, "llmc:nothing:", "f")
     assert found.nearest(None) == (None, 0) and found.nearest({"site": "f"}) == (None, 0)
+
+
+def test_a_small_dict_argument_is_compared_field_by_field(memory_cache: llmcache.Cache) -> None:
+    @memory_cache.cached
+    def run(prompt: str, config: dict[str, Any]) -> str:
+        return prompt
+
+    run("a", {"temperature": 0.1, "model": "m"})
+    big = {f"field{n}": n for n in range(40)}  # too many fields to name one by one
+    run("a", big)
+    memory_cache.mode = "replay"
+    assert _miss(run, "a", {"temperature": 0.2, "model": "m"}).differs == ["config.temperature"]
+    assert _miss(run, "a", {**big, "field3": -1}).differs == ["config"]
