@@ -261,8 +261,9 @@ class BundleReader:
             )
         if not hmac.compare_digest(check, _key_check(key, salt)):
             raise BundleError(
-                f"the key given does not open {name}: use the key printed when it was "
-                f"exported (or given to `llmcache export --key`); nothing was imported"
+                f"the key given does not open {name} (or its header is damaged): use the "
+                f"key printed when it was exported (or given to `llmcache export --key`); "
+                f"nothing was imported"
             )
         self._header = header
         self._aead = _cipher(key, salt)
