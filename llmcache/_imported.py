@@ -41,6 +41,7 @@ __all__ = ["MARKER_REFRESH_S", "ImportedCheck", "PortableNames"]
 #: How often a cache re-reads which namespaces hold imported entries (another process's
 #: import is served here within this long; one made in this process, at once).
 MARKER_REFRESH_S = 5.0
+_monotonic = time.monotonic  # a name of this module's, so tests can move it
 
 
 class PortableNames:
@@ -90,7 +91,7 @@ class ImportedCheck:
         self._marked = self._marked | {self.names.field(namespace)}
 
     def _stale(self) -> bool:
-        now = time.monotonic()
+        now = _monotonic()
         if now - self._read_at < MARKER_REFRESH_S:
             return False
         self._read_at = now

@@ -514,10 +514,13 @@ def test_a_miss_reads_the_import_mark_at_most_every_few_seconds(
         return real(key)
 
     monkeypatch.setattr(cache, "read_counters", counting)
+    clock = FakeClock(start=1000.0)
+    monkeypatch.setattr("llmcache._imported._monotonic", clock)
     for i in range(5):
         a.ask(f"q{i}")
+        clock.advance(MARKER_REFRESH_S / 10)
     assert reads.count(check.names.marker) == 1
-    check._read_at -= MARKER_REFRESH_S
+    clock.advance(MARKER_REFRESH_S / 2)
     a.ask("one more")
     assert reads.count(check.names.marker) == 2
     cache.close()
