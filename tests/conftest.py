@@ -26,6 +26,9 @@ def _isolated_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         "LLMCACHE_TIERS",
         "LLMCACHE_TTL",
         "LLMCACHE_DISABLE",
+        "LLMCACHE_MODE",
+        "LLMCACHE_BUNDLE_KEY",
+        "LLMCACHE_CASSETTE_SECRET",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LLMCACHE_DIR", str(tmp_path / "llmcache-dir"))
