@@ -2,7 +2,8 @@
 
 Each limit that applies to a call (the workspace's for its model, and its namespace's if
 set) is one sliding window, named under the workspace's scope, so two workspaces (or two
-secrets) never share one: ``llmc-limit:<scope>:<namespace or *>:<model>:<window ms><r|t>``.
+secrets) never share one: ``llmc-limit:<scope>:<namespace or *>:h<keyed hash of the model>:<window
+ms><r|t>``.
 A call takes a slot of each in turn; if one has none, the slots already taken are given
 back, the call sleeps until that window says a slot frees, and tries again, until its wait
 (`limit_wait`) would run out: then `RateLimited`. The leader of a real call is the only one
@@ -26,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 import secrets
 import sys
 import time
@@ -49,7 +49,6 @@ log = logging.getLogger("llmcache")
 
 DEFAULT_OUTPUT_TOKENS = 1024  # reserved for a call whose request sets no max_tokens
 _BYTES_PER_TOKEN = 4  # a rough input estimate: settled to the real count anyway
-_PLAIN = re.compile(r"[A-Za-z0-9_.\-/@]{1,100}")
 
 
 def margin(window_s: float) -> float:
@@ -208,7 +207,9 @@ class LimitCheck:
     def _key(self, namespace: str | None, model: str, rate: Rate) -> str:
         found = self._keys.get((namespace, model, rate))
         if found is None:
-            name = model if _PLAIN.fullmatch(model) else _hashed(model)
+            # A keyed hash, as the ledger hides model names: a reader of the shared tier
+            # sees when some model was called, not which.
+            name = _hashed(model, self.cache._keys.ledger_key)
             window_ms = round(rate.window_s * 1000)
             found = (
                 f"llmc-limit:{self.cache._keys.scope}:{namespace or ANY_MODEL}:{name}:"
@@ -336,8 +337,8 @@ def _tokens(value: Any) -> float:
     return 0.0
 
 
-def _hashed(model: str) -> str:
-    return "h" + hashlib.blake2b(model.encode(), digest_size=12).hexdigest()
+def _hashed(model: str, key: bytes) -> str:
+    return "h" + hashlib.blake2b(model.encode(), key=key, digest_size=12).hexdigest()
 
 
 def _jittered(seconds: float) -> float:
