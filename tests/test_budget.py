@@ -18,7 +18,7 @@ import llmcache
 from llmcache import BudgetExceeded, CallRefused, ConfigError
 from llmcache._budget import parse_budgets, period_of
 from tests.clocks import FakeClock
-from tests.servers.redis_server import RedisServer
+from tests.servers.redis_server import RedisCluster, RedisServer
 
 SECRET = "budget-tests-secret-0123456789ab"
 DAY = 86400.0
@@ -195,11 +195,11 @@ def test_a_failed_call_spends_nothing_and_unpriced_calls_count_nothing() -> None
     assert cache.budgets()[0]["spent_usd"] == 0.0
 
 
-def _spender(url: str, workspace: str, tag: str, results: Any) -> None:
+def _spender(url: str, log_url: str, workspace: str, tag: str, results: Any) -> None:
     cache = llmcache.Cache(
         workspace=workspace, secret=SECRET, tiers=[url], budget_usd=1.0, lock_wait=0
     )
-    log = redis.Redis.from_url(url.split("?")[0])
+    log = redis.Redis.from_url(log_url)  # the provider's request log
 
     @cache.cached(usage=priced(0.1))
     def ask(question: str) -> str:
@@ -216,14 +216,24 @@ def _spender(url: str, workspace: str, tag: str, results: Any) -> None:
     results.put(refused)
 
 
-def test_processes_sharing_a_budget_never_overspend(server: RedisServer) -> None:
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    with RedisCluster(join="meet") as started:
+        yield started
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_processes_sharing_a_budget_never_overspend(
+    server: RedisServer, kind: str, request: pytest.FixtureRequest
+) -> None:
     """Three processes making distinct calls of $0.10 against $1.00 a day: each makes one
     call at a time, so at most three are in flight when the budget is reached."""
+    url = server.patient_url if kind == "redis" else request.getfixturevalue("cluster").patient_url
     workspace = f"budget-{uuid.uuid4().hex[:8]}"
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     workers = [
-        context.Process(target=_spender, args=(server.patient_url, workspace, f"p{i}", results))
+        context.Process(target=_spender, args=(url, server.url, workspace, f"p{i}", results))
         for i in range(3)
     ]
     for worker in workers:
@@ -235,11 +245,11 @@ def test_processes_sharing_a_budget_never_overspend(server: RedisServer) -> None
     made = server.client().llen(f"{workspace}:requests")
     assert 10 <= made <= 10 + 2  # $1.00 / $0.10, plus at most the other two in flight
     assert made + refused == 90
-    cache = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=[server.patient_url])
-    cache.flush()
+    cache = llmcache.Cache(workspace=workspace, secret=SECRET, tiers=[url])
     report = cache.report()
     assert report.totals.spent_usd == pytest.approx(made * 0.1)
-    assert os.getpid()  # the workers were other processes
+    assert cache.budgets()[0]["spent_usd"] == pytest.approx(made * 0.1)  # declared by them
+    cache.close()
 
 
 def test_shared_tier_down_falls_back_to_this_process_ledger() -> None:
@@ -285,3 +295,48 @@ def test_a_forked_child_keeps_the_budget(tmp_path: Any) -> None:
         cache._budget._lock.release()  # type: ignore[union-attr]
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_wrapped_client_is_held_plain_and_streamed() -> None:
+    from openai import OpenAI
+
+    from llmcache.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        cache = llmcache.Cache(tiers=["memory"], secret=SECRET, budget_usd=0.000_001)
+        client = cache.wrap(
+            OpenAI(base_url=server.base_url, api_key="test", max_retries=0), provider="openai"
+        )
+
+        def ask(question: str, stream: bool = False) -> Any:
+            return client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": question}],
+                max_tokens=20,
+                stream=stream,
+            )
+
+        first = ask("one")  # spends more than the whole budget
+        assert ask("one").id == first.id  # a hit is served
+        with pytest.raises(BudgetExceeded):
+            ask("two")
+        with pytest.raises(BudgetExceeded):
+            ask("three", stream=True)  # refused before any request is sent
+        assert server.requests == 1
+        spent = cache.budgets()[0]["spent_usd"]
+        assert spent > 0.000_001
+
+        roomy = llmcache.Cache(tiers=["memory"], secret=SECRET + "x", budget_usd=1.0)
+        streamed = roomy.wrap(
+            OpenAI(base_url=server.base_url, api_key="test", max_retries=0), provider="openai"
+        )
+        chunks = list(
+            streamed.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "four"}],
+                max_tokens=20,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert chunks and roomy.budgets()[0]["spent_usd"] > 0  # a stream's cost is counted
