@@ -5,7 +5,8 @@ deciding what is cached and under which key (``litellm.Cache.get_cache_key``), a
 read and write (``completion``, ``acompletion``, streams, ``embedding``, ``aembedding``,
 ``text_completion``, and the per-call ``cache={...}`` controls); llmcache stores each entry
 signed and encrypted per workspace in its tiers, fails open, and counts what every hit saved
-in its ledger (LiteLLM reports a hit's ``response_cost`` as 0).
+in its ledger (LiteLLM reports a hit's ``response_cost`` as 0). Identical concurrent calls of
+one process make one request: the others wait for its entry (single-flight, `_flight`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from litellm.caching.caching import Cache as LiteLLMCache
 from llmcache.ext import Cache
 
 from ._backend import LLMCacheBackend
+from ._cache import SingleFlightCache
 from ._usage import usage_of
 
 __all__ = ["LLMCacheBackend", "cache", "usage_of"]
@@ -54,4 +56,6 @@ def cache(
     # patched afterwards; building type="local" and replacing `.cache` would also work but
     # builds an in-memory store for nothing. The namespace and ttl stay ours (see
     # LLMCacheBackend): a LiteLLM namespace still reaches us as the key's prefix.
-    return LiteLLMCache(_backend=backend, **options)
+    # `SingleFlightCache` is LiteLLM's Cache that tells the backend which call a read belongs
+    # to: identical concurrent calls then make one request (see `_flight`).
+    return SingleFlightCache(_backend=backend, **options)

@@ -26,6 +26,7 @@ response parsed into it, and handed back as a fresh dict whose response is a dic
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import threading
@@ -38,9 +39,14 @@ from litellm.caching.base_cache import BaseCache
 
 from llmcache.ext import MISS, Cache, CallSite, ConfigError, Usage, extension_state
 
+from ._flight import Batch, Claims, ensure_registered
 from ._usage import usage_of
 
-__all__ = ["LLMCacheBackend"]
+__all__ = ["OWNER", "LLMCacheBackend"]
+
+#: The kwarg naming the task whose call a read belongs to, when LiteLLM runs the read in a
+#: task of its own (an async embedding reads each input in a task of `asyncio.gather`).
+OWNER = "_llmcache_owner"
 
 IDENTITY = "litellm.cache"
 # LiteLLM's key: SHA-256 hex, after "<namespace>:" when it has one.
@@ -84,6 +90,12 @@ def _provider_of(kwargs: Mapping[str, Any]) -> str | None:
     if not isinstance(provider, str):
         return None
     return _PRICE_LISTS.get(provider, provider)
+
+
+def _no_store(kwargs: Mapping[str, Any] | None) -> bool:
+    """Whether the call says ``cache={"no-store": True}``: LiteLLM will not write it."""
+    controls = kwargs.get("cache") if kwargs is not None else None
+    return isinstance(controls, Mapping) and controls.get("no-store") is True
 
 
 def _parsed(value: Any) -> Any:
@@ -144,6 +156,8 @@ class LLMCacheBackend(BaseCache):
         self._lock = threading.Lock()
         self._starts: dict[str, float] = {}
         self._default = self._site(namespace, ttl)
+        # Single-flight: the calls this process leads, claimed at their read (see _flight).
+        self.claims = Claims()
 
     # -- sites and requests ----------------------------------------------------------------
     def _site(self, namespace: str | None, ttl: float | None) -> CallSite:
@@ -199,17 +213,66 @@ class LLMCacheBackend(BaseCache):
     # -- reads -----------------------------------------------------------------------------
     def get_cache(self, key: str, **kwargs: Any) -> Any:
         found = self._site_for(key).get({"key": key})
+        claims = self.claims
+        if claims.by_key:  # some call is being led: is one of them this thread's, now over?
+            claims.next_call_of_thread(key)
         if found is MISS:
-            self._started(key)
-            return None
+            return self._lead(key)
         return _served(found)
+
+    def _lead(self, key: str) -> Any:
+        """A read that missed: lead the call, or serve what an identical one stores."""
+        self._started(key)
+        call = self.claims.thread.call  # the LiteLLM call of this read, when cache() made us
+        if _no_store(call):
+            return None  # nothing will be written: nobody should wait for it
+        ensure_registered()
+        call_id = call.get("litellm_call_id") if call is not None else None
+        found = self.claims.lead(
+            self._site_for(key), key, call_id if isinstance(call_id, str) else None
+        )
+        return None if found is MISS else _served(found)
 
     async def async_get_cache(self, key: str, **kwargs: Any) -> Any:
         found = await self._site_for(key).aget({"key": key})
-        if found is MISS:
-            self._started(key)
-            return None
-        return _served(found)
+        claims = self.claims
+        if claims.by_key and "litellm_call_id" in kwargs:
+            # A new call (not one more input of an embedding): the task's earlier ones are over.
+            task = asyncio.current_task()
+            if task is not None:
+                claims.next_call_of_task(task, key)
+        if found is not MISS:
+            batched = kwargs.get(OWNER)
+            if batched is not None:
+                batched[0].done(batched[1])
+            return _served(found)
+        return await self._alead(key, kwargs)
+
+    async def _alead(self, key: str, kwargs: dict[str, Any]) -> Any:
+        """`_lead` for a task: waiting never blocks the loop."""
+        self._started(key)
+        batched: tuple[Batch, tuple[str, int]] | None = kwargs.get(OWNER)
+        if batched is None:
+            task = asyncio.current_task()
+            if _no_store(kwargs) or task is None:  # LiteLLM awaits its reads in a task
+                return None
+            found = await self._aclaim(key, kwargs, task)
+        else:
+            batch, entry = batched
+            batch.started = True
+            try:
+                await batch.turn(entry)
+                found = await self._aclaim(key, kwargs, batch.task)
+            finally:
+                batch.done(entry)
+        return None if found is MISS else _served(found)
+
+    async def _aclaim(self, key: str, kwargs: dict[str, Any], task: asyncio.Task[Any]) -> Any:
+        ensure_registered()
+        call_id = kwargs.get("litellm_call_id")
+        return await self.claims.alead(
+            self._site_for(key), key, call_id if isinstance(call_id, str) else None, task
+        )
 
     def batch_get_cache(self, keys: list[str], **kwargs: Any) -> list[Any]:
         return [self.get_cache(key) for key in keys]
@@ -218,7 +281,17 @@ class LLMCacheBackend(BaseCache):
         return [await self.async_get_cache(key) for key in keys]
 
     # -- writes ----------------------------------------------------------------------------
+    # A write takes its key's claims first (so that no event or backstop ends them while the
+    # entry is stored), and releases them once it is: their waiters then read the entry.
     def set_cache(self, key: str, value: Any, **kwargs: Any) -> None:
+        claims = self.claims.take_key(key)
+        try:
+            self._set(key, value, kwargs)
+        finally:
+            if claims:
+                self.claims.release(claims)
+
+    def _set(self, key: str, value: Any, kwargs: dict[str, Any]) -> None:
         if _expires_at_once(kwargs.get("ttl")):
             return
         parsed = _parsed(value)
@@ -230,6 +303,14 @@ class LLMCacheBackend(BaseCache):
         )
 
     async def async_set_cache(self, key: str, value: Any, **kwargs: Any) -> None:
+        claims = self.claims.take_key(key)
+        try:
+            await self._aset(key, value, kwargs)
+        finally:
+            if claims:
+                self.claims.release(claims)
+
+    async def _aset(self, key: str, value: Any, kwargs: dict[str, Any]) -> None:
         if _expires_at_once(kwargs.get("ttl")):
             return
         parsed = _parsed(value)
@@ -241,8 +322,20 @@ class LLMCacheBackend(BaseCache):
         )
 
     async def async_set_cache_pipeline(self, cache_list: Any, **kwargs: Any) -> None:
-        for key, value in cache_list:
-            await self.async_set_cache(key, value, **kwargs)
+        # Every key is taken before the first write awaits: a backstop that runs meanwhile
+        # must not end the claims of the inputs written next.
+        entries = list(cache_list)
+        taken = [self.claims.take_key(key) for key, _ in entries]
+        try:
+            for index, (key, value) in enumerate(entries):
+                await self._aset(key, value, kwargs)
+                claims, taken[index] = taken[index], []
+                if claims:
+                    self.claims.release(claims)
+        finally:
+            for claims in taken:
+                if claims:
+                    self.claims.release(claims)
 
     async def batch_cache_write(self, key: str, value: Any, **kwargs: Any) -> None:
         await self.async_set_cache(key, value, **kwargs)
