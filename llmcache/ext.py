@@ -16,7 +16,8 @@ themselves (streams). The adapter reports what a result used and cost as a `Usag
 `register_provider`), and `Cache.wrap` finds it by ``can_wrap``.
 
 A **backend** subclasses `Backend` and registers its class under the ``llmcache.backends``
-entry point group (or with `register_backend`) by URL scheme.
+entry point group (or with `register_backend`) by URL scheme. A backend for a store that
+speaks Redis can hold rate limits' windows with the Lua scripts of `window_scripts`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from . import _window_scripts as window_scripts
 from ._backend import Backend, run_in_thread
 from ._cache import Cache
 from ._errors import (
@@ -61,6 +63,7 @@ __all__ = [
     "register_backend",
     "register_provider",
     "run_in_thread",
+    "window_scripts",
 ]
 
 _T = TypeVar("_T")

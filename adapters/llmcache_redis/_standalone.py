@@ -21,7 +21,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from llmcache.ext import Backend, BackendError, PerLoop
+from llmcache.ext import Backend, BackendError, PerLoop, window_scripts
 
 from ._connections import ConnectionStack
 from ._deadline import (
@@ -36,7 +36,6 @@ from ._deadline import (
 from ._errors import REDIS_ERRORS, RedisErrors, backend_error
 from ._options import RedisOptions, parse_options
 from ._stored import from_stored, to_stored
-from ._windows import SETTLE_SCRIPT, TAKE_SCRIPT, settle_args, sha1, take_args
 
 __all__ = ["RedisBackend"]
 
@@ -72,7 +71,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_TAKE_SHA, _SETTLE_SHA = sha1(TAKE_SCRIPT), sha1(SETTLE_SCRIPT)
+_TAKE_SHA, _SETTLE_SHA = (
+    window_scripts.sha1(window_scripts.TAKE_SCRIPT),
+    window_scripts.sha1(window_scripts.SETTLE_SCRIPT),
+)
 _monotonic = time.monotonic
 SCAN_COUNT = 1000  # keys per SCAN step: big steps, few round trips, no long server stall
 UNLINK_BATCH = 500
@@ -320,11 +322,16 @@ class RedisBackend(Backend):
     def window_take(
         self, key: str, window_s: float, limit: float, cost: float, member: str
     ) -> float:
-        args = take_args(window_s, limit, cost, member)
-        return int(self._script(TAKE_SCRIPT, _TAKE_SHA, key, args)) / 1_000_000
+        args = window_scripts.take_args(window_s, limit, cost, member)
+        return int(self._script(window_scripts.TAKE_SCRIPT, _TAKE_SHA, key, args)) / 1_000_000
 
     def window_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
-        self._script(SETTLE_SCRIPT, _SETTLE_SHA, key, settle_args(member, taken, cost))
+        self._script(
+            window_scripts.SETTLE_SCRIPT,
+            _SETTLE_SHA,
+            key,
+            window_scripts.settle_args(member, taken, cost),
+        )
 
     def _script(self, script: str, sha: str, key: str, args: list[str]) -> Any:
         """EVALSHA, then EVAL if the server does not have the script (yet, or any more).
@@ -432,11 +439,18 @@ class RedisBackend(Backend):
     async def awindow_take(
         self, key: str, window_s: float, limit: float, cost: float, member: str
     ) -> float:
-        args = take_args(window_s, limit, cost, member)
-        return int(await self._ascript(TAKE_SCRIPT, _TAKE_SHA, key, args)) / 1_000_000
+        args = window_scripts.take_args(window_s, limit, cost, member)
+        return (
+            int(await self._ascript(window_scripts.TAKE_SCRIPT, _TAKE_SHA, key, args)) / 1_000_000
+        )
 
     async def awindow_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
-        await self._ascript(SETTLE_SCRIPT, _SETTLE_SHA, key, settle_args(member, taken, cost))
+        await self._ascript(
+            window_scripts.SETTLE_SCRIPT,
+            _SETTLE_SHA,
+            key,
+            window_scripts.settle_args(member, taken, cost),
+        )
 
     async def _ascript(self, script: str, sha: str, key: str, args: list[str]) -> Any:
         client = await self._aclient()

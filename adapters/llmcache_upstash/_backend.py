@@ -28,12 +28,11 @@ import httpx
 import upstash_redis
 import upstash_redis.asyncio
 
-from llmcache.ext import Backend, BackendError, ConfigError, PerLoop
+from llmcache.ext import Backend, BackendError, ConfigError, PerLoop, window_scripts
 
 from ._deadline import ASYNC_DEADLINE, SYNC_DEADLINE, async_transport, sync_transport
 from ._errors import UpstashErrors
 from ._stored import from_text, to_text
-from ._windows import SETTLE_SCRIPT, TAKE_SCRIPT, settle_args, sha1, take_args
 
 __all__ = ["UpstashBackend"]
 
@@ -73,7 +72,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_TAKE_SHA, _SETTLE_SHA = sha1(TAKE_SCRIPT), sha1(SETTLE_SCRIPT)
+_TAKE_SHA, _SETTLE_SHA = (
+    window_scripts.sha1(window_scripts.TAKE_SCRIPT),
+    window_scripts.sha1(window_scripts.SETTLE_SCRIPT),
+)
 _monotonic = time.monotonic
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -324,23 +326,23 @@ class UpstashBackend(Backend):
     def window_take(
         self, key: str, window_s: float, limit: float, cost: float, member: str
     ) -> float:
-        args = take_args(window_s, limit, cost, member)
+        args = window_scripts.take_args(window_s, limit, cost, member)
         try:
             waited = self._run(["EVALSHA", _TAKE_SHA, 1, key, *args])
         except BackendError as error:
             if "NOSCRIPT" not in str(error):
                 raise
-            waited = self._run(["EVAL", TAKE_SCRIPT, 1, key, *args])
+            waited = self._run(["EVAL", window_scripts.TAKE_SCRIPT, 1, key, *args])
         return int(waited) / 1_000_000
 
     def window_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
-        args = settle_args(member, taken, cost)
+        args = window_scripts.settle_args(member, taken, cost)
         try:
             self._run(["EVALSHA", _SETTLE_SHA, 1, key, *args])
         except BackendError as error:
             if "NOSCRIPT" not in str(error):
                 raise
-            self._run(["EVAL", SETTLE_SCRIPT, 1, key, *args])
+            self._run(["EVAL", window_scripts.SETTLE_SCRIPT, 1, key, *args])
 
     def ping(self) -> None:
         self._run(["PING"])
@@ -388,23 +390,23 @@ class UpstashBackend(Backend):
     async def awindow_take(
         self, key: str, window_s: float, limit: float, cost: float, member: str
     ) -> float:
-        args = take_args(window_s, limit, cost, member)
+        args = window_scripts.take_args(window_s, limit, cost, member)
         try:
             waited = await self._arun(["EVALSHA", _TAKE_SHA, 1, key, *args])
         except BackendError as error:
             if "NOSCRIPT" not in str(error):
                 raise
-            waited = await self._arun(["EVAL", TAKE_SCRIPT, 1, key, *args])
+            waited = await self._arun(["EVAL", window_scripts.TAKE_SCRIPT, 1, key, *args])
         return int(waited) / 1_000_000
 
     async def awindow_settle(self, key: str, member: str, taken: float, cost: float | None) -> None:
-        args = settle_args(member, taken, cost)
+        args = window_scripts.settle_args(member, taken, cost)
         try:
             await self._arun(["EVALSHA", _SETTLE_SHA, 1, key, *args])
         except BackendError as error:
             if "NOSCRIPT" not in str(error):
                 raise
-            await self._arun(["EVAL", SETTLE_SCRIPT, 1, key, *args])
+            await self._arun(["EVAL", window_scripts.SETTLE_SCRIPT, 1, key, *args])
 
     async def aclose(self) -> None:
         await self._async.close_current()

@@ -1,4 +1,5 @@
-"""Rate limits' sliding windows on Redis: two Lua scripts, each on one key (one slot).
+"""Rate limits' sliding windows for backends that speak Redis: two Lua scripts, each on one
+key (one slot), in the public extension API (`llmcache.ext.window_scripts`).
 
 A window is a sorted set: one member per call, ``<call id>:<cost>``, scored by when it was
 taken in microseconds of the server's clock (``TIME``), so every process of every machine
@@ -14,8 +15,9 @@ expires a window after its last take.
 Scores are written with ``%.0f``: Lua 5.1 turns numbers into text with 14 significant digits,
 which would round microseconds since 1970 (16 digits) to hundreds.
 
-Copied in llmcache_upstash/_windows.py, which sends the same scripts over REST (adapters never
-import each other): change both together.
+The Redis adapter (standalone and Cluster) runs them with EVALSHA; the Upstash adapter sends
+the same scripts by REST ``EVAL``. They live here, not in either adapter, because adapters
+never import each other; a third-party backend for a Redis-compatible store can use them too.
 """
 
 from __future__ import annotations
