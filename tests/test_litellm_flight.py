@@ -9,6 +9,7 @@ import asyncio
 import gc
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,11 +18,14 @@ from typing import Any
 import litellm
 import llmcache_litellm
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from litellm.integrations.custom_logger import CustomLogger
 from llmcache_litellm import LLMCacheBackend
 from llmcache_litellm._flight import _ENDER, Claims
 
 import llmcache
+from llmcache.ext import MISS
 from llmcache.testing import FakeOpenAIServer
 
 MODEL = "openai/gpt-4o-mini"
@@ -583,3 +587,57 @@ def test_claims_of_a_gone_backend_are_not_visited() -> None:
     del claims
     gc.collect()
     assert all(isinstance(live, Claims) for live in _LIVE)
+
+
+class CountingSite:
+    """A call site whose every claim leads, and counts its releases by key."""
+
+    def __init__(self) -> None:
+        self.released: Counter[str] = Counter()
+
+    def claim(self, request: dict[str, str]) -> tuple[Any, Callable[[], None]]:
+        key = request["key"]
+        return MISS, lambda: self.released.update([key])
+
+
+ENDS = st.lists(
+    st.tuples(st.sampled_from(["write", "fail", "next call", "thread failure"]), st.integers(0, 2)),
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ends=ENDS)
+def test_each_claim_is_released_exactly_once_whatever_ends_it(
+    ends: list[tuple[str, int]],
+) -> None:
+    site = CountingSite()
+    claims = Claims()
+    keys = [f"{i}" * 64 for i in range(3)]
+    led = []
+    for index, key in enumerate(keys):
+        assert claims.lead(site, key, f"call-{index}") is MISS  # type: ignore[arg-type]
+        led.extend(claims.by_key[key])
+    for kind, index in ends:
+        if kind == "write":  # as set_cache does: take, store, release
+            claims.release(claims.take_key(keys[index]))
+        elif kind == "fail":
+            claims.failed(f"call-{index}", None)
+        elif kind == "next call":
+            claims.next_call_of_thread(keys[index])
+        else:
+            claims.failed(None, None)
+        assert all(count == 1 for count in site.released.values())
+    claims.end(led)  # whatever is left: the owner's end
+    assert site.released == Counter(keys)
+    assert not claims.by_key
+
+
+def test_the_litellm_cache_reads_another_backend_as_litellm_does() -> None:
+    from llmcache_litellm._cache import SingleFlightCache
+
+    made = SingleFlightCache(type="local")  # LiteLLM's in-memory backend, not ours
+    value = {"timestamp": time.time(), "response": '{"id": "chatcmpl-1"}'}
+    made.cache.set_cache("k", value)
+    assert made.get_cache(cache_key="k") == {"id": "chatcmpl-1"}
+    assert asyncio.run(made.async_get_cache(cache_key="k")) == {"id": "chatcmpl-1"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from typing import Any
 
 from litellm.caching.caching import Cache as LiteLLMCache
@@ -20,20 +21,28 @@ from ._flight import Batch
 
 __all__ = ["SingleFlightCache"]
 
+_get_cache = LiteLLMCache.get_cache  # LiteLLM's read, called without a super() lookup
+
 
 class SingleFlightCache(LiteLLMCache):  # type: ignore[misc]
     """``litellm.Cache`` on an `LLMCacheBackend`."""
 
-    def get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> Any:
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         backend = self.cache
-        if not isinstance(backend, LLMCacheBackend):  # the user swapped the backend
-            return super().get_cache(dynamic_cache_object, **kwargs)
-        thread = backend.claims.thread
-        thread.call = kwargs  # read by the backend on a miss, on this thread
+        # Where a sync read leaves its call for the backend (a plain thread-local when the
+        # backend is another: nobody reads it then).
+        self._calls: Any = (
+            backend.claims.thread if isinstance(backend, LLMCacheBackend) else threading.local()
+        )
+
+    def get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> Any:
+        calls = self._calls
+        calls.call = kwargs  # read by the backend on a miss, on this thread
         try:
-            return super().get_cache(dynamic_cache_object, **kwargs)
+            return _get_cache(self, dynamic_cache_object, **kwargs)
         finally:
-            thread.call = None
+            calls.call = None
 
     def async_get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> Any:
         # Not a coroutine function: this runs in the caller's task, where the coroutine is

@@ -89,7 +89,9 @@ class Claims:
     thread and by task (backstops)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a dead thread's claims may be ended by a finalizer (`_Held`) that runs
+        # on whichever thread drops them, even one inside `end`.
+        self._lock = threading.RLock()
         # Read without the lock on every read (a hit checks that it is empty): the claims
         # not yet taken, by LiteLLM key.
         self.by_key: dict[str, list[Claim]] = {}
