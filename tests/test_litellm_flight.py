@@ -274,6 +274,30 @@ async def test_identical_aembeddings_of_tasks_make_one_request(
     assert stats.coalesced + stats.hits == 2 * (N - 1)
 
 
+async def test_aembeddings_of_the_same_inputs_in_other_orders_make_one_request(
+    installed: litellm.Cache, server: LateServer
+) -> None:
+    orders = [("alpha", "beta", "gamma"), ("gamma", "beta", "alpha"), ("beta", "gamma", "alpha")]
+    started = time.monotonic()
+    answers = await asyncio.gather(*[litellm.aembedding(**embed(server, *o)) for o in orders * 2])
+    assert time.monotonic() - started < PROMPT  # no two calls wait for each other's input
+    assert server.requests == 1
+    vectors = [
+        {text: str(row["embedding"]) for text, row in zip(order, answer.data, strict=True)}
+        for order, answer in zip(orders * 2, answers, strict=True)
+    ]
+    assert all(vector == vectors[0] for vector in vectors)
+
+
+async def test_an_aembedding_that_repeats_an_input_never_waits_for_itself(
+    installed: litellm.Cache, server: LateServer
+) -> None:
+    started = time.monotonic()
+    answer = await litellm.aembedding(**embed(server, "alpha", "alpha", "beta"))
+    assert time.monotonic() - started < PROMPT
+    assert len(answer.data) == 3 and server.requests == 1
+
+
 # ------------------------------------------------------------------------------ failures
 
 

@@ -234,6 +234,9 @@ class LLMCacheBackend(BaseCache):
         return None if found is MISS else _served(found)
 
     async def async_get_cache(self, key: str, **kwargs: Any) -> Any:
+        batched: tuple[Batch, tuple[str, int]] | None = kwargs.get(OWNER)
+        if batched is not None:
+            batched[0].start()
         found = await self._site_for(key).aget({"key": key})
         claims = self.claims
         if claims.by_key and "litellm_call_id" in kwargs:
@@ -242,16 +245,16 @@ class LLMCacheBackend(BaseCache):
             if task is not None:
                 claims.next_call_of_task(task, key)
         if found is not MISS:
-            batched = kwargs.get(OWNER)
             if batched is not None:
                 batched[0].done(batched[1])
             return _served(found)
-        return await self._alead(key, kwargs)
+        return await self._alead(key, kwargs, batched)
 
-    async def _alead(self, key: str, kwargs: dict[str, Any]) -> Any:
+    async def _alead(
+        self, key: str, kwargs: dict[str, Any], batched: tuple[Batch, tuple[str, int]] | None
+    ) -> Any:
         """`_lead` for a task: waiting never blocks the loop."""
         self._started(key)
-        batched: tuple[Batch, tuple[str, int]] | None = kwargs.get(OWNER)
         if batched is None:
             task = asyncio.current_task()
             if _no_store(kwargs) or task is None:  # LiteLLM awaits its reads in a task
@@ -259,7 +262,6 @@ class LLMCacheBackend(BaseCache):
             found = await self._aclaim(key, kwargs, task)
         else:
             batch, entry = batched
-            batch.started = True
             try:
                 await batch.turn(entry)
                 found = await self._aclaim(key, kwargs, batch.task)

@@ -176,6 +176,7 @@ class Claims:
         if found is MISS:
             claim = Claim(key, release, call_id)
             self._add(claim)
+            held[:] = [other for other in held if not other.taken]  # written: forget them
             held.append(claim)
         return found
 
@@ -204,6 +205,7 @@ class Claims:
             if held is None:
                 held = self._tasks[task] = []
                 task.add_done_callback(self._task_done)
+            held[:] = [other for other in held if not other.taken]  # written: forget them
             held.append(claim)
         return found
 
@@ -241,32 +243,46 @@ class Batch:
     batch does: two calls of the same inputs in another order would otherwise each lead one
     input and wait for the other's, until `lock_wait`."""
 
-    __slots__ = ("_changed", "_done", "entries", "started", "task")
+    __slots__ = ("_done", "_prefix", "_rank", "_waiting", "entries", "started", "task")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self.task = task
         self.entries: list[tuple[str, int]] = []  # (key, position): a key may come twice
-        self.started = False
-        self._done: set[tuple[str, int]] = set()
-        self._changed: asyncio.Event | None = None
+        self.started = False  # a read has run: the call has made all its reads
+        self._rank: dict[tuple[str, int], int] = {}
+        self._done: list[bool] = []
+        self._prefix = 0  # how many of the first entries, in key order, are done
+        self._waiting: dict[int, asyncio.Future[None]] = {}
 
     def add(self, key: str) -> tuple[str, int]:
         entry = (key, len(self.entries))
         self.entries.append(entry)
         return entry
 
+    def start(self) -> None:
+        """A read of the batch runs: the call has made all of its reads by now."""
+        if not self.started:
+            self.started = True
+            self._rank = {entry: rank for rank, entry in enumerate(sorted(self.entries))}
+            self._done = [False] * len(self.entries)
+
     async def turn(self, entry: tuple[str, int]) -> None:
         """Wait until every read ordered before `entry` has found or claimed its key."""
-        while any(other < entry and other not in self._done for other in self.entries):
-            if self._changed is None:
-                self._changed = asyncio.Event()
-            await self._changed.wait()
+        rank = self._rank[entry]
+        if self._prefix < rank:
+            waiting = self._waiting[rank] = asyncio.get_running_loop().create_future()
+            await waiting
 
     def done(self, entry: tuple[str, int]) -> None:
-        self._done.add(entry)
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
+        """`entry` has found or claimed its key: the next read in key order may claim."""
+        done = self._done
+        done[self._rank[entry]] = True
+        while self._prefix < len(done) and done[self._prefix]:
+            self._prefix += 1
+        # Only the first read not yet done can be waiting for its turn to come.
+        waiting = self._waiting.pop(self._prefix, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
 
 #: Turns of the loop a task's ended claims wait for a write LiteLLM has scheduled: one for
