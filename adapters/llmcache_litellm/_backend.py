@@ -22,6 +22,10 @@ and the report's rows), and a ttl a site of its own (a site stores with one ttl)
 value is stored as one JSON document (UTF-8 bytes; never a pickle), with a completion's
 response parsed into it, and handed back as a fresh dict whose response is a dict, which
 ``litellm.Cache.get_cache_logic`` takes as it is (it parses only a response given as text).
+
+Single-flight: a read that misses claims its key (`_flight.Claims`), so that identical
+concurrent calls of this process wait for its write and are served the entry; the write,
+a failure event of the call, or its owner's next call or end lets them go on.
 """
 
 from __future__ import annotations
@@ -236,7 +240,7 @@ class LLMCacheBackend(BaseCache):
     async def async_get_cache(self, key: str, **kwargs: Any) -> Any:
         batched: tuple[Batch, tuple[str, int]] | None = kwargs.get(OWNER)
         if batched is not None:
-            batched[0].start()
+            return await self._batched_read(key, batched)
         found = await self._site_for(key).aget({"key": key})
         claims = self.claims
         if claims.by_key and "litellm_call_id" in kwargs:
@@ -245,36 +249,34 @@ class LLMCacheBackend(BaseCache):
             if task is not None:
                 claims.next_call_of_task(task, key)
         if found is not MISS:
-            if batched is not None:
-                batched[0].done(batched[1])
             return _served(found)
-        return await self._alead(key, kwargs, batched)
-
-    async def _alead(
-        self, key: str, kwargs: dict[str, Any], batched: tuple[Batch, tuple[str, int]] | None
-    ) -> Any:
-        """`_lead` for a task: waiting never blocks the loop."""
         self._started(key)
-        if batched is None:
-            task = asyncio.current_task()
-            if _no_store(kwargs) or task is None:  # LiteLLM awaits its reads in a task
-                return None
-            found = await self._aclaim(key, kwargs, task)
-        else:
-            batch, entry = batched
-            try:
-                await batch.turn(entry)
-                found = await self._aclaim(key, kwargs, batch.task)
-            finally:
-                batch.done(entry)
-        return None if found is MISS else _served(found)
+        task = asyncio.current_task()
+        if _no_store(kwargs) or task is None:  # LiteLLM awaits its reads in a task
+            return None
+        return await self._alead(key, kwargs.get("litellm_call_id"), task)
 
-    async def _aclaim(self, key: str, kwargs: dict[str, Any], task: asyncio.Task[Any]) -> Any:
+    async def _batched_read(self, key: str, batched: tuple[Batch, tuple[str, int]]) -> Any:
+        """One input's read of an async embedding call (see `Batch`)."""
+        batch, entry = batched
+        batch.start()
+        try:  # done however the read ends (cancelled too): the next inputs take their turn
+            found = await self._site_for(key).aget({"key": key})
+            if found is not MISS:
+                return _served(found)
+            self._started(key)
+            await batch.turn(entry)
+            return await self._alead(key, None, batch.task)
+        finally:
+            batch.done(entry)
+
+    async def _alead(self, key: str, call_id: Any, task: asyncio.Task[Any]) -> Any:
+        """`_lead` for a task: waiting never blocks the loop."""
         ensure_registered()
-        call_id = kwargs.get("litellm_call_id")
-        return await self.claims.alead(
+        found = await self.claims.alead(
             self._site_for(key), key, call_id if isinstance(call_id, str) else None, task
         )
+        return None if found is MISS else _served(found)
 
     def batch_get_cache(self, keys: list[str], **kwargs: Any) -> list[Any]:
         return [self.get_cache(key) for key in keys]

@@ -16,6 +16,8 @@ therefore ended by the first of:
 
 An abandoned stream (never read to its end, so never written) sends no event: its claim
 ends with its owner's next call or end, and its waiters wait `Cache.lock_wait` at most.
+A ``no-store`` call claims nothing. The reads of an async embedding's inputs claim for the
+calling task, in key order (`Batch`).
 """
 
 from __future__ import annotations
