@@ -671,3 +671,19 @@ def test_the_litellm_cache_reads_another_backend_as_litellm_does() -> None:
     made.cache.set_cache("k", value)
     assert made.get_cache(cache_key="k") == {"id": "chatcmpl-1"}
     assert asyncio.run(made.async_get_cache(cache_key="k")) == {"id": "chatcmpl-1"}
+
+
+def test_a_claimed_call_with_its_own_ttl_is_settled_by_its_write(server: LateServer) -> None:
+    # The claim enters the cache's checks (here a budget) on the site the write will use,
+    # so the write settles them with the call's cost.
+    server.delay = 0.0
+    with llmcache.Cache(workspace="litellm-budget", tiers=["memory"], budget_usd=100) as cache:
+        litellm.cache = llmcache_litellm.cache(cache)
+        try:
+            litellm.completion(**ask(server, "first"))
+            once = cache.budgets()[0]["spent_usd"]
+            litellm.completion(**ask(server, "other"), cache={"ttl": 60})
+            assert once > 0
+            assert cache.budgets()[0]["spent_usd"] > once  # the second call's cost too
+        finally:
+            litellm.disable_cache()

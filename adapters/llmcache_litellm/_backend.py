@@ -102,6 +102,14 @@ def _no_store(kwargs: Mapping[str, Any] | None) -> bool:
     return isinstance(controls, Mapping) and controls.get("no-store") is True
 
 
+def _call_ttl(kwargs: Mapping[str, Any] | None) -> Any:
+    """The call's ``cache={"ttl": n}``, which LiteLLM passes to its write: the claim is made
+    on the site the write will use, so that the cache's checks entered for the claim (a
+    budget, a rate limit) are settled by that write."""
+    controls = kwargs.get("cache") if kwargs is not None else None
+    return controls.get("ttl") if isinstance(controls, Mapping) else None
+
+
 def _parsed(value: Any) -> Any:
     """LiteLLM's value with a completion's response text parsed (smaller, and LiteLLM takes
     a parsed response as it is); anything else as LiteLLM gave it."""
@@ -233,7 +241,7 @@ class LLMCacheBackend(BaseCache):
         ensure_registered()
         call_id = call.get("litellm_call_id") if call is not None else None
         found = self.claims.lead(
-            self._site_for(key), key, call_id if isinstance(call_id, str) else None
+            self._site_for(key, _call_ttl(call)), key, call_id if isinstance(call_id, str) else None
         )
         return None if found is MISS else _served(found)
 
@@ -254,7 +262,8 @@ class LLMCacheBackend(BaseCache):
         task = asyncio.current_task()
         if _no_store(kwargs) or task is None:  # LiteLLM awaits its reads in a task
             return None
-        return await self._alead(key, kwargs.get("litellm_call_id"), task)
+        site = self._site_for(key, _call_ttl(kwargs))
+        return await self._alead(site, key, kwargs.get("litellm_call_id"), task)
 
     async def _batched_read(self, key: str, batched: tuple[Batch, tuple[str, int]]) -> Any:
         """One input's read of an async embedding call (see `Batch`)."""
@@ -266,15 +275,15 @@ class LLMCacheBackend(BaseCache):
                 return _served(found)
             self._started(key)
             await batch.turn(entry)
-            return await self._alead(key, None, batch.task)
+            return await self._alead(self._site_for(key), key, None, batch.task)
         finally:
             batch.done(entry)
 
-    async def _alead(self, key: str, call_id: Any, task: asyncio.Task[Any]) -> Any:
+    async def _alead(self, site: CallSite, key: str, call_id: Any, task: asyncio.Task[Any]) -> Any:
         """`_lead` for a task: waiting never blocks the loop."""
         ensure_registered()
         found = await self.claims.alead(
-            self._site_for(key), key, call_id if isinstance(call_id, str) else None, task
+            site, key, call_id if isinstance(call_id, str) else None, task
         )
         return None if found is MISS else _served(found)
 
