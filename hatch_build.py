@@ -1,6 +1,7 @@
 """Hatch build hook: compile the optional C accelerator `llmcache._speedups`.
 
-The extension is one C file with no dependency but Python's headers, so it is compiled with
+The extension is one C file (and the header it includes) with no dependency but Python's
+headers, so it is compiled with
 the compiler and flags Python itself was built with (sysconfig's CC, CFLAGS, CCSHARED and
 LDSHARED; CC and LDSHARED in the environment override them, as with setuptools). Then:
 
@@ -28,6 +29,8 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 SOURCE = "llmcache/_speedups.c"
+#: The headers SOURCE includes: the build's digest covers them too.
+HEADERS = ("llmcache/_xxh3.h",)
 MODULE = "llmcache/_speedups"
 COMPILE_TIMEOUT = 300  # seconds; a compiler that hangs must not hang the install
 
@@ -90,7 +93,10 @@ def _compile(source: Path, output: Path, workdir: Path) -> None:
         # LDSHARED starts with the compiler Python was built with: link with the chosen one.
         ldshared = ldshared.replace(config("CC"), cc, 1)
     includes = {sysconfig.get_paths()["include"], sysconfig.get_paths()["platinclude"]}
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    # What tests/test_speedups.py compares: the source, then each header, in this order.
+    digest = hashlib.sha256(
+        source.read_bytes() + b"".join((source.parent / Path(h).name).read_bytes() for h in HEADERS)
+    ).hexdigest()
     obj = workdir / "_speedups.o"
     _run(
         [

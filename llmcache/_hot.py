@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from xxhash import xxh3_128_intdigest
 
 from ._canonical import (
     FAST_OPTION,
@@ -36,6 +35,7 @@ from ._canonical import (
     fast_default,
 )
 from ._codec import Unstorable
+from ._fingerprint import xxh3_128
 from ._info import (
     LAST,
     SHARED_TYPES,
@@ -239,7 +239,7 @@ def sync_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) -
             except Exception:  # the slow path canonicalises it, or names the bad argument
                 return flow.run(lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs))
             seed, prefix = namespace.state
-            fingerprint = xxh3_128_intdigest(body, seed)
+            fingerprint = xxh3_128(body, seed)
             if memory is not None:
                 value = memory_hit(fingerprint)
                 if value is not MISS:
@@ -284,7 +284,7 @@ def async_wrapper(function: Callable[..., Any], site: CallSite, binder: Binder) 
                     lambda: slow_body(args, kwargs), lambda: function(*args, **kwargs)
                 )
             seed, prefix = namespace.state
-            fingerprint = xxh3_128_intdigest(body, seed)
+            fingerprint = xxh3_128(body, seed)
             if memory is not None:
                 value = memory_hit(fingerprint)
                 if value is not MISS:
@@ -308,7 +308,7 @@ def fast_key(site: CallSite, request: Mapping[str, Any]) -> tuple[int, str] | No
     except Exception:  # the long way canonicalises it, or names what cannot be keyed
         return None
     seed, prefix = namespace.state
-    return xxh3_128_intdigest(body, seed), prefix
+    return xxh3_128(body, seed), prefix
 
 
 def call(
@@ -338,7 +338,7 @@ def call(
             body = None
         if body is not None:
             seed, prefix = namespace.state
-            fingerprint = xxh3_128_intdigest(body, seed)
+            fingerprint = xxh3_128(body, seed)
             hot = site.hot
             value = hot.memory_hit(fingerprint)
             if value is not MISS:

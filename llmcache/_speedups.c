@@ -1,5 +1,6 @@
 /*
- * llmcache._speedups: the hit path's argument type scan in C.
+ * llmcache._speedups: the hit path's argument type scan and its key hash (XXH3-128, in
+ * _xxh3.h) in C.
  *
  * `needs_tags(obj)` is `llmcache._canonical.needs_tags` (the Python reference), made with the
  * same exact-type tests: whether orjson's own bytes for `obj` could also be another value's,
@@ -28,6 +29,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+
+#include "_xxh3.h"
 
 /* orjson refuses more than 254 nested lists and dicts: past this, no hit path has bytes. */
 #define SCAN_CONTAINER_LIMIT 256
@@ -114,8 +117,53 @@ PyDoc_STRVAR(needs_tags_doc,
              "llmcache._canonical.needs_tags (True past 256 nested lists and dicts or 1024\n"
              "nested tuples).");
 
+static PyObject *
+xxh3_128(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "xxh3_128() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    uint64_t seed = PyLong_AsUnsignedLongLong(args[1]);
+    if (seed == (uint64_t)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    xxh3_u128 digest;
+    if (PyBytes_CheckExact(args[0])) { /* orjson's output: no buffer to acquire */
+        digest = xxh3_128_seeded((const uint8_t *)PyBytes_AS_STRING(args[0]),
+                                 (size_t)PyBytes_GET_SIZE(args[0]), seed);
+    }
+    else {
+        Py_buffer view;
+        if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        digest = xxh3_128_seeded((const uint8_t *)view.buf, (size_t)view.len, seed);
+        PyBuffer_Release(&view);
+    }
+    /* The 128-bit value high:low, as xxhash's xxh3_128_intdigest gives it. */
+    unsigned char bytes[16];
+    for (int i = 0; i < 8; i++) {
+        bytes[i] = (unsigned char)(digest.low >> (8 * i));
+        bytes[8 + i] = (unsigned char)(digest.high >> (8 * i));
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyLong_FromUnsignedNativeBytes(bytes, 16,
+                                          Py_ASNATIVEBYTES_LITTLE_ENDIAN |
+                                              Py_ASNATIVEBYTES_UNSIGNED_BUFFER);
+#else
+    return _PyLong_FromByteArray(bytes, 16, 1, 0);
+#endif
+}
+
+PyDoc_STRVAR(xxh3_128_doc,
+             "xxh3_128(data, seed, /)\n--\n\n"
+             "XXH3-128 of data with a 64-bit seed, as an int: xxhash.xxh3_128_intdigest's\n"
+             "value, from scalar code (no vector unit to wake; see _xxh3.h).");
+
 static PyMethodDef speedups_methods[] = {
     {"needs_tags", needs_tags, METH_O, needs_tags_doc},
+    {"xxh3_128", (PyCFunction)(void (*)(void))xxh3_128, METH_FASTCALL, xxh3_128_doc},
     {NULL, NULL, 0, NULL},
 };
 

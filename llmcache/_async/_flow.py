@@ -87,9 +87,9 @@ class AsyncFlow:
         seed, prefix = namespace.state
         if opts is not None and opts.sample is not None:
             body += b"\x00sample:" + canonical_value(opts.sample)
-        from xxhash import xxh3_128_intdigest
+        from .._fingerprint import xxh3_128
 
-        return namespace, xxh3_128_intdigest(body, seed), prefix, opts
+        return namespace, xxh3_128(body, seed), prefix, opts
 
     async def key(self, request: Mapping[str, Any]) -> str:
         """The signed key `request` has under the current options."""
