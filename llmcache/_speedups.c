@@ -1,6 +1,6 @@
 /*
- * llmcache._speedups: the hit path's argument type scan and its key hash (XXH3-128, in
- * _xxh3.h) in C.
+ * llmcache._speedups: the hit path's argument type scan, its key hash (XXH3-128, in
+ * _xxh3.h) and the copy of a template result (_fresh_copy.h), in C.
  *
  * `needs_tags(obj)` is `llmcache._canonical.needs_tags` (the Python reference), made with the
  * same exact-type tests: whether orjson's own bytes for `obj` could also be another value's,
@@ -30,6 +30,7 @@
 #include <Python.h>
 #include <math.h>
 
+#include "_fresh_copy.h"
 #include "_xxh3.h"
 
 /* orjson refuses more than 254 nested lists and dicts: past this, no hit path has bytes. */
@@ -161,7 +162,26 @@ PyDoc_STRVAR(xxh3_128_doc,
              "XXH3-128 of data with a 64-bit seed, as an int: xxhash.xxh3_128_intdigest's\n"
              "value, from scalar code (no vector unit to wake; see _xxh3.h).");
 
+static PyObject *
+fresh_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "fresh_copy() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fresh_copy(): classes must be a set or frozenset");
+        return NULL;
+    }
+    return copy_value(args[0], args[1], 0);
+}
+
+PyDoc_STRVAR(fresh_copy_doc,
+             "fresh_copy(value, classes, /)\n--\n\n"
+             "A deep copy of value: the C form of llmcache._fresh.fresh_copy.");
+
 static PyMethodDef speedups_methods[] = {
+    {"fresh_copy", (PyCFunction)(void (*)(void))fresh_copy, METH_FASTCALL, fresh_copy_doc},
     {"needs_tags", needs_tags, METH_O, needs_tags_doc},
     {"xxh3_128", (PyCFunction)(void (*)(void))xxh3_128, METH_FASTCALL, xxh3_128_doc},
     {NULL, NULL, 0, NULL},

@@ -37,6 +37,7 @@ from ._errors import (
     LLMCacheError,
     MissingDependencyError,
 )
+from ._fresh import fresh_copy
 from ._loops import PerLoop
 from ._options import Options, current_options
 from ._registry import register_backend, register_provider
@@ -60,6 +61,7 @@ __all__ = [
     "Usage",
     "current_options",
     "extension_state",
+    "fresh_copy",
     "register_backend",
     "register_provider",
     "run_in_thread",

@@ -3,6 +3,7 @@ list read from an `llm_string`, the usage read from generations, and the latency
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
@@ -24,15 +25,58 @@ class WithTextMessage(Generation):
     message: str = "not a model"
 
 
-def test_a_template_is_refused_when_its_copy_could_differ() -> None:
+class Opaque:
+    pass
+
+
+def test_a_template_is_refused_when_it_cannot_copy_or_its_copy_could_differ() -> None:
     assert _codec._template(["not a generation"]) is None
-    assert _codec._template([WithPrivate(text="x")]) is None
-    assert _codec._template([WithTextMessage(text="x")]) is None
-    extra = AIMessage(content="x", custom_field=1)  # an extra field, kept by pydantic
-    assert _codec._template([ChatGeneration(message=extra)]) is None
-    private_message = ChatGeneration(message=AIMessage(content="x"))
-    assert _codec._template([private_message]) is not None
-    assert _codec._template([Generation(text="t", generation_info={"pair": (1, 2)})]) is None
+    stamp = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)  # fresh_copy does not copy it
+    assert _codec._template([Generation(text="t", generation_info={"at": stamp})]) is None
+    assert _codec._template([Generation(text="t", generation_info={"n": Opaque()})]) is None
+
+
+@pytest.mark.parametrize(
+    "generation",
+    [
+        WithPrivate(text="x"),
+        WithTextMessage(text="x"),
+        ChatGeneration(message=AIMessage(content="x", custom_field={"a": [1]})),  # an extra
+        Generation(text="t", generation_info={"pair": (1, [2])}),
+        ChatGeneration(
+            message=AIMessage(
+                content=[{"type": "text", "text": "hi"}],
+                tool_calls=[{"name": "f", "args": {"q": [1]}, "id": "c1"}],
+                usage_metadata={"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
+            )
+        ),
+    ],
+    ids=["private", "str-message", "extra", "tuple", "tool-call"],
+)
+def test_a_template_copies_everything_and_shares_nothing_mutable(generation: Any) -> None:
+    build = _codec._template([generation])
+    assert build is not None
+    first, second = build(), build()
+    assert first == second == [generation]
+    assert first[0].__pydantic_private__ == generation.__pydantic_private__
+    assert first[0].__pydantic_extra__ == generation.__pydantic_extra__
+
+    def containers(value: Any) -> list[Any]:
+        found = []
+        if isinstance(value, dict | list | set) or hasattr(value, "__dict__"):
+            found.append(value)
+        state = getattr(value, "__dict__", None)
+        items = state.values() if state is not None else ()
+        if isinstance(value, dict):
+            items = value.values()
+        elif isinstance(value, list | tuple):
+            items = value
+        for item in items:
+            found += containers(item)
+        return found
+
+    # No dict, list, set or object is shared between two hits: mutating one leaves the other.
+    assert not {id(c) for c in containers(first)} & {id(c) for c in containers(second)}
 
 
 def test_decode_builds_a_template_once_and_memory_stays_bounded(

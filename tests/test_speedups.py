@@ -55,10 +55,11 @@ def c_needs_tags(value: Any) -> bool:
 def test_the_c_scan_is_built_from_the_current_source() -> None:
     module = _speedups()
     source = b"".join(
-        (ROOT / "llmcache" / name).read_bytes() for name in ("_speedups.c", "_xxh3.h")
+        (ROOT / "llmcache" / name).read_bytes()
+        for name in ("_speedups.c", "_fresh_copy.h", "_xxh3.h")
     )
     assert hashlib.sha256(source).hexdigest() == module.SOURCE_SHA256, (
-        "llmcache._speedups was built from another version of _speedups.c or _xxh3.h: "
+        "llmcache._speedups was built from another version of _speedups.c or its headers: "
         'run pip install -e ".[all,dev]" again'
     )
     assert Path(module.__file__).parent == ROOT / "llmcache"
