@@ -80,16 +80,18 @@ def test_a_template_copies_everything_and_shares_nothing_mutable(generation: Any
 
 
 def test_decode_builds_a_template_once_and_memory_stays_bounded(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    monkeypatch.setattr(_codec, "_templates", {})
+    kept = dict(_codec.templates)
+    _codec.templates.clear()  # in place: the adapter holds this very dict
+    request.addfinalizer(lambda: (_codec.templates.clear(), _codec.templates.update(kept)))
     monkeypatch.setattr(_codec, "_template_chars", 0)
     monkeypatch.setattr(_codec, "MAX_TEMPLATES", 2)
     texts = [_codec.encode([Generation(text=f"answer {i}")]) for i in range(3)]
-    assert all(texts) and len(_codec._templates) == 2
-    assert texts[0] not in _codec._templates  # the oldest went first
+    assert all(texts) and len(_codec.templates) == 2
+    assert texts[0] not in _codec.templates  # the oldest went first
     first = _codec.decode(texts[0])  # a text this process has not decoded: the slow path
-    assert first == [Generation(text="answer 0")] and texts[0] in _codec._templates
+    assert first == [Generation(text="answer 0")] and texts[0] in _codec.templates
     again = _codec.decode(texts[0])
     assert again == first and again is not first and again[0] is not first[0]
     _codec._remember(texts[0], lambda: [])  # already known: kept as it was

@@ -13,7 +13,7 @@ from langchain_core.caches import BaseCache
 
 from llmcache.ext import MISS, Cache, CallSite, extension_state, run_in_thread
 
-from ._codec import decode, encode
+from ._codec import decode, encode, templates
 from ._usage import model_and_provider, usage_of
 
 __all__ = ["LangChainCache"]
@@ -24,6 +24,9 @@ log = logging.getLogger("llmcache")
 IDENTITY = "langchain.llm_cache"
 #: Lookups that missed and wait for their update, for the latency a later hit saves.
 MAX_PENDING = 4096
+
+#: The template builders of entries decoded in this process (see _codec), by entry text.
+_templates_get = templates.get
 
 #: A claim held on a lookup miss: (prompt, llm_string, release).
 _Claim = tuple[str, str, Callable[[], None]]
@@ -135,16 +138,19 @@ class LangChainCache(BaseCache):
         held = self._thread.held
         if held and held[0][1] is not llm_string:
             _release(held)  # this thread's previous call ended without an update: it failed
-        if found is MISS:
-            if any(claimed == prompt for claimed, _, _ in held):
-                found = MISS  # one batch asks twice: never wait for ourselves
-            else:
-                found, release = self._site.claim(request)
-                if found is MISS:
-                    held.append((prompt, llm_string, release))
+        if found is not MISS:
+            # `decode`'s fast path, inlined: every hit's (an entry not ours is no str)
+            build = _templates_get(found) if type(found) is str else None
+            return build() if build is not None else self._hit(found, prompt, llm_string)
+        if any(claimed == prompt for claimed, _, _ in held):
+            found = MISS  # one batch asks twice: never wait for ourselves
+        else:
+            found, release = self._site.claim(request)
             if found is MISS:
-                self._missed(prompt, llm_string)
-                return None
+                held.append((prompt, llm_string, release))
+        if found is MISS:
+            self._missed(prompt, llm_string)
+            return None
         return self._hit(found, prompt, llm_string)
 
     async def alookup(self, prompt: str, llm_string: str) -> list[Any] | None:

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from llmcache.ext import fresh_copy
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "templates"]
 
 log = logging.getLogger("llmcache")
 
@@ -39,7 +39,8 @@ MAX_TEMPLATES = 1024
 #: And at most this many characters of stored text among them.
 MAX_TEMPLATE_CHARS = 16 * 1024 * 1024
 
-_templates: dict[str, Callable[[], list[Any]]] = {}
+#: Entry text -> a builder of fresh copies of its generations (see the module's docstring).
+templates: dict[str, Callable[[], list[Any]]] = {}  # cleared in place, never rebound
 _template_chars = 0
 _lock = threading.Lock()
 
@@ -90,13 +91,13 @@ def _template(generations: Sequence[Any]) -> Callable[[], list[Any]] | None:
 def _remember(text: str, builder: Callable[[], list[Any]]) -> None:
     global _template_chars
     with _lock:
-        if text in _templates:
+        if text in templates:
             return
-        _templates[text] = builder
+        templates[text] = builder
         _template_chars += len(text)
-        while len(_templates) > MAX_TEMPLATES or _template_chars > MAX_TEMPLATE_CHARS:
-            oldest = next(iter(_templates))
-            del _templates[oldest]
+        while len(templates) > MAX_TEMPLATES or _template_chars > MAX_TEMPLATE_CHARS:
+            oldest = next(iter(templates))
+            del templates[oldest]
             _template_chars -= len(oldest)
 
 
@@ -120,7 +121,7 @@ def encode(generations: Sequence[Any]) -> str | None:
 
 def decode(text: Any) -> list[Any]:
     """Fresh generations equal to the stored ones (a new list and new objects per call)."""
-    builder = _templates.get(text)
+    builder = templates.get(text)
     if builder is not None:
         return builder()
     generations = _load(text)
