@@ -4,8 +4,8 @@ can hand out new objects cheaply (an adapter's decoded entry, copied per hit).
 The rules (the C form, `llmcache._speedups.fresh_copy`, follows them exactly; this is the
 reference, used when the accelerator is not built or LLMCACHE_PURE_PYTHON=1):
 
-* exact dict, list, tuple and set are copied; a dict's keys and a set's items are shared
-  (hashable, so nothing changes them in place);
+* exact dict, list, tuple and set are copied; a dict's keys and a set's items are shared,
+  and must be exact str or int (immutable, and hashing them runs no code);
 * str, int, float, bool, None and bytes (subclasses too) are shared: immutable;
 * an instance whose exact type is in `classes` is copied without running any of its code: a
   new object of its type with its __dict__ and __slots__ copied by these rules. Its type must
@@ -45,6 +45,15 @@ def _slots(cls: type) -> list[str]:
     return names
 
 
+def _plain_keys(keys: Any) -> None:
+    for key in keys:
+        kind = type(key)
+        if kind is not str and kind is not int:
+            raise TypeError(
+                f"fresh_copy: cannot copy a dict key or set item of type {kind.__qualname__}"
+            )
+
+
 def _copy(value: Any, classes: set[type] | frozenset[type], depth: int) -> Any:
     if isinstance(value, _SHARED):
         return value
@@ -53,12 +62,14 @@ def _copy(value: Any, classes: set[type] | frozenset[type], depth: int) -> Any:
     depth += 1
     kind = type(value)
     if kind is dict:
+        _plain_keys(value)
         return {key: _copy(item, classes, depth) for key, item in value.items()}
     if kind is list:
         return [_copy(item, classes, depth) for item in value]
     if kind is tuple:
         return tuple([_copy(item, classes, depth) for item in value])
     if kind is set:
+        _plain_keys(value)
         return set(value)
     if kind not in classes:
         raise TypeError(f"fresh_copy: cannot copy a {kind.__qualname__} (not in classes)")

@@ -2,8 +2,8 @@
  * fresh_copy(value, classes): a deep copy of a result held as a template, for a hit that
  * must hand out new objects (`llmcache._fresh.fresh_copy` is the Python reference).
  *
- *   - exact dict, list, tuple and set are copied (a set's items and a dict's keys are shared:
- *     they are hashable, so nothing may change them in place);
+ *   - exact dict, list, tuple and set are copied; a dict's keys and a set's items are shared,
+ *     and must be exact str or int (whose hash runs no Python code);
  *   - str, int, float, bool, None and bytes (subclasses too) are shared: immutable;
  *   - an instance whose exact type is in `classes` is copied without running any of its
  *     code: a new object of its type, its __dict__ and __slots__ copied by these rules;
@@ -30,6 +30,18 @@ copy_is_shared(PyObject *value)
            PyFloat_Check(value) || PyBytes_Check(value);
 }
 
+/* A key or set item whose hash runs no Python code: exact str or int. */
+static int
+copy_is_plain_key(PyObject *key)
+{
+    if (PyUnicode_CheckExact(key) || PyLong_CheckExact(key)) {
+        return 1;
+    }
+    PyErr_Format(PyExc_TypeError, "fresh_copy: cannot copy a dict key or set item of type %.200s",
+                 Py_TYPE(key)->tp_name);
+    return 0;
+}
+
 static PyObject *
 copy_dict(PyObject *dict, PyObject *classes, int depth)
 {
@@ -40,15 +52,44 @@ copy_dict(PyObject *dict, PyObject *classes, int depth)
     Py_ssize_t position = 0;
     PyObject *key, *item;
     while (PyDict_Next(dict, &position, &key, &item)) {
-        PyObject *copied = copy_value(item, classes, depth);
-        if (copied == NULL || PyDict_SetItem(out, key, copied) < 0) {
-            Py_XDECREF(copied);
+        if (!copy_is_plain_key(key)) {
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(copied);
+        /* Held while copied: a collection during an allocation may run a finaliser. */
+        Py_INCREF(key);
+        Py_INCREF(item);
+        PyObject *copied = copy_value(item, classes, depth);
+        int failed = copied == NULL || PyDict_SetItem(out, key, copied) < 0;
+        Py_XDECREF(copied);
+        Py_DECREF(item);
+        Py_DECREF(key);
+        if (failed) {
+            Py_DECREF(out);
+            return NULL;
+        }
     }
     return out;
+}
+
+static PyObject *
+copy_set(PyObject *set)
+{
+    PyObject *items = PyObject_GetIter(set); /* an exact set's iterator runs no Python code */
+    if (items == NULL) {
+        return NULL;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(items)) != NULL) {
+        int plain = copy_is_plain_key(item);
+        Py_DECREF(item);
+        if (!plain) {
+            Py_DECREF(items);
+            return NULL;
+        }
+    }
+    Py_DECREF(items);
+    return PyErr_Occurred() ? NULL : PySet_New(set);
 }
 
 /* Each slot of `type`'s own __slots__ (a heap type's object members), copied from `source`. */
@@ -68,7 +109,9 @@ copy_slots(PyTypeObject *type, PyObject *source, PyObject *target, PyObject *cla
         if (*from == NULL) {
             continue; /* an unset slot stays unset */
         }
-        PyObject *copied = copy_value(*from, classes, depth);
+        PyObject *held = Py_NewRef(*from);
+        PyObject *copied = copy_value(held, classes, depth);
+        Py_DECREF(held);
         if (copied == NULL) {
             return -1;
         }
@@ -144,10 +187,17 @@ copy_sequence(PyObject *value, PyObject *classes, int depth, int is_list)
     if (out == NULL) {
         return NULL;
     }
-    PyObject **items = PySequence_Fast_ITEMS(value);
     for (Py_ssize_t i = 0; i < size; i++) {
-        /* A list can change size if copying runs code: it runs none (see the rules). */
-        PyObject *copied = copy_value(items[i], classes, depth);
+        /* A list is read afresh at each item: a finaliser run by a collection during an
+           allocation could change it (a template is private, so none should). */
+        if (is_list && i >= PyList_GET_SIZE(value)) {
+            PyErr_SetString(PyExc_RuntimeError, "fresh_copy: a list changed size while copied");
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *item = Py_NewRef(is_list ? PyList_GET_ITEM(value, i) : PyTuple_GET_ITEM(value, i));
+        PyObject *copied = copy_value(item, classes, depth);
+        Py_DECREF(item);
         if (copied == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -183,7 +233,7 @@ copy_value(PyObject *value, PyObject *classes, int depth)
         return copy_sequence(value, classes, depth + 1, 0);
     }
     if (type == &PySet_Type) {
-        return PySet_New(value);
+        return copy_set(value);
     }
     int listed = PySet_Contains(classes, (PyObject *)type);
     if (listed < 0) {

@@ -135,6 +135,9 @@ class DictSubclass(dict[str, Any]):
         ([datetime.date(2026, 1, 1)], frozenset({datetime.date}), "built-in type"),
         (DictSubclass(a=1), frozenset({DictSubclass}), "built-in type"),
         ({"deep": object()}, frozenset(), "not in classes"),
+        ({("tuple", "key"): 1}, frozenset(), "dict key or set item of type tuple"),
+        ([{1.5: "float key"}], frozenset(), "dict key or set item of type float"),
+        ({"s": {frozenset()}}, frozenset(), "dict key or set item of type frozenset"),
     ],
 )
 def test_what_it_cannot_copy_raises_type_error(
