@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -186,3 +188,18 @@ def test_c_and_python_copies_are_equal_and_independent(value: Any) -> None:
 def test_ext_uses_the_copy_its_environment_asks_for() -> None:
     pure = os.environ.get("LLMCACHE_PURE_PYTHON", "") not in ("", "0")
     assert fresh_copy is (_fresh.fresh_copy_python if pure else _native())
+
+
+def test_the_fallback_is_the_python_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        monkeypatch.setenv("LLMCACHE_PURE_PYTHON", "1")
+        reloaded = importlib.reload(_fresh)
+        assert reloaded.fresh_copy is reloaded.fresh_copy_python and not reloaded.NATIVE
+        monkeypatch.delenv("LLMCACHE_PURE_PYTHON")
+        monkeypatch.setitem(sys.modules, "llmcache._speedups", None)  # import fails
+        reloaded = importlib.reload(_fresh)
+        assert reloaded.fresh_copy is reloaded.fresh_copy_python
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_fresh)
+    assert _fresh.NATIVE is (os.environ.get("LLMCACHE_PURE_PYTHON", "") in ("", "0"))

@@ -3,6 +3,7 @@ every input and seed, so a key never depends on whether the C accelerator was bu
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import subprocess
@@ -89,3 +90,19 @@ def test_this_process_uses_the_hash_its_environment_asks_for() -> None:
     pure = os.environ.get("LLMCACHE_PURE_PYTHON", "") not in ("", "0")
     assert _fingerprint.NATIVE is not pure
     assert _fingerprint.xxh3_128 is (xxh3_128_intdigest if pure else _native())
+
+
+def test_the_fallback_is_the_xxhash_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the C build (not built, or LLMCACHE_PURE_PYTHON=1) the module falls back to
+    the package, whose values are the same (tested above)."""
+    try:
+        monkeypatch.setenv("LLMCACHE_PURE_PYTHON", "1")
+        assert importlib.reload(_fingerprint).xxh3_128 is xxh3_128_intdigest
+        monkeypatch.delenv("LLMCACHE_PURE_PYTHON")
+        monkeypatch.setitem(sys.modules, "llmcache._speedups", None)  # import fails
+        assert importlib.reload(_fingerprint).xxh3_128 is xxh3_128_intdigest
+        assert not _fingerprint.NATIVE
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_fingerprint)
+    assert _fingerprint.NATIVE is (os.environ.get("LLMCACHE_PURE_PYTHON", "") in ("", "0"))
