@@ -45,7 +45,10 @@ copy_is_plain_key(PyObject *key)
 static PyObject *
 copy_dict(PyObject *dict, PyObject *classes, int depth)
 {
-    PyObject *out = PyDict_New();
+    /* A copy of the table at once (CPython clones a dict's keys without rehashing), then
+       each value that is not shared replaced by its copy: several times quicker than
+       inserting key by key. */
+    PyObject *out = PyDict_Copy(dict);
     if (out == NULL) {
         return NULL;
     }
@@ -55,6 +58,9 @@ copy_dict(PyObject *dict, PyObject *classes, int depth)
         if (!copy_is_plain_key(key)) {
             Py_DECREF(out);
             return NULL;
+        }
+        if (copy_is_shared(item)) {
+            continue;
         }
         /* Held while copied: a collection during an allocation may run a finaliser. */
         Py_INCREF(key);

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -56,9 +56,32 @@ if TYPE_CHECKING:
     from ._namespaces import Namespace
     from ._site import CallSite
 
-__all__ = ["HotPath", "acall", "aget", "async_wrapper", "call", "get", "sync_wrapper"]
+__all__ = [
+    "HotPath",
+    "KeyToken",
+    "acall",
+    "aget",
+    "async_wrapper",
+    "call",
+    "get",
+    "get_by",
+    "sync_wrapper",
+    "token",
+]
 
 _T = TypeVar("_T")
+
+
+class KeyToken(NamedTuple):
+    """A request's key in one generation of its namespace (`token`, `get_by`): opaque to
+    adapters, who only keep it."""
+
+    namespace: Namespace
+    state: tuple[int, str]
+    fingerprint: int
+    prefix: str
+
+
 set_last_call = LAST.set  # `llmcache.info`'s per-context last call, set on every hit path
 
 
@@ -396,6 +419,47 @@ def get(site: CallSite, request: Mapping[str, Any]) -> Any:
     if value is MISS:
         value = hot.lower_hit(fingerprint, site.namespace, prefix)
     return value
+
+
+def token(site: CallSite, request: Mapping[str, Any]) -> KeyToken | None:
+    """A reusable handle on `request`'s key, for `get_by`; None if it takes the long way.
+
+    This is `CallSite.token` itself. An adapter that sees the same request again in a form
+    it can look up for less than keying costs (LangChain's prompt and model strings, a dict
+    key) keeps the token under that form: `get_by` then skips canonicalising and hashing.
+    """
+    namespace = site.namespace
+    if current_options() is not None or not site.cache._serving or not namespace.loaded:
+        return None
+    try:
+        body = fast_body(site.identity, site.version, request)
+    except Exception:  # the long way canonicalises it, or names what cannot be keyed
+        return None
+    state = namespace.state  # read once: the seed and prefix of one generation
+    return KeyToken(namespace, state, xxh3_128(body, state[0]), state[1])
+
+
+def get_by(site: CallSite, key_token: KeyToken, request: Mapping[str, Any]) -> Any:
+    """`get(request)` through a token `token(request)` gave: the same value and counts.
+
+    This is `CallSite.get_by` itself. A token stands only for the generation it was made
+    in: once the namespace (or the function's scope) is cleared, or under options, or
+    while the cache serves no hits, this is `get(request)` itself.
+    """
+    namespace, state, fingerprint, prefix = key_token
+    if (
+        current_options() is None
+        and site.cache._serving
+        and namespace.state is state
+        and namespace.loaded
+        and site.namespace is namespace
+    ):
+        hot = site.hot
+        value = hot.memory_hit(fingerprint)
+        if value is MISS:
+            value = hot.lower_hit(fingerprint, namespace, prefix)
+        return value
+    return get(site, request)
 
 
 async def aget(site: CallSite, request: Mapping[str, Any]) -> Any:

@@ -38,6 +38,7 @@ from ._errors import (
     MissingDependencyError,
 )
 from ._fresh import fresh_copy
+from ._hot import KeyToken
 from ._loops import PerLoop
 from ._options import Options, current_options
 from ._registry import register_backend, register_provider
@@ -53,6 +54,7 @@ __all__ = [
     "CallSite",
     "ConfigError",
     "KeyDerivationError",
+    "KeyToken",
     "LLMCacheError",
     "MissingDependencyError",
     "Options",

@@ -212,3 +212,27 @@ def test_lookup_misses_waiting_for_an_update_are_bounded(monkeypatch: pytest.Mon
     assert len(ours._pending) == 3 and len(ours._pending[key]) == 2
     assert ours._latency("prompt 4", "m") >= ours._latency("prompt 4", "m") >= 0.0
     assert key not in ours._pending
+
+
+def test_key_tokens_are_kept_for_repeated_lookups_bounded_and_never_outlive_a_clear(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_cache, "MAX_TOKENS", 3)
+    monkeypatch.setattr(_cache, "MAX_TOKEN_CHARS", 16 * 200)
+    ours = LangChainCache(llmcache.Cache(workspace="tokens", tiers=["memory"]))
+    answer = [Generation(text="stored")]
+    ours.update("p0", "m", answer)
+    assert ours.lookup("p0", "m") == answer  # loads the namespace: later lookups keep tokens
+    for i in range(5):
+        assert ours.lookup(f"p{i}", "m") == (answer if i == 0 else None)
+    assert list(ours._tokens) == [("p2", "m"), ("p3", "m"), ("p4", "m")]  # oldest out first
+    assert ours._token_chars == sum(len(p) + len(m) for p, m in ours._tokens)
+    assert ours.lookup("x" * 201, "m") is None  # too large to hold: keyed each time
+    assert ("x" * 201, "m") not in ours._tokens
+    ours.lookup("y" * 150, "m")
+    ours.lookup("z" * 150, "m")  # over the character bound: older tokens go
+    assert ours._token_chars <= 16 * 200 and ("z" * 150, "m") in ours._tokens
+    ours.update("z" * 150, "m", answer)
+    assert ours.lookup("z" * 150, "m") == answer  # through the kept token
+    ours.clear()
+    assert ours.lookup("z" * 150, "m") is None  # the token is stale: keyed anew, a miss

@@ -11,7 +11,7 @@ from typing import Any
 
 from langchain_core.caches import BaseCache
 
-from llmcache.ext import MISS, Cache, CallSite, extension_state, run_in_thread
+from llmcache.ext import MISS, Cache, CallSite, KeyToken, extension_state, run_in_thread
 
 from ._codec import decode, encode, templates
 from ._usage import model_and_provider, usage_of
@@ -24,6 +24,10 @@ log = logging.getLogger("llmcache")
 IDENTITY = "langchain.llm_cache"
 #: Lookups that missed and wait for their update, for the latency a later hit saves.
 MAX_PENDING = 4096
+#: Key tokens kept for repeated lookups: at most this many, of at most this many characters of
+#: prompts and model strings together.
+MAX_TOKENS = 4096
+MAX_TOKEN_CHARS = 16 * 1024 * 1024
 
 #: The template builders of entries decoded in this process (see _codec), by entry text.
 _templates_get = templates.get
@@ -119,6 +123,12 @@ class LangChainCache(BaseCache):
         # new `llm_string` object: one `generate` batch passes one to all its lookups) and,
         # for a task, when the task is done (or a thread, when it ends).
         self._thread = _Thread()
+        # (prompt, llm_string) -> the request's key token: a repeated lookup finds its key
+        # with one dict lookup (the hash LangChain's own cache pays) instead of keying the
+        # canonical request again. Bounded in entries and in characters, oldest out first;
+        # a token outlives no clear (`get_by` then keys the request anew).
+        self._tokens: dict[tuple[str, str], KeyToken] = {}
+        self._token_chars = 0
         self._tasks: dict[asyncio.Task[Any], list[_Claim]] = {}
 
     @property
@@ -134,7 +144,10 @@ class LangChainCache(BaseCache):
         cache's `lock_wait`) and its generations returned; else this thread leads the call.
         """
         request = {"prompt": prompt, "llm_string": llm_string}
-        found = self._site.get(request)
+        token = self._tokens.get((prompt, llm_string))
+        if token is None:
+            token = self._remember_token(prompt, llm_string, request)
+        found = self._site.get(request) if token is None else self._site.get_by(token, request)
         held = self._thread.held
         if held and held[0][1] is not llm_string:
             _release(held)  # this thread's previous call ended without an update: it failed
@@ -170,6 +183,26 @@ class LangChainCache(BaseCache):
                 self._missed(prompt, llm_string)
                 return None
         return self._hit(found, prompt, llm_string)
+
+    def _remember_token(
+        self, prompt: str, llm_string: str, request: dict[str, str]
+    ) -> KeyToken | None:
+        """The key token of a request seen for the first time, kept for the next lookup of
+        the same strings (a dict lookup, where keying hashes the canonical request)."""
+        token = self._site.token(request)
+        size = len(prompt) + len(llm_string)
+        if token is None or size > MAX_TOKEN_CHARS // 16:
+            return token  # a huge prompt is keyed each time rather than held
+        with self._lock:
+            tokens = self._tokens
+            if (prompt, llm_string) not in tokens:
+                tokens[(prompt, llm_string)] = token
+                self._token_chars += size
+                while len(tokens) > MAX_TOKENS or self._token_chars > MAX_TOKEN_CHARS:
+                    held_prompt, held_model = next(iter(tokens))
+                    del tokens[(held_prompt, held_model)]
+                    self._token_chars -= len(held_prompt) + len(held_model)
+        return token
 
     async def _aclaim(self, request: dict[str, str]) -> Any:
         """Lead this request's call for the current task, or what an identical one stored."""
