@@ -61,6 +61,7 @@ __all__ = [
     "KeyToken",
     "acall",
     "aget",
+    "aget_by",
     "async_wrapper",
     "call",
     "get",
@@ -460,6 +461,25 @@ def get_by(site: CallSite, key_token: KeyToken, request: Mapping[str, Any]) -> A
             value = hot.lower_hit(fingerprint, namespace, prefix)
         return value
     return get(site, request)
+
+
+async def aget_by(site: CallSite, key_token: KeyToken, request: Mapping[str, Any]) -> Any:
+    """`get_by` for coroutines: a tier below memory is read without blocking the loop.
+    `CallSite.aget_by` itself."""
+    namespace, state, fingerprint, prefix = key_token
+    if (
+        current_options() is None
+        and site.cache._serving
+        and namespace.state is state
+        and namespace.loaded
+        and site.namespace is namespace
+    ):
+        value = site.hot.memory_hit(fingerprint)
+        if value is not MISS:
+            return value
+        found = await site.async_flow.lower_lookup(fingerprint, prefix, None)
+        return MISS if found is None else serve(site, found, namespace)
+    return await aget(site, request)
 
 
 async def aget(site: CallSite, request: Mapping[str, Any]) -> Any:

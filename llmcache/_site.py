@@ -126,10 +126,12 @@ class CallSite:
     # or MISS, with the same hot path.
     get = _hot.get
     aget = _hot.aget
-    # ``token = site.token(request)``, then ``site.get_by(token, request)``: `get` without
+    # ``token = site.token(request)``, then ``site.get_by(token, request)`` (``await
+    # site.aget_by(...)``): `get` without
     # keying again, for an adapter that can find the token for less (see `_hot.token`).
     token = _hot.token
     get_by = _hot.get_by
+    aget_by = _hot.aget_by
 
     def put(
         self,

@@ -102,3 +102,20 @@ def test_after_fork_a_token_waits_for_the_namespace_to_load(tmp_path: Path) -> N
         answer = os.read(read, 1)
         os.waitpid(child, 0)
         assert answer == b"1"
+
+
+async def test_aget_by_reads_memory_then_the_tiers_below_without_blocking(tmp_path: Path) -> None:
+    with llmcache.Cache(workspace="w", tiers=["memory", f"disk://{tmp_path}/c"]) as cache:
+        site = cache.site("test.token")
+        await site.aput(REQUEST, ["stored"], latency_s=0.1)
+        token = site.token(REQUEST)
+        assert token is not None
+        found = await site.aget_by(token, REQUEST)
+        assert found == ["stored"] and llmcache.info(found).tier == "memory"
+        cache.memory.clear()  # type: ignore[union-attr]
+        found = await site.aget_by(token, REQUEST)
+        assert found == ["stored"] and llmcache.info(found).tier.startswith("disk:")  # type: ignore[union-attr]
+        # While current, the token decides: the request is read only when it is stale.
+        assert await site.aget_by(token, {"prompt": "other", "llm_string": "m"}) == ["stored"]
+        site.clear()
+        assert await site.aget_by(token, REQUEST) is MISS  # stale: the request keyed anew

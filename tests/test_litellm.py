@@ -678,3 +678,53 @@ def test_a_stream_left_half_way_is_not_stored(
     assert server.requests == 2 and full
     wait_until(lambda: cache.stats().tiers[0].writes >= 1, "the complete stream's entry")
     assert cache.stats().tiers[0].writes == 1  # only the stream that completed
+
+
+def test_key_tokens_are_kept_per_key_bounded_and_never_outlive_a_flush(
+    cache: llmcache.Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmcache_litellm import _backend
+
+    monkeypatch.setattr(_backend, "_MAX_TOKENS", 3)
+    backend = LLMCacheBackend(cache)
+    value = {"timestamp": 1.0, "response": {"model": "m"}}
+    backend.set_cache("a" * 64, value)
+    for key in ("a", "b", "c", "d"):
+        assert backend.get_cache(key * 64) == (value if key == "a" else None)
+    assert list(backend._tokens) == ["b" * 64, "c" * 64, "d" * 64]  # the oldest went first
+    assert backend.get_cache("ns:" + "e" * 64) is None
+    assert "ns:" + "e" * 64 not in backend._tokens  # another namespace's key: keyed in full
+    backend.set_cache("d" * 64, value)
+    assert backend.get_cache("d" * 64) == value  # through its kept token
+    assert asyncio.run(backend.async_get_cache("d" * 64)) == value
+    backend.flush_cache()
+    assert backend.get_cache("d" * 64) is None  # the token is stale: keyed anew, a miss
+    assert asyncio.run(backend.async_get_cache("d" * 64)) is None
+
+
+def test_a_read_finds_its_call_only_inside_litellm() -> None:
+    from llmcache_litellm._backend import call_of_read
+
+    assert call_of_read() is None  # not inside litellm.Cache.get_cache
+
+    def nested(depth: int) -> Any:
+        return call_of_read() if depth == 0 else nested(depth - 1)
+
+    assert nested(20) is None  # looked for a few frames up only
+
+
+def test_a_sync_miss_finds_its_calls_arguments_on_the_stack(cache: llmcache.Cache) -> None:
+    from llmcache_litellm._backend import call_of_read
+
+    seen: list[Any] = []
+
+    class Recording(LLMCacheBackend):
+        def get_cache(self, key: str, **kwargs: Any) -> Any:
+            seen.append(call_of_read())
+            return super().get_cache(key, **kwargs)
+
+    front = litellm.Cache(_backend=Recording(cache))
+    messages = [{"role": "user", "content": "hi"}]
+    ask = {"model": "gpt-4o-mini", "messages": messages, "litellm_call_id": "call-1"}
+    assert front.get_cache(**ask) is None
+    assert seen and seen[0]["litellm_call_id"] == "call-1" and seen[0]["messages"] == messages

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -40,8 +41,9 @@ from typing import Any
 
 import orjson
 from litellm.caching.base_cache import BaseCache
+from litellm.caching.caching import Cache as LiteLLMCache
 
-from llmcache.ext import MISS, Cache, CallSite, ConfigError, Usage, extension_state
+from llmcache.ext import MISS, Cache, CallSite, ConfigError, KeyToken, Usage, extension_state
 
 from ._flight import Batch, Claims, ensure_registered
 from ._usage import usage_of
@@ -53,6 +55,12 @@ __all__ = ["OWNER", "LLMCacheBackend"]
 OWNER = "_llmcache_owner"
 
 IDENTITY = "litellm.cache"
+#: `litellm.Cache.get_cache`, whose frame holds a sync read's call (`call_of_read`), and how
+#: far up the stack it is looked for.
+_LITELLM_GET_CACHE = LiteLLMCache.get_cache.__code__
+_CALL_FRAMES = 8
+#: Key tokens kept for repeated reads (LiteLLM's keys are 64 characters: about 0.5 MB).
+_MAX_TOKENS = 4096
 # LiteLLM's key: SHA-256 hex, after "<namespace>:" when it has one.
 _NAMESPACED = re.compile(r"^(?P<namespace>.+):[0-9a-f]{64}$")
 # LiteLLM's provider names that genai-prices calls by another id.
@@ -148,6 +156,28 @@ def _served(found: Any) -> Any:
     return found
 
 
+def call_of_read() -> dict[str, Any] | None:
+    """The keyword arguments of the LiteLLM call whose sync read (a miss) is running here.
+
+    LiteLLM hands a backend's sync read only the key and the prompt, but a claim needs the
+    call's ``litellm_call_id`` (its failure event names it), its ``ttl`` and whether it is
+    ``no-store``. They are the ``kwargs`` of ``litellm.Cache.get_cache``, a few frames up
+    this thread's stack: found there by that function's code object, and read only on a
+    miss. (Wrapping ``get_cache`` to hand them down instead cost every hit about 9 µs inside
+    ``litellm.completion``: one more Python frame repacking some fifty keyword arguments.)
+    None when this read is not inside one (the backend called directly).
+    """
+    frame = sys._getframe(1)
+    for _ in range(_CALL_FRAMES):
+        if frame is None:
+            return None
+        if frame.f_code is _LITELLM_GET_CACHE:
+            call = frame.f_locals.get("kwargs")
+            return call if isinstance(call, dict) else None
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
 class LLMCacheBackend(BaseCache):
     """A LiteLLM cache backend that stores in an llmcache `Cache`.
 
@@ -168,6 +198,8 @@ class LLMCacheBackend(BaseCache):
         self._lock = threading.Lock()
         self._starts: dict[str, float] = {}
         self._default = self._site(namespace, ttl)
+        # LiteLLM key -> its key token on the default site (see `_read`); bounded.
+        self._tokens: dict[str, KeyToken] = {}
         # Single-flight: the calls this process leads, claimed at their read (see _flight).
         self.claims = Claims()
 
@@ -224,7 +256,8 @@ class LLMCacheBackend(BaseCache):
 
     # -- reads -----------------------------------------------------------------------------
     def get_cache(self, key: str, **kwargs: Any) -> Any:
-        found = self._site_for(key).get({"key": key})
+        token = self._tokens.get(key)  # a key read before: no keying again (see `_read`)
+        found = self._read(key) if token is None else self._default.get_by(token, {"key": key})
         claims = self.claims
         if claims.by_key:  # some call is being led: is one of them this thread's, now over?
             claims.next_call_of_thread(key)
@@ -232,10 +265,35 @@ class LLMCacheBackend(BaseCache):
             return self._lead(key)
         return _served(found)
 
+    def _read(self, key: str) -> Any:
+        """A read of a key without a kept token: its token is made and kept when it can be
+        (see `_token_for`), else the key is read in full."""
+        token = self._token_for(key)
+        if token is None:
+            return self._site_for(key).get({"key": key})
+        return self._default.get_by(token, {"key": key})
+
+    def _token_for(self, key: str) -> KeyToken | None:
+        """A new key token for `key` on the default site, kept for the next read of the
+        same key (LiteLLM keys a repeated call with the same 64-character key: a dict lookup
+        then finds it, instead of keying the request again). None for a key of another
+        namespace, or one the hit path does not key (under options, say)."""
+        if self._site_for(key) is not self._default:
+            return None
+        token = self._default.token({"key": key})
+        if token is not None:
+            tokens = self._tokens
+            if len(tokens) >= _MAX_TOKENS:
+                with self._lock:
+                    while len(tokens) >= _MAX_TOKENS:  # the oldest go first
+                        tokens.pop(next(iter(tokens)), None)
+            tokens[key] = token
+        return token
+
     def _lead(self, key: str) -> Any:
         """A read that missed: lead the call, or serve what an identical one stores."""
         self._started(key)
-        call = self.claims.thread.call  # the LiteLLM call of this read, when cache() made us
+        call = call_of_read()  # the LiteLLM call of this read
         if _no_store(call):
             return None  # nothing will be written: nobody should wait for it
         ensure_registered()
@@ -249,7 +307,11 @@ class LLMCacheBackend(BaseCache):
         batched: tuple[Batch, tuple[str, int]] | None = kwargs.get(OWNER)
         if batched is not None:
             return await self._batched_read(key, batched)
-        found = await self._site_for(key).aget({"key": key})
+        token = self._tokens.get(key) or self._token_for(key)
+        if token is None:
+            found = await self._site_for(key).aget({"key": key})
+        else:
+            found = await self._default.aget_by(token, {"key": key})
         claims = self.claims
         if claims.by_key and "litellm_call_id" in kwargs:
             # A new call (not one more input of an embedding): the task's earlier ones are over.

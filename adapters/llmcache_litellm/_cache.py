@@ -1,17 +1,16 @@
 """The ``litellm.Cache`` that `llmcache_litellm.cache` returns: LiteLLM's own, telling our
 backend which call each read belongs to (for single-flight, see `_flight`).
 
-LiteLLM hands a backend's sync read only the key and the prompt, and runs the reads of an
-async embedding's inputs in tasks of their own. A claim needs the call's
-``litellm_call_id`` (its failure event names it), whether the call is ``no-store``, and the
-task that makes the call: this subclass passes them on, and changes nothing else.
+LiteLLM runs the reads of an async embedding's inputs in tasks of their own; a claim needs
+the task that makes the call: this subclass passes it on, and changes nothing else. (A
+sync read's call, which a claim needs too, the backend finds itself on a miss: see
+`_backend.call_of_read`. A sync hit goes through LiteLLM's own `get_cache` untouched.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from typing import Any
 
 from litellm.caching.caching import Cache as LiteLLMCache
@@ -21,28 +20,9 @@ from ._flight import Batch
 
 __all__ = ["SingleFlightCache"]
 
-_get_cache = LiteLLMCache.get_cache  # LiteLLM's read, called without a super() lookup
-
 
 class SingleFlightCache(LiteLLMCache):  # type: ignore[misc]
     """``litellm.Cache`` on an `LLMCacheBackend`."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        backend = self.cache
-        # Where a sync read leaves its call for the backend (a plain thread-local when the
-        # backend is another: nobody reads it then).
-        self._calls: Any = (
-            backend.claims.thread if isinstance(backend, LLMCacheBackend) else threading.local()
-        )
-
-    def get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> Any:
-        calls = self._calls
-        calls.call = kwargs  # read by the backend on a miss, on this thread
-        try:
-            return _get_cache(self, dynamic_cache_object, **kwargs)
-        finally:
-            calls.call = None
 
     def async_get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> Any:
         # Not a coroutine function: this runs in the caller's task, where the coroutine is

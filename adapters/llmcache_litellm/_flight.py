@@ -75,15 +75,12 @@ class _Held(list[Claim]):
 
 
 class _Thread(threading.local):
-    """Per thread: its claims, and the LiteLLM call whose read is running (set by the
-    ``litellm.Cache`` that `llmcache_litellm.cache` makes: a sync read sees only the key)."""
+    """Per thread: its claims."""
 
     held: _Held
-    call: dict[str, Any] | None
 
     def __init__(self, claims: Claims) -> None:
         self.held = _Held(claims)
-        self.call = None
 
 
 class Claims:
