@@ -261,9 +261,14 @@ class LLMCacheBackend(BaseCache):
         claims = self.claims
         if claims.by_key:  # some call is being led: is one of them this thread's, now over?
             claims.next_call_of_thread(key)
+        if type(found) is bytes:  # `_served`, inlined: every hit's
+            try:
+                return orjson.loads(found)
+            except orjson.JSONDecodeError:  # not ours (written by hand): a miss
+                return None
         if found is MISS:
             return self._lead(key)
-        return _served(found)
+        return found
 
     def _read(self, key: str) -> Any:
         """A read of a key without a kept token: its token is made and kept when it can be
