@@ -74,9 +74,10 @@ _T = TypeVar("_T")
 
 
 class KeyToken(NamedTuple):
-    """A request's key in one generation of its namespace (`token`, `get_by`): opaque to
-    adapters, who only keep it."""
+    """A request's key at one site in one generation of its namespace (`token`, `get_by`):
+    opaque to adapters, who only keep it."""
 
+    site: CallSite
     namespace: Namespace
     state: tuple[int, str]
     fingerprint: int
@@ -437,7 +438,7 @@ def token(site: CallSite, request: Mapping[str, Any]) -> KeyToken | None:
     except Exception:  # the long way canonicalises it, or names what cannot be keyed
         return None
     state = namespace.state  # read once: the seed and prefix of one generation
-    return KeyToken(namespace, state, xxh3_128(body, state[0]), state[1])
+    return KeyToken(site, namespace, state, xxh3_128(body, state[0]), state[1])
 
 
 def get_by(site: CallSite, key_token: KeyToken, request: Mapping[str, Any]) -> Any:
@@ -447,12 +448,13 @@ def get_by(site: CallSite, key_token: KeyToken, request: Mapping[str, Any]) -> A
     in: once the namespace (or the function's scope) is cleared, or under options, or
     while the cache serves no hits, this is `get(request)` itself.
     """
-    namespace, state, fingerprint, prefix = key_token
+    made_at, namespace, state, fingerprint, prefix = key_token
     if (
         current_options() is None
         and site.cache._serving
         and namespace.state is state
         and namespace.loaded
+        and made_at is site
         and site.namespace is namespace
     ):
         hot = site.hot
@@ -466,12 +468,13 @@ def get_by(site: CallSite, key_token: KeyToken, request: Mapping[str, Any]) -> A
 async def aget_by(site: CallSite, key_token: KeyToken, request: Mapping[str, Any]) -> Any:
     """`get_by` for coroutines: a tier below memory is read without blocking the loop.
     `CallSite.aget_by` itself."""
-    namespace, state, fingerprint, prefix = key_token
+    made_at, namespace, state, fingerprint, prefix = key_token
     if (
         current_options() is None
         and site.cache._serving
         and namespace.state is state
         and namespace.loaded
+        and made_at is site
         and site.namespace is namespace
     ):
         value = site.hot.memory_hit(fingerprint)

@@ -119,3 +119,14 @@ async def test_aget_by_reads_memory_then_the_tiers_below_without_blocking(tmp_pa
         assert await site.aget_by(token, {"prompt": "other", "llm_string": "m"}) == ["stored"]
         site.clear()
         assert await site.aget_by(token, REQUEST) is MISS  # stale: the request keyed anew
+
+
+def test_a_token_of_another_site_or_cache_is_never_taken(memory_cache: llmcache.Cache) -> None:
+    mine, other = memory_cache.site("test.token"), memory_cache.site("test.other")
+    mine.put(REQUEST, "mine", latency_s=0.1)
+    token = mine.token(REQUEST)
+    assert token is not None and other.get_by(token, REQUEST) is MISS  # keyed at `other`
+    with llmcache.Cache(workspace="elsewhere", tiers=["memory"]) as stranger:
+        theirs = stranger.site("test.token")
+        assert theirs.get_by(token, REQUEST) is MISS
+    assert mine.get_by(token, REQUEST) == "mine"
