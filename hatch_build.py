@@ -30,7 +30,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 SOURCE = "llmcache/_speedups.c"
 #: The headers SOURCE includes: the build's digest covers them too.
-HEADERS = ("llmcache/_fresh_copy.h", "llmcache/_xxh3.h")
+HEADERS = ("llmcache/_fresh_copy.h", "llmcache/_memory_hit.h", "llmcache/_xxh3.h")
 MODULE = "llmcache/_speedups"
 COMPILE_TIMEOUT = 300  # seconds; a compiler that hangs must not hang the install
 

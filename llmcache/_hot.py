@@ -20,6 +20,7 @@ and fork).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -73,6 +74,21 @@ __all__ = [
 _T = TypeVar("_T")
 
 
+def _load_c_memory_hit() -> Callable[[tuple[Any, ...], Any, int], Any] | None:
+    """The C memory hit (`llmcache._speedups`), configured; None: the Python method only."""
+    if os.environ.get("LLMCACHE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from ._speedups import configure_hits, memory_hit
+    except ImportError:  # not built (no compiler at install): the Python method
+        return None
+    configure_hits(NOT_SHARED, OBSERVER, LAST, HIT_BATCH)
+    return memory_hit
+
+
+_c_memory_hit = _load_c_memory_hit()
+
+
 class KeyToken(NamedTuple):
     """A request's key at one site in one generation of its namespace (`token`, `get_by`):
     opaque to adapters, who only keep it."""
@@ -105,6 +121,7 @@ class HotPath:
         "_signed_memo",
         "_site",
         "_tiers",
+        "memory_hit",
     )
 
     def __init__(self, site: CallSite) -> None:
@@ -125,9 +142,17 @@ class HotPath:
         self._decoders = site._decoders  # filled by `decoder_for`
         self._counters = site.counters
         self._name = site.namespace.name
+        # `memory_hit`: the C form (a shared value's hit in C, the rest through the Python
+        # method), or the Python method itself when the accelerator is not built.
+        self.memory_hit: Callable[[int], Any] = self.memory_hit_python
+        if _c_memory_hit is not None:
+            state = (entries, self._recent, self._counters, self._noted, self._name)
+            self.memory_hit = functools.partial(_c_memory_hit, state, self.memory_hit_python)
 
-    def memory_hit(self, fingerprint: int) -> Any:
-        """The memory tier's value for a fingerprint (counted, remembered), or MISS.
+    def memory_hit_python(self, fingerprint: int) -> Any:
+        """The memory tier's value for a fingerprint (counted, remembered), or MISS:
+        `memory_hit` in Python (the C form, `_memory_hit.h`, does a shared value's hit with
+        the same steps, and calls this for everything else).
 
         Equal to the flow's `memory_lookup` + `serve` for a call under no options.
         """

@@ -1,6 +1,7 @@
 /*
  * llmcache._speedups: the hit path's argument type scan, its key hash (XXH3-128, in
- * _xxh3.h) and the copy of a template result (_fresh_copy.h), in C.
+ * _xxh3.h), its memory hit on a shared value (_memory_hit.h) and the copy of a template
+ * result (_fresh_copy.h), in C.
  *
  * `needs_tags(obj)` is `llmcache._canonical.needs_tags` (the Python reference), made with the
  * same exact-type tests: whether orjson's own bytes for `obj` could also be another value's,
@@ -31,6 +32,7 @@
 #include <math.h>
 
 #include "_fresh_copy.h"
+#include "_memory_hit.h"
 #include "_xxh3.h"
 
 /* orjson refuses more than 254 nested lists and dicts: past this, no hit path has bytes. */
@@ -180,7 +182,17 @@ PyDoc_STRVAR(fresh_copy_doc,
              "fresh_copy(value, classes, /)\n--\n\n"
              "A deep copy of value: the C form of llmcache._fresh.fresh_copy.");
 
+PyDoc_STRVAR(memory_hit_doc,
+             "memory_hit(state, fallback, fingerprint, /)\n--\n\n"
+             "HotPath.memory_hit for a shared value (see _memory_hit.h); else fallback(fingerprint).");
+PyDoc_STRVAR(configure_hits_doc,
+             "configure_hits(not_shared, observer_list, last_contextvar, hit_batch, /)\n--\n\n"
+             "The constants memory_hit needs, given once by llmcache._hot.");
+
 static PyMethodDef speedups_methods[] = {
+    {"memory_hit", (PyCFunction)(void (*)(void))memory_hit, METH_FASTCALL, memory_hit_doc},
+    {"configure_hits", (PyCFunction)(void (*)(void))configure_hits, METH_FASTCALL,
+     configure_hits_doc},
     {"fresh_copy", (PyCFunction)(void (*)(void))fresh_copy, METH_FASTCALL, fresh_copy_doc},
     {"needs_tags", needs_tags, METH_O, needs_tags_doc},
     {"xxh3_128", (PyCFunction)(void (*)(void))xxh3_128, METH_FASTCALL, xxh3_128_doc},

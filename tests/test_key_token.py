@@ -130,3 +130,22 @@ def test_a_token_of_another_site_or_cache_is_never_taken(memory_cache: llmcache.
         theirs = stranger.site("test.token")
         assert theirs.get_by(token, REQUEST) is MISS
     assert mine.get_by(token, REQUEST) == "mine"
+
+
+def test_the_memory_hit_is_in_c_when_built_and_python_otherwise(
+    memory_cache: llmcache.Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+    import sys
+
+    from llmcache import _hot
+
+    hot = memory_cache.site("test.c_hit").hot
+    if os.environ.get("LLMCACHE_PURE_PYTHON", "") in ("", "0"):
+        assert isinstance(hot.memory_hit, functools.partial)
+        assert hot.memory_hit.args[1] == hot.memory_hit_python
+    monkeypatch.setenv("LLMCACHE_PURE_PYTHON", "1")
+    assert _hot._load_c_memory_hit() is None
+    monkeypatch.delenv("LLMCACHE_PURE_PYTHON")
+    monkeypatch.setitem(sys.modules, "llmcache._speedups", None)  # not built
+    assert _hot._load_c_memory_hit() is None

@@ -56,7 +56,7 @@ def test_the_c_scan_is_built_from_the_current_source() -> None:
     module = _speedups()
     source = b"".join(
         (ROOT / "llmcache" / name).read_bytes()
-        for name in ("_speedups.c", "_fresh_copy.h", "_xxh3.h")
+        for name in ("_speedups.c", "_fresh_copy.h", "_memory_hit.h", "_xxh3.h")
     )
     assert hashlib.sha256(source).hexdigest() == module.SOURCE_SHA256, (
         "llmcache._speedups was built from another version of _speedups.c or its headers: "
