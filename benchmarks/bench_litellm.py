@@ -154,7 +154,7 @@ def main() -> int:
             measure_interleaved(
                 {name: call for pair in pairs for name, call in ordered(pair, flip)},
                 batch=20,
-                rounds=30,
+                rounds=80,
             )
             for flip in (False, True)
         ]

@@ -728,3 +728,32 @@ def test_a_sync_miss_finds_its_calls_arguments_on_the_stack(cache: llmcache.Cach
     ask = {"model": "gpt-4o-mini", "messages": messages, "litellm_call_id": "call-1"}
     assert front.get_cache(**ask) is None
     assert seen and seen[0]["litellm_call_id"] == "call-1" and seen[0]["messages"] == messages
+
+
+def test_a_hit_is_a_fresh_copy_of_an_entry_parsed_once_and_templates_are_bounded(
+    cache: llmcache.Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmcache_litellm import _templates
+
+    monkeypatch.setattr(_templates, "MAX_TEMPLATES", 2)
+    monkeypatch.setattr(_templates, "MAX_TEMPLATE_BYTES", 16 * 100)
+    backend = LLMCacheBackend(cache)
+    value = {"timestamp": 1.0, "response": {"choices": [{"message": {"content": "hi"}}]}}
+    backend.set_cache("a" * 64, value)
+    first = backend.get_cache("a" * 64)
+    assert first == value and len(backend.templates.by_entry) == 1
+    first["response"]["choices"][0]["message"]["content"] = "changed by the caller"
+    first["response"]["choices"].append("more")
+    second = backend.get_cache("a" * 64)  # from the template: the caller's changes are not in it
+    assert second == value and second is not first
+    assert second["response"]["choices"] is not first["response"]["choices"]
+    for key in ("b", "c"):
+        backend.set_cache(key * 64, {"timestamp": 2.0, "response": {"n": key}})
+        assert backend.get_cache(key * 64) == {"timestamp": 2.0, "response": {"n": key}}
+    assert len(backend.templates.by_entry) == 2  # the oldest went first
+    large = {"timestamp": 3.0, "response": {"text": "x" * 200}}  # over 1/16 of the bytes
+    backend.set_cache("d" * 64, large)
+    assert backend.get_cache("d" * 64) == large == backend.get_cache("d" * 64)
+    assert all(b"x" * 200 not in entry for entry in backend.templates.by_entry)
+    assert backend.templates.first_parse(b"not json") is None
+    assert asyncio.run(backend.async_get_cache("a" * 64)) == value

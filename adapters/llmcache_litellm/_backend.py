@@ -46,6 +46,7 @@ from litellm.caching.caching import Cache as LiteLLMCache
 from llmcache.ext import MISS, Cache, CallSite, ConfigError, KeyToken, Usage, extension_state
 
 from ._flight import Batch, Claims, ensure_registered
+from ._templates import Templates
 from ._usage import usage_of
 
 __all__ = ["OWNER", "LLMCacheBackend"]
@@ -136,24 +137,14 @@ def _stored_form(value: Any) -> Any:
     """The entry's value: the JSON document of LiteLLM's value, as UTF-8 bytes.
 
     Bytes are immutable, so a memory hit hands out the stored object itself, and
-    `get_cache` parses a fresh copy with one orjson call: faster than the tiers' copy of a
-    nested dict. A value that is not JSON data is passed on as it is (llmcache then counts
-    it as unstorable and stores nothing).
+    `get_cache` hands LiteLLM a fresh copy of the entry parsed once (see _templates). A
+    value that is not JSON data is passed on as it is (llmcache then counts it as
+    unstorable and stores nothing).
     """
     try:
         return orjson.dumps(value)
     except TypeError:
         return value
-
-
-def _served(found: Any) -> Any:
-    """LiteLLM's value from an entry: a fresh dict for every hit."""
-    if isinstance(found, bytes):
-        try:
-            return orjson.loads(found)
-        except orjson.JSONDecodeError:  # not ours (written by hand): a miss
-            return None
-    return found
 
 
 def call_of_read() -> dict[str, Any] | None:
@@ -200,6 +191,11 @@ class LLMCacheBackend(BaseCache):
         self._default = self._site(namespace, ttl)
         # LiteLLM key -> its key token on the default site (see `_read`); bounded.
         self._tokens: dict[str, KeyToken] = {}
+        # Parsed entries: a hit is a fresh copy of one (see _templates).
+        templates = self.templates = Templates()
+        self._templates_get = templates.by_entry.get
+        self._copy = templates.copy
+        self._first_parse = templates.first_parse
         # Single-flight: the calls this process leads, claimed at their read (see _flight).
         self.claims = Claims()
 
@@ -262,12 +258,17 @@ class LLMCacheBackend(BaseCache):
         if claims.by_key:  # some call is being led: is one of them this thread's, now over?
             claims.next_call_of_thread(key)
         if type(found) is bytes:  # `_served`, inlined: every hit's
-            try:
-                return orjson.loads(found)
-            except orjson.JSONDecodeError:  # not ours (written by hand): a miss
-                return None
+            template = self._templates_get(found)
+            return self._copy(template) if template is not None else self._first_parse(found)
         if found is MISS:
             return self._lead(key)
+        return found
+
+    def _served(self, found: Any) -> Any:
+        """LiteLLM's value from an entry: a fresh dict for every hit."""
+        if type(found) is bytes:
+            template = self._templates_get(found)
+            return self._copy(template) if template is not None else self._first_parse(found)
         return found
 
     def _read(self, key: str) -> Any:
@@ -306,7 +307,7 @@ class LLMCacheBackend(BaseCache):
         found = self.claims.lead(
             self._site_for(key, _call_ttl(call)), key, call_id if isinstance(call_id, str) else None
         )
-        return None if found is MISS else _served(found)
+        return None if found is MISS else self._served(found)
 
     async def async_get_cache(self, key: str, **kwargs: Any) -> Any:
         batched: tuple[Batch, tuple[str, int]] | None = kwargs.get(OWNER)
@@ -324,7 +325,7 @@ class LLMCacheBackend(BaseCache):
             if task is not None:
                 claims.next_call_of_task(task, key)
         if found is not MISS:
-            return _served(found)
+            return self._served(found)
         self._started(key)
         task = asyncio.current_task()
         if _no_store(kwargs) or task is None:  # LiteLLM awaits its reads in a task
@@ -339,7 +340,7 @@ class LLMCacheBackend(BaseCache):
         try:  # done however the read ends (cancelled too): the next inputs take their turn
             found = await self._site_for(key).aget({"key": key})
             if found is not MISS:
-                return _served(found)
+                return self._served(found)
             self._started(key)
             await batch.turn(entry)
             return await self._alead(self._site_for(key), key, None, batch.task)
@@ -352,7 +353,7 @@ class LLMCacheBackend(BaseCache):
         found = await self.claims.alead(
             site, key, call_id if isinstance(call_id, str) else None, task
         )
-        return None if found is MISS else _served(found)
+        return None if found is MISS else self._served(found)
 
     def batch_get_cache(self, keys: list[str], **kwargs: Any) -> list[Any]:
         return [self.get_cache(key) for key in keys]
