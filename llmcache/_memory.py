@@ -75,10 +75,10 @@ def _charge(key: Hashable, record: Record) -> int:
     shared = record.shared
     if shared is not NOT_SHARED and not isinstance(shared, _SINGLETONS):
         size += _held(shared)
-    # The metadata as a dict: a record from a tier has only its JSON until the ledger reads
-    # it at the first memory hit, and then keeps the dict. Parsed now, so it is counted.
-    meta = record.meta
-    size += _held(meta) + sum(_held(value) for value in meta.values())
+    # The metadata is held as its JSON (counted above), unless JSON cannot carry it.
+    meta = record.meta_dict
+    if meta is not None:
+        size += _held(meta) + sum(_held(value) for value in meta.values())
     return size
 
 

@@ -92,10 +92,21 @@ class Record:
     ) -> None:
         self.value_json = value_json
         self.tag = tag
-        # Metadata arrives as a dict (from a real call) or as JSON (from a tier).
-        self._meta: dict[str, Any] | None = meta if isinstance(meta, dict) else None
-        # The stored metadata JSON (b"" for a record made from a real call).
-        self.meta_json = meta if isinstance(meta, bytes) else b""
+        # Metadata arrives as a dict (from a real call) or as JSON (from a tier), and is held
+        # as JSON either way: a dict of the call's usage, cost and argument hashes takes
+        # about 600 bytes more per entry than its JSON (the memory tier's 1 KiB budget). It
+        # is parsed when read (`meta`): by the ledger once per entry per batch of hits, by
+        # `llmcache.info`, by replay's hints. Only metadata JSON cannot carry stays a dict.
+        self._meta: dict[str, Any] | None = None
+        self.meta_json = b""
+        if isinstance(meta, bytes):
+            self.meta_json = meta
+        elif meta:
+            try:
+                # Copied to a block of its own size: orjson's output keeps its buffer's slack.
+                self.meta_json = memoryview(orjson.dumps(meta)).tobytes()
+            except TypeError:
+                self._meta = meta
         self.created = created
         self.expires = expires
         self.signed_key = signed_key
@@ -109,9 +120,12 @@ class Record:
     def meta(self) -> dict[str, Any]:
         """Model, usage, cost and latency of the call that produced this entry."""
         meta = self._meta
-        if meta is None:
-            meta = self._meta = parse_meta(self.meta_json)
-        return meta
+        return parse_meta(self.meta_json) if meta is None else meta
+
+    @property
+    def meta_dict(self) -> dict[str, Any] | None:
+        """The metadata this record holds as a dict: only what JSON cannot carry; else None."""
+        return self._meta
 
     @property
     def meta_identity(self) -> Any:
@@ -136,7 +150,8 @@ def encode_entry(record: Record, aead: AESGCM, compress_above: int) -> bytes:
     """The encrypted bytes of a record (lz4-compressed first when larger than
     `compress_above`), bound to the key it is stored under, `record.signed_key`."""
     tag = record.tag.encode()
-    meta = orjson.dumps(record.meta) if record.meta else b""
+    held = record.meta_dict
+    meta = record.meta_json if held is None else (orjson.dumps(held) if held else b"")
     expires = 0.0 if record.expires == NO_EXPIRY else record.expires
     plaintext = b"".join(
         (_HEAD.pack(record.created, expires, len(tag), len(meta)), tag, meta, record.value_json)
