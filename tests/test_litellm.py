@@ -757,3 +757,35 @@ def test_a_hit_is_a_fresh_copy_of_an_entry_parsed_once_and_templates_are_bounded
     assert all(b"x" * 200 not in entry for entry in backend.templates.by_entry)
     assert backend.templates.first_parse(b"not json") is None
     assert asyncio.run(backend.async_get_cache("a" * 64)) == value
+
+
+def test_tokens_and_templates_hold_under_threads(
+    cache: llmcache.Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from llmcache_litellm import _backend, _templates
+
+    monkeypatch.setattr(_backend, "_MAX_TOKENS", 8)
+    monkeypatch.setattr(_templates, "MAX_TEMPLATES", 8)
+    backend = LLMCacheBackend(cache)
+    for n in range(40):
+        backend.set_cache(f"{n:064x}", {"timestamp": 1.0, "response": {"n": n}})
+    errors: list[BaseException] = []
+
+    def read(offset: int) -> None:
+        try:
+            for i in range(1500):
+                n = (i * 7 + offset) % 60  # 40 stored, 20 never stored
+                expected = {"timestamp": 1.0, "response": {"n": n}} if n < 40 else None
+                assert backend.get_cache(f"{n:064x}") == expected
+        except BaseException as error:  # reported below, not lost in the thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(backend._tokens) <= 8 and len(backend.templates.by_entry) <= 8

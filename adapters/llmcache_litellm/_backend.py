@@ -289,11 +289,10 @@ class LLMCacheBackend(BaseCache):
         token = self._default.token({"key": key})
         if token is not None:
             tokens = self._tokens
-            if len(tokens) >= _MAX_TOKENS:
-                with self._lock:
-                    while len(tokens) >= _MAX_TOKENS:  # the oldest go first
-                        tokens.pop(next(iter(tokens)), None)
-            tokens[key] = token
+            with self._lock:  # every write: the eviction below iterates the dict
+                while len(tokens) >= _MAX_TOKENS:  # the oldest go first
+                    tokens.pop(next(iter(tokens)), None)
+                tokens[key] = token
         return token
 
     def _lead(self, key: str) -> Any:
