@@ -759,6 +759,23 @@ def test_a_hit_is_a_fresh_copy_of_an_entry_parsed_once_and_templates_are_bounded
     assert asyncio.run(backend.async_get_cache("a" * 64)) == value
 
 
+def test_an_entry_nested_deeper_than_a_copy_goes_is_parsed_on_every_hit(
+    cache: llmcache.Cache,
+) -> None:
+    backend = LLMCacheBackend(cache)
+    deep: Any = "leaf"
+    for _ in range(80):  # deeper than fresh_copy copies: no template, never an error
+        deep = [deep]
+    nested = {"timestamp": 4.0, "response": {"tool_args": deep}}
+    backend.set_cache("e" * 64, nested)
+    shallow = {"timestamp": 4.0, "response": {"tool_args": ["leaf"]}}
+    backend.set_cache("f" * 64, shallow)
+    assert backend.get_cache("e" * 64) == nested == backend.get_cache("e" * 64)
+    assert backend.get_cache("f" * 64) == shallow
+    assert [b"tool_args" in entry for entry in backend.templates.by_entry] == [True]
+    assert all(b"leaf" in e and e.count(b"[") < 10 for e in backend.templates.by_entry)
+
+
 def test_tokens_and_templates_hold_under_threads(
     cache: llmcache.Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,15 @@ MAX_TEMPLATE_BYTES = 16 * 1024 * 1024
 _PLAIN_DATA: frozenset[type] = frozenset()  # JSON data only: no objects to copy
 
 
+def _copies(value: Any) -> bool:
+    """Whether `fresh_copy` copies `value` (JSON nested deeper than it goes does not)."""
+    try:
+        fresh_copy(value, _PLAIN_DATA)
+    except TypeError:
+        return False
+    return True
+
+
 class Templates:
     """Parsed entries by their bytes (equal bytes, equal JSON), for one backend."""
 
@@ -48,7 +57,8 @@ class Templates:
             value = orjson.loads(entry)
         except orjson.JSONDecodeError:
             return None
-        if len(entry) <= MAX_TEMPLATE_BYTES // 16:  # a huge entry is parsed every time
+        if len(entry) <= MAX_TEMPLATE_BYTES // 16 and _copies(value):
+            # (A huge entry, or one nested past what `fresh_copy` copies, is parsed each time.)
             with self._lock:
                 if entry not in self.by_entry:
                     self.by_entry[entry] = orjson.loads(entry)  # private: never handed out
