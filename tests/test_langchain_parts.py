@@ -236,3 +236,21 @@ def test_key_tokens_are_kept_for_repeated_lookups_bounded_and_never_outlive_a_cl
     assert ours.lookup("z" * 150, "m") == answer  # through the kept token
     ours.clear()
     assert ours.lookup("z" * 150, "m") is None  # the token is stale: keyed anew, a miss
+
+
+def test_async_lookups_keep_and_use_key_tokens_too() -> None:
+    import asyncio
+
+    ours = LangChainCache(llmcache.Cache(workspace="atokens", tiers=["memory"]))
+    answer = [Generation(text="stored")]
+
+    async def run() -> list[Any]:
+        await ours.aupdate("p", "m", answer)
+        first = await ours.alookup("p", "m")
+        second = await ours.alookup("p", "m")  # through the token the first one kept
+        await ours.aclear()
+        return [first, second, ("p", "m") in ours._tokens, await ours.alookup("p", "m")]
+
+    first, second, kept, after_clear = asyncio.run(run())
+    assert first == second == answer and first is not second and kept
+    assert after_clear is None  # the kept token is stale after the clear: a miss

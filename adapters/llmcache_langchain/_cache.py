@@ -170,7 +170,13 @@ class LangChainCache(BaseCache):
         """`lookup` for coroutines: the tiers are read, and identical calls of other tasks
         waited for, without blocking the event loop."""
         request = {"prompt": prompt, "llm_string": llm_string}
-        found = await self._site.aget(request)
+        token = self._tokens.get((prompt, llm_string))
+        if token is None:
+            token = self._remember_token(prompt, llm_string, request)
+        if token is None:
+            found = await self._site.aget(request)
+        else:
+            found = await self._site.aget_by(token, request)
         tasks = self._tasks
         if tasks:  # some task holds a claim: is it this one, from an earlier call?
             task = asyncio.current_task()
